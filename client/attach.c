@@ -1,0 +1,140 @@
+/* attach.c: mapping a heap's segment and setting up a process's side of it.
+ *
+ * Overview: shm/malloc.h. The data memfd is mapped read-write, the meta memfd
+ * read-only (the heap side passes an O_RDONLY descriptor and seals the memfd
+ * against future writes, so neither mprotect nor a new mapping can make it
+ * writable). Both headers are checked before anything else is read.
+ */
+#define _GNU_SOURCE
+#include "client.h"
+
+#include <errno.h>    /* errno */
+#include <stdatomic.h> /* atomic_fetch_add */
+#include <stdlib.h>   /* free */
+#include <string.h>   /* memset */
+#include <sys/mman.h> /* mmap */
+#include <sys/stat.h> /* fstat */
+
+static _Atomic uint64_t next_id = 1;
+
+/* Map the data memfd at an address aligned to an arena (64 MiB), so that a
+ * pointer is exactly as aligned as its offset: page-aligned spans give
+ * page-aligned large objects, and arenas can use huge pages. Reserves
+ * size + alignment of address space (free), maps over it, trims the rest. */
+static char *map_aligned(int fd, uint64_t size)
+{
+    uint64_t span = size + GS_ARENA_SIZE;
+    char *r = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) return NULL;
+    uintptr_t a = ((uintptr_t)r + GS_ARENA_SIZE - 1) & ~(uintptr_t)(GS_ARENA_SIZE - 1);
+    char *p = mmap((void *)a, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        munmap(r, span);
+        errno = e;
+        return NULL;
+    }
+    if ((char *)a > r) munmap(r, (size_t)((char *)a - r));
+    char *end = (char *)a + size, *rend = r + span;
+    if (rend > end) munmap(end, (size_t)(rend - end));
+    return p;
+}
+
+int gs_client_map(struct goshm *h, int data_fd, int meta_fd)
+{
+    struct stat ds, ms;
+    if (fstat(data_fd, &ds) != 0 || fstat(meta_fd, &ms) != 0) return -errno;
+    if ((uint64_t)ds.st_size < GS_HEADER_SIZE || (uint64_t)ms.st_size < GS_META_HDR_SIZE) return -EPROTO;
+    h->data_size = (uint64_t)ds.st_size;
+    h->meta_size = (uint64_t)ms.st_size;
+    h->data = map_aligned(data_fd, h->data_size);
+    if (!h->data) return -errno;
+    char *meta = mmap(NULL, h->meta_size, PROT_READ, MAP_SHARED | MAP_NORESERVE, meta_fd, 0);
+    if (meta == MAP_FAILED) { int e = errno; gs_client_unmap(h); return -e; }
+    h->meta = meta;
+    h->hdr = (gs_seg_header_t *)h->data;
+    h->mhdr = (const gs_meta_header_t *)h->meta;
+    const gs_seg_header_t *d = h->hdr;
+    const gs_meta_header_t *m = h->mhdr;
+    if (d->magic != GS_SEG_MAGIC || m->magic != GS_META_MAGIC || d->abi_version != GS_ABI_VERSION ||
+        m->abi_version != GS_ABI_VERSION || d->epoch != m->epoch || d->page_size != GS_PAGE_SIZE ||
+        d->reserve_size != h->data_size || d->meta_size != h->meta_size ||
+        d->arena_off + (d->max_pages << GS_PAGE_SHIFT) > h->data_size ||
+        m->pagemap_off + d->max_pages * 4u > h->meta_size ||
+        m->spans_off + m->max_spans * sizeof(gs_mspan_t) > h->meta_size) {
+        gs_client_unmap(h);
+        return -EPROTO;
+    }
+    h->arena_off = d->arena_off;
+    h->max_spans = m->max_spans;
+    h->pagemap = (const _Atomic uint32_t *)(h->meta + m->pagemap_off);
+    h->spans = (const gs_mspan_t *)(h->meta + m->spans_off);
+    return 0;
+}
+
+void gs_client_unmap(struct goshm *h)
+{
+    if (h->data) munmap(h->data, h->data_size);
+    if (h->meta) munmap((void *)h->meta, h->meta_size);
+    h->data = NULL;
+    h->meta = NULL;
+}
+
+static void thread_exit(void *arg)
+{
+    gs_mcache_t *c = arg;
+    struct goshm *h = c->heap;
+    gs_mcache_flush(h, c);
+    pthread_mutex_lock(&h->lock);
+    if (c->prev) c->prev->next = c->next;
+    else h->caches = c->next;
+    if (c->next) c->next->prev = c->prev;
+    pthread_mutex_unlock(&h->lock);
+    free(c);
+}
+
+int gs_client_init(struct goshm *h)
+{
+    h->slotp = (gs_slot_t *)(h->data + h->hdr->slots_off + (uint64_t)h->slot * h->hdr->slot_size);
+    h->id = atomic_fetch_add(&next_id, 1);
+    int rc = pthread_key_create(&h->key, thread_exit);
+    if (rc) return -rc;
+    pthread_mutex_init(&h->lock, NULL);
+    h->caches = NULL;
+    return 0;
+}
+
+void gs_client_fini(struct goshm *h)
+{
+    /* Every thread must be done with h (the contract of goshm_detach). */
+    pthread_mutex_lock(&h->lock);
+    gs_mcache_t *c = h->caches;
+    h->caches = NULL;
+    pthread_mutex_unlock(&h->lock);
+    while (c) {
+        gs_mcache_t *n = c->next;
+        gs_mcache_flush(h, c);
+        free(c);
+        c = n;
+    }
+    pthread_key_delete(h->key);
+    pthread_mutex_destroy(&h->lock);
+    if (gs_tls_id == h->id) {
+        gs_tls_id = 0;
+        gs_tls_cache = NULL;
+    }
+}
+
+int goshm_detach(goshm_t *h)
+{
+    if (!h || !h->detach) {
+        errno = EINVAL;
+        return -1;
+    }
+    int rc = h->detach(h);
+    if (rc < 0) {
+        errno = -rc;
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,105 @@
+/* client.h: libgoshm's private state: the attached heap, mcaches, the seam.
+ *
+ * Overview: shm/malloc.h. The cache side reaches the heap side only through
+ * the seam (gs_seam_ops_t): refill a span class, hand a span back, allocate a
+ * large object. Frees need no seam call at all: they set bits in side records
+ * and push span ids on the notice stack, both in shared memory.
+ */
+#ifndef GOSHM_CLIENT_H
+#define GOSHM_CLIENT_H
+
+#include <pthread.h>   /* pthread_key_t, pthread_mutex_t */
+#include <stdbool.h>   /* bool */
+#include <sys/types.h> /* pid_t */
+
+#include "../shm/mspan.h"
+#include "../shm/report.h"
+#include "goshm/goshm.h"
+
+typedef struct gs_seam_ops {
+    /* Hand back span `give_back` (0: none) and get a span of `spanclass`
+     * with free slots. 0 or -errno. */
+    int (*refill)(void *seam, uint32_t spanclass, uint32_t give_back, uint32_t *sid);
+    /* Hand back a cached span. 0 or -errno. */
+    int (*release)(void *seam, uint32_t sid);
+    /* A span of npages for one large object. 0 or -errno. */
+    int (*large_alloc)(void *seam, uint64_t npages, uint32_t *sid);
+    /* The notice stack went from empty to non-empty (may be NULL). */
+    void (*kick)(void *seam);
+    /* Close the seam: the heap side reclaims the slot. */
+    int (*close)(void *seam);
+} gs_seam_ops_t;
+
+typedef struct gs_mcache {
+    gs_cspan_t alloc[GS_NUM_SPAN_CLASSES];
+    /* The tiny allocator: the current 16-byte block and whether its second
+     * half is still to be handed out. */
+    char *tiny_next;     /* second half of the current block, or NULL */
+    uint32_t tiny_block; /* its index in the tiny span */
+    struct goshm *heap;
+    struct gs_mcache *next, *prev; /* the heap's list, under heap->lock */
+} gs_mcache_t;
+
+struct goshm {
+    char *data;                      /* data memfd, read-write */
+    uint64_t data_size;
+    const char *meta;                /* meta memfd, read-only */
+    uint64_t meta_size;
+    gs_seg_header_t *hdr;
+    const gs_meta_header_t *mhdr;
+    const _Atomic uint32_t *pagemap;
+    const gs_mspan_t *spans;
+    uint64_t arena_off, max_spans;
+    uint32_t slot;
+    gs_slot_t *slotp;
+    const gs_seam_ops_t *ops;
+    void *seam;
+    uint64_t id;                     /* unique per attach in this process */
+    pthread_key_t key;               /* this thread's mcache */
+    pthread_mutex_t lock;            /* guards caches */
+    gs_mcache_t *caches;
+    int (*detach)(struct goshm *h);  /* the seam's way to detach */
+};
+
+/* "attach.c": map a heap's memfds (data read-write, meta read-only) and
+ * check their headers. 0 or -errno. */
+int gs_client_map(struct goshm *h, int data_fd, int meta_fd);
+void gs_client_unmap(struct goshm *h);
+/* Set up the per-thread machinery once the mapping and seam are in place. */
+int gs_client_init(struct goshm *h);
+void gs_client_fini(struct goshm *h);
+
+/* "mcache.c" */
+gs_mcache_t *gs_mcache_slow(struct goshm *h);
+void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass);
+void gs_mcache_flush(struct goshm *h, gs_mcache_t *c);
+
+/* "tiny.c" */
+void *gs_tiny_alloc(struct goshm *h, gs_mcache_t *c, bool *zero);
+void gs_tiny_retire(struct goshm *h, gs_mcache_t *c);
+
+/* "free.c" */
+typedef struct gs_lookup {
+    uint64_t off;
+    uint32_t sid;
+    const gs_mspan_t *span;
+    gs_side_t *side;
+    uint32_t idx;       /* slot index (tiny: half index) */
+} gs_lookup_t;
+/* Find the live object p points to the start of; NULL reason on success,
+ * else why it is not one (for the bad-free report). */
+const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out);
+void gs_notice_push(struct goshm *h, gs_side_t *side, uint32_t sid);
+
+extern __thread uint64_t gs_tls_id;
+extern __thread gs_mcache_t *gs_tls_cache;
+
+static inline gs_mcache_t *gs_mcache_get(struct goshm *h)
+{
+    if (gs_likely(gs_tls_id == h->id)) return gs_tls_cache;
+    return gs_mcache_slow(h);
+}
+
+static inline char *gs_heap_base(struct goshm *h) { return h->data; }
+
+#endif /* GOSHM_CLIENT_H */

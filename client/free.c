@@ -1,0 +1,128 @@
+/* free.c: freeing from any thread of any process, and object lookup.
+ *
+ * Overview: shm/malloc.h ("Freeing"). The lookup reads only the read-only
+ * meta mapping and the side record; every step is range-checked, so a pointer
+ * that is not a live object is reported, never followed into the heap's
+ * structures. The one write is an atomic OR (or, for tiny halves, an atomic
+ * AND) into the side record, plus a notice push when no mcache owns the span.
+ */
+#include "client.h"
+
+#include <errno.h> /* errno */
+
+const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out)
+{
+    const char *cp = p;
+    out->sid = 0;
+    out->span = NULL;
+    if (cp < h->data + h->arena_off || cp >= h->data + h->data_size) return "pointer outside the heap";
+    uint64_t off = (uint64_t)(cp - h->data);
+    out->off = off;
+    uint64_t page = (off - h->arena_off) >> GS_PAGE_SHIFT;
+    if (page >= gs_load_acquire(&h->mhdr->xheap_pages)) return "pointer beyond the grown heap";
+    /* Acquire: pairs with the heap side's release store of the page map, so
+     * the span record's first line is complete. */
+    uint32_t sid = gs_load_acquire(&h->pagemap[page]);
+    if (sid == 0 || sid >= h->max_spans) return "no span at this page";
+    const gs_mspan_t *m = &h->spans[sid];
+    out->sid = sid;
+    out->span = m;
+    if (m->state != GS_SPAN_SMALL && m->state != GS_SPAN_LARGE) return "pointer into free pages";
+    uint64_t span_bytes = (uint64_t)m->npages << GS_PAGE_SHIFT;
+    if (off < m->base_off || off - m->base_off >= span_bytes || m->side_off < h->hdr->side_off ||
+        m->side_off >= h->hdr->side_off + h->hdr->side_size)
+        return "pointer outside its span";
+    uint64_t rel = off - m->base_off;
+    out->side = (gs_side_t *)(h->data + m->side_off);
+    if (m->state == GS_SPAN_LARGE) {
+        if (rel != 0) return "interior pointer into a large object";
+        out->idx = 0;
+        return NULL;
+    }
+    if (gs_spanclass_tiny(m->spanclass)) {
+        if (rel % GS_TINY_HALF != 0 || rel / GS_TINY_HALF >= 2u * (uint64_t)m->nelems) return "interior pointer";
+        out->idx = (uint32_t)(rel / GS_TINY_HALF);
+        return NULL;
+    }
+    uint32_t idx = gs_divide(rel, m->divmagic);
+    if (idx >= m->nelems || (uint64_t)idx * m->elemsize != rel) return "interior pointer";
+    out->idx = idx;
+    return NULL;
+}
+
+void gs_notice_push(struct goshm *h, gs_side_t *side, uint32_t sid)
+{
+    uint32_t zero = 0;
+    /* Once per sweep: the heap side clears xqueued before it sweeps. */
+    if (!gs_cas_seqcst(&side->xqueued, &zero, 1u)) return;
+    uint32_t head = gs_load_relaxed(&h->hdr->xnotice_head);
+    do {
+        gs_store_relaxed(&side->xnext, head);
+        /* Release: the heap side's acquire exchange then sees xnext. */
+    } while (!gs_cas_release(&h->hdr->xnotice_head, &head, sid));
+    if (head == 0 && h->ops->kick) h->ops->kick(h->seam);
+}
+
+static void bad_free(const char *why, const gs_lookup_t *l)
+{
+    gs_report_bad_free(why, l->off, l->sid, l->span ? gs_spanclass_sizeclass(l->span->spanclass) : 0);
+}
+
+void goshm_free(goshm_t *h, void *p)
+{
+    if (!p) return;
+    gs_lookup_t l;
+    const char *why = gs_lookup(h, p, &l);
+    if (gs_unlikely(why != NULL)) {
+        bad_free(why, &l);
+        return;
+    }
+    const gs_mspan_t *m = l.span;
+    gs_side_t *side = l.side;
+    _Atomic uint64_t *alloc = gs_side_alloc(side);
+    _Atomic uint64_t *freed = gs_side_freed(side, m->awords);
+
+    if (gs_spanclass_tiny(m->spanclass)) {
+        uint64_t bit = UINT64_C(1) << (l.idx % 64u);
+        uint64_t old = gs_fetch_and_seqcst(&freed[l.idx / 64u], ~bit);
+        if (!(old & bit)) {
+            bad_free("double free (tiny object not live)", &l);
+            return;
+        }
+        uint64_t partner = UINT64_C(1) << ((l.idx ^ 1u) % 64u);
+        if (!(old & partner) && gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, side, l.sid);
+        return;
+    }
+
+    uint32_t w = l.idx / 64u;
+    uint64_t bit = UINT64_C(1) << (l.idx % 64u);
+    /* Is the slot allocated? Either allocBits says so, or it is below the
+     * owner's published freeindex (acquire: pairs with the sweep's release
+     * store of freeindex = 0 after it folded those slots into allocBits). */
+    if (!(gs_load_relaxed(&alloc[w]) & bit)) {
+        uint32_t fi = gs_load_acquire(&side->xfreeindex);
+        if (l.idx >= fi && !(gs_load_relaxed(&alloc[w]) & bit)) {
+            bad_free("double free (slot not allocated)", &l);
+            return;
+        }
+    }
+    uint64_t old = gs_fetch_or_seqcst(&freed[w], bit);
+    if (old & bit) {
+        bad_free("double free", &l);
+        return;
+    }
+    if (m->state == GS_SPAN_LARGE) gs_fetch_add_relaxed(&h->slotp->xlarge_frees, 1);
+    /* seq_cst after the seq_cst OR: either we see the owner's clearing store
+     * (and notify), or the heap side's sweep that follows it sees our bit. */
+    if (gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, side, l.sid);
+}
+
+size_t goshm_usable_size(goshm_t *h, const void *p)
+{
+    if (!p) return 0;
+    gs_lookup_t l;
+    if (gs_lookup(h, p, &l) != NULL) return 0;
+    if (l.span->state == GS_SPAN_LARGE) return (size_t)(l.span->npages64 << GS_PAGE_SHIFT);
+    if (gs_spanclass_tiny(l.span->spanclass)) return GS_TINY_HALF;
+    return l.span->elemsize;
+}

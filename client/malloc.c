@@ -1,0 +1,128 @@
+/* malloc.c: the malloc family of the public API.
+ *
+ * Overview: shm/malloc.h ("Allocating a small object"). The fast path is
+ * goshm_malloc -> gs_mcache_get (a thread-local compare) -> size class
+ * lookup -> gs_cspan_next_free_fast: no locks, no atomic read-modify-write,
+ * no system call; one relaxed store publishes freeindex.
+ */
+#include "client.h"
+
+#include <errno.h>  /* errno */
+#include <string.h> /* memset, memcpy */
+
+static void *large_alloc(goshm_t *h, size_t size, bool *zero)
+{
+    uint64_t npages = ((uint64_t)size + GS_PAGE_SIZE - 1u) >> GS_PAGE_SHIFT;
+    if (size > (SIZE_MAX >> 1) || npages > h->hdr->max_pages) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uint32_t sid;
+    int rc = h->ops->large_alloc(h->seam, npages, &sid);
+    if (rc) {
+        errno = -rc;
+        return NULL;
+    }
+    if (sid == 0 || sid >= h->max_spans) gs_throw("large_alloc returned a bad span id");
+    gs_fetch_add_relaxed(&h->slotp->xlarge_allocs, 1);
+    const gs_mspan_t *m = &h->spans[sid];
+    *zero = !m->needzero;
+    return h->data + m->base_off;
+}
+
+/* Allocate `size` bytes; *zero tells whether the memory is known zero. */
+static inline void *alloc_impl(goshm_t *h, size_t size, bool *zero)
+{
+    if (gs_likely(size - 1u < GS_MAX_SMALL_SIZE)) {
+        gs_mcache_t *c = gs_mcache_get(h);
+        if (gs_unlikely(!c)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (size <= GS_TINY_HALF) return gs_tiny_alloc(h, c, zero);
+        uint32_t sc = gs_spanclass(gs_size_to_class(size), 0);
+        gs_cspan_t *s = &c->alloc[sc];
+        void *p = gs_cspan_next_free_fast(s);
+        if (gs_unlikely(!p)) p = gs_mcache_next_free(h, c, sc);
+        *zero = !s->needzero;
+        return p;
+    }
+    if (size == 0) return alloc_impl(h, 1, zero); /* a unique, freeable pointer */
+    return large_alloc(h, size, zero);
+}
+
+void *goshm_malloc(goshm_t *h, size_t size)
+{
+    bool zero;
+    return alloc_impl(h, size, &zero);
+}
+
+void *goshm_calloc(goshm_t *h, size_t nmemb, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(nmemb, size, &n)) {
+        errno = EOVERFLOW;
+        return NULL;
+    }
+    bool zero;
+    void *p = alloc_impl(h, n, &zero);
+    if (p && !zero) memset(p, 0, n);
+    return p;
+}
+
+void *goshm_realloc(goshm_t *h, void *p, size_t size)
+{
+    if (!p) return goshm_malloc(h, size);
+    if (size == 0) { /* as glibc: free and return NULL */
+        goshm_free(h, p);
+        return NULL;
+    }
+    gs_lookup_t l;
+    const char *why = gs_lookup(h, p, &l);
+    if (why) {
+        gs_report_bad_free(why, l.off, l.sid, l.span ? gs_spanclass_sizeclass(l.span->spanclass) : 0);
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t have = goshm_usable_size(h, p);
+    /* Keep the block when it fits and is not more than twice too large. */
+    if (size <= have && size >= have / 2u) return p;
+    void *q = goshm_malloc(h, size);
+    if (!q) return NULL; /* the old block is intact */
+    memcpy(q, p, size < have ? size : have);
+    goshm_free(h, p);
+    return q;
+}
+
+void *goshm_aligned_alloc(goshm_t *h, size_t alignment, size_t size)
+{
+    if (alignment == 0 || (alignment & (alignment - 1u)) != 0 || alignment > GS_PAGE_SIZE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (alignment <= 16u) return goshm_malloc(h, size < alignment ? alignment : size);
+    size_t need = size < alignment ? alignment : size;
+    if (need <= GS_MAX_SMALL_SIZE) {
+        /* Spans start on heap pages (8 KiB), so a class whose size is a
+         * multiple of the alignment yields only aligned slots. */
+        for (uint32_t c = gs_size_to_class(need); c < GS_NUM_SIZE_CLASSES; c++)
+            if (gs_class_size[c] % alignment == 0) return goshm_malloc(h, gs_class_size[c]);
+    }
+    /* Large objects are page aligned. */
+    return goshm_malloc(h, need > GS_MAX_SMALL_SIZE ? need : GS_MAX_SMALL_SIZE + 1u);
+}
+
+goshm_off_t goshm_off(goshm_t *h, const void *p)
+{
+    const char *cp = p;
+    if (!p || cp < h->data + h->arena_off || cp >= h->data + h->data_size) return GOSHM_NULL;
+    return (goshm_off_t)(cp - h->data);
+}
+
+void *goshm_ptr(goshm_t *h, goshm_off_t off)
+{
+    if (off == GOSHM_NULL || off < h->arena_off || off >= h->data_size) return NULL;
+    return h->data + off;
+}
+
+int goshm_version(void) { return GOSHM_VERSION; }

@@ -1,0 +1,100 @@
+/* mcache.c: the per-thread cache of spans and its refill path.
+ *
+ * Overview: shm/malloc.h ("Allocating a small object", steps 3 and 4). An
+ * mcache belongs to one thread of one attached heap; nothing in it is shared,
+ * so it needs no lock. Its spans' side records are shared: see shm/mspan.h.
+ */
+#include "client.h"
+
+#include <errno.h>  /* errno */
+#include <stdlib.h> /* calloc */
+
+__thread uint64_t gs_tls_id;
+__thread gs_mcache_t *gs_tls_cache;
+
+gs_mcache_t *gs_mcache_slow(struct goshm *h)
+{
+    gs_mcache_t *c = pthread_getspecific(h->key);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c) return NULL;
+        c->heap = h;
+        pthread_mutex_lock(&h->lock);
+        c->next = h->caches;
+        if (h->caches) h->caches->prev = c;
+        h->caches = c;
+        pthread_mutex_unlock(&h->lock);
+        pthread_setspecific(h->key, c);
+    }
+    gs_tls_id = h->id;
+    gs_tls_cache = c;
+    return c;
+}
+
+static void account_pass(struct goshm *h, gs_cspan_t *s)
+{
+    uint32_t n = gs_cspan_handed_out(s);
+    if (n) gs_fetch_add_relaxed(&h->slotp->stats[gs_spanclass_sizeclass(s->spanclass)].xallocs, n);
+}
+
+static void load_span(struct goshm *h, gs_cspan_t *s, uint32_t sid)
+{
+    const gs_mspan_t *m = &h->spans[sid];
+    gs_cspan_init(s, m, (gs_side_t *)(h->data + m->side_off), h->data + m->base_off, sid);
+}
+
+/* Sweep the exhausted span this mcache caches. Keeps it when the sweep freed
+ * at least 1/8 of its slots: fewer would make every few allocations pay for a
+ * sweep, so such a span goes back to its mcentral instead. */
+static bool sweep_local(struct goshm *h, gs_cspan_t *s)
+{
+    const gs_mspan_t *m = &h->spans[s->sid];
+    uint32_t merged = 0;
+    account_pass(h, s);
+    uint32_t live = gs_span_sweep(s->side, s->nelems, m->awords, gs_spanclass_tiny(s->spanclass), s->freeindex, &merged);
+    if (merged) gs_fetch_add_relaxed(&h->slotp->stats[gs_spanclass_sizeclass(s->spanclass)].xfrees, merged);
+    uint32_t want = s->nelems / 8u ? s->nelems / 8u : 1u;
+    if (s->nelems - live < want) return false;
+    load_span(h, s, s->sid);
+    s->needzero = 1; /* slots that were freed are dirty */
+    return true;
+}
+
+void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
+{
+    gs_cspan_t *s = &c->alloc[spanclass];
+    uint32_t give_back = 0;
+    if (s->sid) {
+        uint32_t idx = gs_cspan_next_free_index(s);
+        if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
+        if (sweep_local(h, s)) {
+            idx = gs_cspan_next_free_index(s);
+            if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
+        }
+        give_back = s->sid;
+        *s = (gs_cspan_t){0};
+    }
+    uint32_t sid;
+    int rc = h->ops->refill(h->seam, spanclass, give_back, &sid);
+    if (rc) {
+        errno = -rc;
+        return NULL;
+    }
+    if (sid == 0 || sid >= h->max_spans) gs_throw("refill returned a bad span id");
+    load_span(h, s, sid);
+    uint32_t idx = gs_cspan_next_free_index(s);
+    if (idx >= s->nelems) gs_throw("refill returned a span without free slots");
+    return s->base + (size_t)idx * s->elemsize;
+}
+
+void gs_mcache_flush(struct goshm *h, gs_mcache_t *c)
+{
+    gs_tiny_retire(h, c);
+    for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++) {
+        gs_cspan_t *s = &c->alloc[sc];
+        if (!s->sid) continue;
+        account_pass(h, s);
+        h->ops->release(h->seam, s->sid);
+        *s = (gs_cspan_t){0};
+    }
+}

@@ -1,0 +1,97 @@
+/* heap.h: the heap side of goshm (mheap, arenas, mcentrals, scavenger).
+ *
+ * Overview: shm/malloc.h. One gs_heap_t owns the two memfds of one heap and
+ * every structure clients cannot be trusted with. It is single-threaded by
+ * design: the daemon calls it from its event loop; the in-process seam used
+ * by tests and benchmarks (client/seam_local.c) holds a mutex around it.
+ *
+ * Every function that takes a span id, span class, slot or size from a client
+ * validates it and returns -EINVAL (or -ENOMEM, -ENOSPC) instead of trusting it.
+ */
+#ifndef GOSHM_HEAP_H
+#define GOSHM_HEAP_H
+
+#include <stdbool.h> /* bool */
+#include <stddef.h>  /* size_t */
+#include <stdint.h>  /* uint*_t */
+
+#include "../shm/segment.h"
+
+typedef struct gs_heap gs_heap_t;
+
+typedef struct gs_heap_config {
+    uint64_t size;             /* heap capacity in bytes (rounded up to arenas) */
+    uint32_t max_slots;        /* client slots, <= GS_MAX_SLOTS */
+    uint64_t scavenge_delay_ns; /* idle free runs older than this are released */
+} gs_heap_config_t;
+
+/* Create a heap: two memfds, sized and sealed, header written. Returns NULL
+ * and sets errno on failure; err (if not NULL) gets a message. */
+gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen);
+void gs_heap_destroy(gs_heap_t *h);
+
+int gs_heap_data_fd(const gs_heap_t *h);
+int gs_heap_meta_fd(const gs_heap_t *h);
+uint64_t gs_heap_data_size(const gs_heap_t *h);
+uint64_t gs_heap_meta_size(const gs_heap_t *h);
+
+/* Client slots. claim returns a slot index or -ENOSPC; reclaim returns every
+ * span the slot cached to its mcentral (slots the client had not handed out,
+ * known from its published freeindex, become free again) and frees the slot. */
+int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid);
+int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot);
+bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
+
+/* The seam's requests. Each returns 0 or -errno. */
+int gs_heap_refill(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t *sid);
+int gs_heap_release(gs_heap_t *h, uint32_t slot, uint32_t sid);
+int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *sid);
+/* Handle a span that gained frees while uncached (also the notice stack). */
+int gs_heap_notice(gs_heap_t *h, uint32_t sid);
+
+/* Drain the notice stack; returns the number of spans handled. */
+uint32_t gs_heap_drain_notices(gs_heap_t *h);
+/* Sweep up to `budget` spans of the full lists (finds frees whose notice was
+ * lost with a dying freer). Returns spans swept. */
+uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget);
+/* Release idle free runs that have been idle at least `min_idle_ns`;
+ * returns bytes released. */
+uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns);
+uint64_t gs_heap_scavenge_delay(const gs_heap_t *h);
+
+typedef struct gs_class_stats {
+    uint32_t size;
+    uint64_t objects_in_use;
+    uint64_t allocs;
+    uint64_t frees;
+    uint64_t spans;
+} gs_class_stats_t;
+
+typedef struct gs_heap_stats {
+    uint64_t reserved_bytes;   /* heap capacity (the reservation) */
+    uint64_t grown_bytes;      /* arenas grown */
+    uint64_t committed_bytes;  /* heap pages backed by memory */
+    uint64_t in_use_bytes;     /* bytes in live objects' slots and large spans */
+    uint64_t span_bytes;       /* pages in in-use spans */
+    uint64_t idle_bytes;       /* free pages still backed */
+    uint64_t released_bytes;   /* free pages given back (grown but unbacked) */
+    uint64_t metadata_bytes;   /* committed header, slots, side records, meta memfd */
+    uint64_t large_objects;
+    uint64_t large_allocs, large_frees;
+    uint64_t spans_in_use;
+    uint64_t notices;          /* notice-stack entries handled */
+    uint64_t bad_requests;     /* malformed client requests rejected */
+    gs_class_stats_t classes[GS_NUM_SIZE_CLASSES];
+} gs_heap_stats_t;
+
+/* Statistics: walks the in-use spans (linear, for goshmctl; not hot). */
+void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st);
+
+/* Check every invariant of the page heap and the mcentrals; returns 0 or
+ * -EFAULT after printing what is broken. Linear; for tests. */
+int gs_heap_check(gs_heap_t *h);
+
+/* Memfd bytes actually backed (st_blocks * 512), data and meta. */
+uint64_t gs_heap_backed_bytes(const gs_heap_t *h);
+
+#endif /* GOSHM_HEAP_H */

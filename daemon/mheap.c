@@ -1,0 +1,329 @@
+/* mheap.c: the page heap: free runs of 8 KiB pages, arenas, commit, scavenging.
+ *
+ * Overview: shm/malloc.h. Go finds free pages with a radix tree of summaries
+ * over a bitmap (mpagealloc.go): O(log) searches that prefer low addresses,
+ * which Go needs because its scavenger and heap growth work by address. We
+ * keep free runs as span records in two-level segregated-fit bins (TLSF: a
+ * first level per power of two, 16 linear sub-bins per level, a bitmap for
+ * each), which gives O(1) allocation and free with bounded waste (a run found
+ * is at most 1/16 larger than asked for before the split), and coalesce
+ * neighbours in O(1) through boundary tags: the page map entries of a free
+ * run's first and last page name its record. Nothing scans the heap. Our
+ * scavenger works on whole free runs, oldest first, so address order buys us
+ * nothing that would pay for the radix tree's extra levels.
+ *
+ * Arenas of 64 MiB are grown contiguously from heap page 0, so a new arena
+ * coalesces with a free run at the top of the previous one and large spans can
+ * cross arenas. The page map (meta memfd) is the arena index: heap page ->
+ * span id; it is committed an arena at a time before the arena is used.
+ *
+ * Page states (GS_PAGE_*) follow Go's memory states: a page is RELEASED
+ * (Prepared) until a span is carved over it, when it is committed with
+ * fallocate; a freed span's pages stay READY (idle) until the scavenger
+ * punches them out again. needzero is derived from this: a span all of whose
+ * pages were RELEASED is zero.
+ */
+#include "heap_internal.h"
+
+#include <errno.h>  /* ENOMEM */
+#include <string.h> /* memset */
+
+/* ---- TLSF bins ---------------------------------------------------------- */
+
+static void mapping(uint64_t n, uint32_t *fl, uint32_t *sl)
+{
+    if (n < GS_TLSF_SL) {
+        *fl = 0;
+        *sl = (uint32_t)n;
+    } else {
+        uint32_t f = 63u - (uint32_t)__builtin_clzll(n);
+        *fl = f - GS_TLSF_SL_LOG + 1u;
+        *sl = (uint32_t)(n >> (f - GS_TLSF_SL_LOG)) - GS_TLSF_SL;
+    }
+}
+
+static void bin_insert(gs_heap_t *h, uint32_t sid)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    uint32_t fl, sl;
+    mapping(s->npages, &fl, &sl);
+    uint32_t head = h->bins[fl][sl];
+    s->next = head;
+    s->prev = 0;
+    if (head) gs_span(h, head)->prev = sid;
+    h->bins[fl][sl] = sid;
+    h->fl_bitmap |= 1u << fl;
+    h->sl_bitmap[fl] |= 1u << sl;
+    s->list = GS_LIST_BIN;
+}
+
+static void bin_remove(gs_heap_t *h, uint32_t sid)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    uint32_t fl, sl;
+    mapping(s->npages, &fl, &sl);
+    if (s->prev) gs_span(h, s->prev)->next = s->next;
+    else h->bins[fl][sl] = s->next;
+    if (s->next) gs_span(h, s->next)->prev = s->prev;
+    if (!h->bins[fl][sl]) {
+        h->sl_bitmap[fl] &= ~(1u << sl);
+        if (!h->sl_bitmap[fl]) h->fl_bitmap &= ~(1u << fl);
+    }
+    s->next = s->prev = 0;
+    s->list = GS_LIST_NONE;
+}
+
+/* A free run of at least n pages, or 0. Rounds n up to the next sub-bin
+ * boundary so that any run in the bin found is large enough. */
+static uint32_t bin_find(gs_heap_t *h, uint64_t n)
+{
+    if (n >= GS_TLSF_SL) {
+        uint32_t f = 63u - (uint32_t)__builtin_clzll(n);
+        n += (UINT64_C(1) << (f - GS_TLSF_SL_LOG)) - 1u;
+    }
+    uint32_t fl, sl;
+    mapping(n, &fl, &sl);
+    if (fl >= GS_TLSF_FL) return 0;
+    uint32_t slmap = h->sl_bitmap[fl] & (~0u << sl);
+    if (!slmap) {
+        uint32_t flmap = fl + 1u < GS_TLSF_FL ? h->fl_bitmap & (~0u << (fl + 1u)) : 0;
+        if (!flmap) return 0;
+        fl = (uint32_t)__builtin_ctz(flmap);
+        slmap = h->sl_bitmap[fl];
+    }
+    sl = (uint32_t)__builtin_ctz(slmap);
+    return h->bins[fl][sl];
+}
+
+/* ---- scavenge list: free runs with READY pages, oldest first ----------- */
+
+static void scav_append(gs_heap_t *h, uint32_t sid)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    s->scav_next = 0;
+    s->scav_prev = h->scav_tail;
+    if (h->scav_tail) gs_span(h, h->scav_tail)->scav_next = sid;
+    else h->scav_head = sid;
+    h->scav_tail = sid;
+}
+
+static void scav_remove(gs_heap_t *h, uint32_t sid)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    if (!s->ready_pages) return;
+    if (s->scav_prev) gs_span(h, s->scav_prev)->scav_next = s->scav_next;
+    else h->scav_head = s->scav_next;
+    if (s->scav_next) gs_span(h, s->scav_next)->scav_prev = s->scav_prev;
+    else h->scav_tail = s->scav_prev;
+    s->scav_next = s->scav_prev = 0;
+}
+
+/* ---- free runs --------------------------------------------------------- */
+
+static void set_tags(gs_heap_t *h, uint32_t sid)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    gs_store_release(&h->pagemap[s->start], sid);
+    gs_store_release(&h->pagemap[s->start + s->npages - 1u], sid);
+}
+
+/* Insert [start, start+npages) as a free run with `ready` READY pages,
+ * coalescing with free neighbours. `sid` is a record to reuse (or 0). */
+static void free_run(gs_heap_t *h, uint32_t sid, uint64_t start, uint64_t npages, uint64_t ready,
+                     uint64_t now)
+{
+    if (start > 0) {
+        uint32_t l = gs_load_relaxed(&h->pagemap[start - 1]);
+        gs_mspan_t *ls = l ? gs_span(h, l) : NULL;
+        if (ls && ls->state == GS_SPAN_FREE && ls->start + ls->npages == start) {
+            bin_remove(h, l);
+            scav_remove(h, l);
+            start = ls->start;
+            npages += ls->npages;
+            ready += ls->ready_pages;
+            if (sid) gs_span_record_free(h, l);
+            else sid = l;
+        }
+    }
+    uint64_t end = start + npages;
+    if (end < h->heap_pages) {
+        uint32_t r = gs_load_relaxed(&h->pagemap[end]);
+        gs_mspan_t *rs = r ? gs_span(h, r) : NULL;
+        if (rs && rs->state == GS_SPAN_FREE && rs->start == end && r != sid) {
+            bin_remove(h, r);
+            scav_remove(h, r);
+            npages += rs->npages;
+            ready += rs->ready_pages;
+            if (sid) gs_span_record_free(h, r);
+            else sid = r;
+        }
+    }
+    if (!sid) sid = gs_span_record_alloc(h);
+    if (!sid) gs_throw("out of span records while freeing pages");
+    gs_mspan_t *s = gs_span(h, sid);
+    memset(s, 0, sizeof *s);
+    s->state = GS_SPAN_FREE;
+    s->start = (uint32_t)start;
+    s->npages = (uint32_t)npages;
+    s->ready_pages = (uint32_t)ready;
+    s->freed_at_ns = now;
+    set_tags(h, sid);
+    bin_insert(h, sid);
+    if (ready) scav_append(h, sid);
+}
+
+/* Grow the heap by whole arenas so that a run of n pages exists. */
+static int grow(gs_heap_t *h, uint64_t n)
+{
+    uint64_t arenas = (n + GS_PAGES_PER_ARENA - 1) / GS_PAGES_PER_ARENA;
+    uint64_t add = arenas * GS_PAGES_PER_ARENA;
+    if (h->heap_pages + add > h->max_pages) return -ENOMEM;
+    /* Commit the arena index (page map) for the new arenas first. */
+    uint64_t lo = h->mhdr->pagemap_off + h->heap_pages * 4u;
+    uint64_t len = add * 4u;
+    int rc = gs_sys_commit(h->meta_fd, lo, len);
+    if (rc) return rc;
+    h->meta_committed += len;
+    uint64_t start = h->heap_pages;
+    h->heap_pages += add;
+    h->free_pages += add;
+    /* Clients index the page map only below xheap_pages (acquire). */
+    gs_store_release(&h->mhdr->xheap_pages, h->heap_pages);
+    free_run(h, 0, start, add, 0, gs_now_ns());
+    return 0;
+}
+
+int gs_mheap_init(gs_heap_t *h)
+{
+    (void)h;
+    return 0;
+}
+
+/* Commit the RELEASED pages of [start, start+n); returns 0 or -ENOMEM (with
+ * nothing committed that the caller must undo: committed pages are simply
+ * READY and stay accounted). *dirty is set if any page was READY. */
+static int commit_pages(gs_heap_t *h, uint64_t start, uint64_t n, bool *dirty)
+{
+    uint64_t p = start, end = start + n;
+    *dirty = false;
+    while (p < end) {
+        if (h->pagestate[p] == GS_PAGE_READY) {
+            *dirty = true;
+            p++;
+            continue;
+        }
+        uint64_t q = p;
+        while (q < end && h->pagestate[q] == GS_PAGE_RELEASED) q++;
+        int rc = gs_sys_commit(h->data_fd, gs_page_off(h, p), (q - p) << GS_PAGE_SHIFT);
+        if (rc) return rc;
+        memset(h->pagestate + p, GS_PAGE_READY, q - p);
+        h->ready_pages += q - p;
+        p = q;
+    }
+    return 0;
+}
+
+static uint64_t count_ready(const gs_heap_t *h, uint64_t start, uint64_t n)
+{
+    uint64_t c = 0;
+    for (uint64_t p = start; p < start + n; p++) c += h->pagestate[p] == GS_PAGE_READY;
+    return c;
+}
+
+int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *out)
+{
+    if (npages == 0 || npages > h->max_pages || npages > UINT32_MAX) return -ENOMEM;
+    uint32_t sid = bin_find(h, npages);
+    if (!sid) {
+        int rc = grow(h, npages);
+        if (rc) return rc;
+        sid = bin_find(h, npages);
+        if (!sid) return -ENOMEM;
+    }
+    gs_mspan_t *s = gs_span(h, sid);
+    bin_remove(h, sid);
+    scav_remove(h, sid);
+    uint64_t start = s->start, total = s->npages, ready_total = s->ready_pages;
+    uint64_t now = gs_now_ns();
+    uint64_t ready_mine = ready_total ? count_ready(h, start, npages) : 0;
+
+    /* Split: the tail goes back as its own free run. */
+    if (total > npages) {
+        uint32_t rest = gs_span_record_alloc(h);
+        if (!rest) {
+            free_run(h, sid, start, total, ready_total, s->freed_at_ns);
+            return -ENOMEM;
+        }
+        gs_mspan_t *r = gs_span(h, rest);
+        r->state = GS_SPAN_FREE;
+        r->start = (uint32_t)(start + npages);
+        r->npages = (uint32_t)(total - npages);
+        r->ready_pages = (uint32_t)(ready_total - ready_mine);
+        r->freed_at_ns = s->freed_at_ns;
+        set_tags(h, rest);
+        bin_insert(h, rest);
+        if (r->ready_pages) scav_append(h, rest);
+    }
+    h->free_pages -= npages;
+    h->idle_ready_pages -= ready_mine;
+
+    bool dirty;
+    int rc = commit_pages(h, start, npages, &dirty);
+    if (rc) {
+        /* Out of memory: give the run back; pages committed so far stay READY. */
+        uint64_t ready_now = count_ready(h, start, npages);
+        h->free_pages += npages;
+        h->idle_ready_pages += ready_now;
+        free_run(h, sid, start, npages, ready_now, now);
+        return rc;
+    }
+    memset(s, 0, sizeof *s);
+    s->start = (uint32_t)start;
+    s->npages = (uint32_t)npages;
+    s->npages64 = npages;
+    s->needzero = dirty;
+    s->base_off = gs_page_off(h, start);
+    *out = sid;
+    return 0;
+}
+
+void gs_mheap_publish(gs_heap_t *h, uint32_t sid)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    /* Release: a client that reads sid from the page map with acquire sees
+     * the record's first line as written above. */
+    for (uint64_t p = s->start; p < (uint64_t)s->start + s->npages; p++) gs_store_release(&h->pagemap[p], sid);
+}
+
+void gs_mheap_free(gs_heap_t *h, uint32_t sid)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    uint64_t start = s->start, n = s->npages;
+    uint64_t ready = count_ready(h, start, n);
+    h->free_pages += n;
+    h->idle_ready_pages += ready;
+    /* The interior page map entries keep naming this record; every reader
+     * range-checks against the record it finds, so stale entries are safe. */
+    free_run(h, sid, start, n, ready, gs_now_ns());
+}
+
+uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
+{
+    uint64_t now = gs_now_ns(), released = 0;
+    uint32_t sid = h->scav_head;
+    while (sid) {
+        gs_mspan_t *s = gs_span(h, sid);
+        uint32_t next = s->scav_next;
+        if (now - s->freed_at_ns < min_idle_ns) break; /* the rest are younger */
+        if (gs_sys_release(h->data_fd, gs_page_off(h, s->start), (uint64_t)s->npages << GS_PAGE_SHIFT) == 0) {
+            released += (uint64_t)s->ready_pages << GS_PAGE_SHIFT;
+            h->ready_pages -= s->ready_pages;
+            h->idle_ready_pages -= s->ready_pages;
+            scav_remove(h, sid);
+            s->ready_pages = 0;
+            memset(h->pagestate + s->start, GS_PAGE_RELEASED, s->npages);
+        }
+        sid = next;
+    }
+    return released;
+}

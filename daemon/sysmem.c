@@ -1,0 +1,41 @@
+/* sysmem.c: Go's OS abstraction layer, for memory that lives in a memfd.
+ *
+ * Overview: shm/malloc.h ("Memory states"). A memfd's pages are shared by
+ * every process that maps it, so the transitions act on the file, not on a
+ * mapping:
+ *   Prepared -> Ready   fallocate(fd, 0, off, len): backs the pages now, so
+ *                       that running out is ENOMEM here rather than SIGBUS at
+ *                       the first touch in some client.
+ *   Ready -> Prepared   fallocate(PUNCH_HOLE | KEEP_SIZE): frees the pages
+ *                       for every mapping at once (MADV_DONTNEED only drops
+ *                       one process's page-table entries of a shared page).
+ */
+#define _GNU_SOURCE
+#include "heap_internal.h"
+
+#include <errno.h>   /* errno */
+#include <fcntl.h>   /* fallocate, FALLOC_FL_* */
+#include <time.h>    /* clock_gettime */
+
+int gs_sys_commit(int fd, uint64_t off, uint64_t len)
+{
+    if (len == 0) return 0;
+    if (fallocate(fd, 0, (off_t)off, (off_t)len) == 0) return 0;
+    /* tmpfs says ENOSPC when full; a memory cgroup says ENOMEM. Either way
+     * the heap is out of memory. */
+    return (errno == ENOSPC || errno == ENOMEM || errno == EFBIG) ? -ENOMEM : -errno;
+}
+
+int gs_sys_release(int fd, uint64_t off, uint64_t len)
+{
+    if (len == 0) return 0;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0) return 0;
+    return -errno;
+}
+
+uint64_t gs_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,122 @@
+/* malloc.h: the overview of the goshm engine, and its common constants.
+ *
+ * goshm is the Go runtime's allocator (malloc.go, mheap.go, mcentral.go,
+ * mcache.go, mbitmap.go) stretched across processes. Read this comment before
+ * any other engine file; each of them opens with a pointer back here.
+ *
+ * Glossary
+ * --------
+ *   heap page    8 KiB (GS_PAGE_SIZE), the mheap's unit. Not the OS page (4 KiB).
+ *   arena        64 MiB of heap pages; the heap grows by whole arenas,
+ *                contiguously from low offsets, so large spans may cross arenas.
+ *   span         a run of heap pages: free (owned by the mheap), small (split
+ *                into equal slots of one size class) or large (one object).
+ *   slot         one elemsize-sized place in a small span; an object is a slot
+ *                that has been handed out.
+ *   span class   size class * 2 + tiny. Class 0 is "large". The tiny variant of
+ *                the 16-byte class holds tiny blocks (see "Tiny objects").
+ *   offset       goshm_off_t, a byte offset into the data segment. Pointers are
+ *                never stored in shared memory; offset 0 is the header, so 0
+ *                is null.
+ *   mheap        the page heap (daemon/mheap.c): free runs, arenas, commit and
+ *                scavenging.
+ *   mcentral     one per span class (daemon/mcentral.c): uncached spans with
+ *                free slots (partial) and without (full).
+ *   mcache       per thread (client/mcache.c): one cached span per span class.
+ *   side record  per span, in client-writable memory (shm/segment.h): the
+ *                allocBits, the freed bits that remote frees set, the
+ *                published freeindex and the owner word.
+ *
+ * Who owns what
+ * -------------
+ *   data memfd   header, client slots, side records, arenas. Mapped read-write
+ *                by every client. The daemon never trusts what it reads there.
+ *   meta memfd   page map (page -> span id) and span records (gs_mspan_t).
+ *                Written only by the heap side; clients get an O_RDONLY
+ *                descriptor and map it PROT_READ, so they cannot corrupt the
+ *                page heap.
+ *   daemon heap  the mheap's free-run bins, per-page states, mcentral lists:
+ *                private memory of the process that owns the heap.
+ *
+ * Allocating a small object (client/malloc.c)
+ * -------------------------------------------
+ *   1. Round the size up to a size class (gs_size_to_class, tables generated
+ *      by tools/mksizeclasses.c). Sizes 1..8 go to the tiny allocator.
+ *   2. nextFreeFast on the thread's cached span of that class: ctz of the
+ *      64-bit allocCache, bump freeindex, publish freeindex with one relaxed
+ *      store in the side record. No locks, no atomic RMW, no system call.
+ *   3. nextFree: reload allocCache from allocBits at freeindex. If the span is
+ *      exhausted, sweep it locally (merge its freed bits into allocBits); if
+ *      that found free slots keep going.
+ *   4. Otherwise refill through the seam (client/seam.h): hand the span back
+ *      and ask its mcentral for another; the mcentral sweeps a partial span
+ *      or carves a new one from the mheap, which grows by arenas.
+ *   Large objects (> 32 KiB) go to the mheap through the seam.
+ *
+ * Freeing, from any thread of any process (client/free.c)
+ * ---------------------------------------------------------
+ *   offset -> page -> span id (page map, acquire) -> span record -> object
+ *   index by magic-reciprocal multiply -> check the object is allocated ->
+ *   one atomic OR into the span's freed bitmap. A bit already set is a double
+ *   free. If no mcache owns the span, the freer pushes the span id on the
+ *   segment's lock-free notice stack (once per sweep), so that the mcentral
+ *   finds spans that gained frees in O(1), without scanning the heap.
+ *   Large objects take the same path: their one freed bit sends the notice,
+ *   and the mheap takes the pages back when it drains the stack.
+ *
+ * Sweeping (shm/mspan.c)
+ * ----------------------
+ *   Go sweeps after marking; we sweep after explicit frees. A sweep folds
+ *   the slots below freeindex into allocBits, publishes freeindex = 0, then
+ *   clears allocBits where freed bits are set and clears those freed bits.
+ *   Each step is idempotent, so a sweeper that dies halfway loses nothing:
+ *   the next sweep finishes the job.
+ *
+ * Zeroing (needzero)
+ * ------------------
+ *   Pages come from the mheap either released (punched with
+ *   FALLOC_FL_PUNCH_HOLE, or never committed: they read as zero) or dirty.
+ *   A span records needzero if any of its pages was dirty; calloc skips the
+ *   memset on slots of a span that is known zero. A slot freed and reused is
+ *   dirty.
+ *
+ * Memory states (Go's OS abstraction layer, daemon/mheap.c)
+ * ---------------------------------------------------------
+ *   Reserved   inside the memfd's size (ftruncate: sparse, costs nothing) but
+ *              beyond the arenas grown so far.
+ *   Prepared   in a grown arena but not backed: released pages.
+ *   Ready      backed by fallocate() before any page is handed out, so a full
+ *              tmpfs or memory limit is ENOMEM at the heap side, never SIGBUS
+ *              in a client. Idle free runs return to Prepared by punching
+ *              holes (MADV_DONTNEED does not free shared pages).
+ *
+ * Tiny objects (client/tiny.c)
+ * ----------------------------
+ *   Go packs tiny pointer-free objects into 16-byte blocks and cannot free
+ *   them one by one. Our contract asks for 8-byte alignment of every object,
+ *   so a tiny block holds two 8-byte halves. Tiny spans use their freed
+ *   bitmap as one "live" bit per half: the mcache sets both bits when it
+ *   takes a block, clears the half it never used when it moves on, and a free
+ *   clears the half's bit; the block is free once both bits are clear.
+ */
+#ifndef GOSHM_MALLOC_H
+#define GOSHM_MALLOC_H
+
+#include <stdint.h> /* uint*_t */
+
+#include "sizeclasses.h" /* GS_PAGE_SHIFT, GS_PAGE_SIZE, size classes */
+
+#define GS_ARENA_SHIFT 26
+#define GS_ARENA_SIZE  (UINT64_C(1) << GS_ARENA_SHIFT) /* 64 MiB */
+#define GS_PAGES_PER_ARENA (GS_ARENA_SIZE >> GS_PAGE_SHIFT)
+#define GS_NUM_SPAN_CLASSES (GS_NUM_SIZE_CLASSES * 2)
+#define GS_TINY_SIZE   16u  /* a tiny block */
+#define GS_TINY_HALF   8u   /* one tiny object: C's minimum malloc alignment */
+#define GS_TINY_CLASS  2u   /* the 16-byte size class */
+#define GS_TINY_SPANCLASS (GS_TINY_CLASS * 2 + 1)
+
+static inline uint32_t gs_spanclass(uint32_t sizeclass, int tiny) { return sizeclass * 2 + (tiny ? 1u : 0u); }
+static inline uint32_t gs_spanclass_sizeclass(uint32_t sc) { return sc >> 1; }
+static inline int gs_spanclass_tiny(uint32_t sc) { return (int)(sc & 1); }
+
+#endif /* GOSHM_MALLOC_H */

@@ -1,0 +1,33 @@
+/* report.h: goshm's error reporter and throw; neither allocates.
+ *
+ * Overview: shm/malloc.h. Recoverable errors are returned (NULL or -1 with
+ * errno at the API boundary). Broken invariants of this process throw. A bad
+ * free (a pointer that is not a live object of this heap) is reported with its
+ * offset, span and size class; by default the process then aborts, and with
+ * GOSHM_DEBUG=badfree=warn it continues. It never corrupts the heap.
+ */
+#ifndef GOSHM_REPORT_H
+#define GOSHM_REPORT_H
+
+#include <stdint.h> /* uint*_t */
+
+/* Print "goshm: <msg>" and abort. msg must be a constant string. */
+_Noreturn void gs_throw(const char *msg);
+
+enum { GS_BADFREE_ABORT = 0, GS_BADFREE_WARN = 1 };
+
+/* How bad frees are handled; parsed once from GOSHM_DEBUG. */
+int gs_badfree_mode(void);
+
+/* Counter of reported bad frees in this process (tests read it). */
+uint64_t gs_badfree_count(void);
+
+/* Report a bad free: why, the offset freed, its span id (0 if none) and size
+ * class; then abort unless GOSHM_DEBUG=badfree=warn. */
+void gs_report_bad_free(const char *why, uint64_t off, uint32_t sid, uint32_t sizeclass);
+
+/* Write a formatted line to stderr without allocating (a small subset of
+ * printf: %s %u %lu %llu %x %lx %llx %d %ld). */
+void gs_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* GOSHM_REPORT_H */

@@ -1,0 +1,211 @@
+/* segment.h: the layout of the two shared memfds, pinned by static asserts.
+ *
+ * Overview: shm/malloc.h. Every structure here is shared between processes.
+ * Each field says who writes it, how it is ordered and what a writer that
+ * dies halfway leaves behind. Bump GS_ABI_VERSION whenever a layout changes.
+ *
+ * Data memfd (read-write for every client):
+ *   [0, 64 KiB)                 gs_seg_header_t
+ *   [slots_off, +max_slots*SLOT) client slots (gs_slot_t)
+ *   [side_off, +side_size)      side records, carved by daemon/fixalloc.c
+ *   [arena_off, reserve_size)   arenas; arena_off is 64 MiB aligned
+ *
+ * Meta memfd (read-write for the heap side, O_RDONLY for clients):
+ *   [0, 4 KiB)                  gs_meta_header_t
+ *   [pagemap_off, ...)          uint32_t span id per heap page (0: none)
+ *   [spans_off, ...)            gs_mspan_t per span id (id 0 unused)
+ */
+#ifndef GOSHM_SEGMENT_H
+#define GOSHM_SEGMENT_H
+
+#include <stddef.h> /* offsetof */
+#include <stdint.h> /* uint*_t */
+
+#include "atomic.h"
+#include "malloc.h"
+
+#define GS_SEG_MAGIC  UINT64_C(0x4745534d48534f47) /* "GOSHMSEG" */
+#define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
+#define GS_ABI_VERSION 1u
+
+#define GS_HEADER_SIZE   (64u * 1024u)
+#define GS_SLOT_SIZE     (64u * 1024u)
+#define GS_MAX_SLOTS     128u
+#define GS_META_HDR_SIZE 4096u
+
+/* ---- data memfd: header ------------------------------------------------ */
+
+typedef struct gs_seg_header {
+    /* Written once by the heap side before the segment is shared; read-only
+     * afterwards. Clients check magic and abi_version before using anything. */
+    uint64_t magic;
+    uint32_t abi_version;
+    uint32_t page_size;      /* GS_PAGE_SIZE */
+    uint64_t arena_size;     /* GS_ARENA_SIZE */
+    uint64_t reserve_size;   /* size of the data memfd */
+    uint64_t slots_off;
+    uint32_t max_slots;
+    uint32_t slot_size;
+    uint64_t side_off;
+    uint64_t side_size;
+    uint64_t arena_off;      /* offset of heap page 0 */
+    uint64_t max_pages;      /* heap pages the reservation can hold */
+    uint64_t meta_size;      /* size of the meta memfd */
+    uint64_t epoch;          /* changes with every heap instance */
+    uint8_t  pad0[2 * GS_CACHELINE - 104];
+
+    /* The notice stack: span ids (+1; 0 = empty) of spans that gained frees
+     * while no mcache owned them. Multi-producer (any freer, any process),
+     * single consumer (the heap side), Treiber push with a release CAS, pop of
+     * the whole chain with one acquire exchange, so there is no ABA. The link
+     * lives in the span's side record (xnext). A pusher that dies after its
+     * CAS has pushed completely; one that dies before it leaves the span's
+     * xqueued flag set and the span unpushed: the heap side's background
+     * sweep of the full lists (daemon/mcentral.c) finds it. */
+    _Alignas(GS_CACHELINE) _Atomic uint32_t xnotice_head;
+    uint8_t pad1[GS_CACHELINE - 4];
+} gs_seg_header_t;
+
+_Static_assert(offsetof(gs_seg_header_t, xnotice_head) == 128, "header layout");
+_Static_assert(sizeof(gs_seg_header_t) == 192, "header layout");
+
+/* ---- data memfd: client slots ---------------------------------------- */
+
+/* Per-class counters a client publishes. Written by the client (relaxed
+ * adds), read by the heap side for statistics only: values are untrusted and
+ * never feed any decision. A dying client leaves them as they were. */
+typedef struct gs_slot_class_stats {
+    _Atomic uint64_t xallocs;   /* objects handed out */
+    _Atomic uint64_t xfrees;    /* freed bits merged by this client's sweeps */
+} gs_slot_class_stats_t;
+
+typedef struct gs_slot {
+    /* Written by the heap side when it hands the slot out (before the client
+     * learns its index) and when it reclaims it. */
+    uint32_t pid;
+    uint32_t generation;
+    uint8_t  pad0[GS_CACHELINE - 8];
+    gs_slot_class_stats_t stats[GS_NUM_SIZE_CLASSES];
+    _Atomic uint64_t xlarge_allocs;
+    _Atomic uint64_t xlarge_frees;
+} gs_slot_t;
+
+_Static_assert(sizeof(gs_slot_t) <= GS_SLOT_SIZE, "slot too large");
+
+/* ---- data memfd: side records ---------------------------------------- */
+
+/* One per in-use span, allocated by the heap side from size buckets
+ * (daemon/fixalloc.c) in client-writable memory. The heap side reads every
+ * field as untrusted input: indices are clamped, bitmaps are masked to nelems,
+ * and the span id is checked against the trusted span record.
+ *
+ * Bitmaps follow the header: alloc[words], then freed[fwords].
+ *   alloc  bit i: slot i was allocated at the last sweep. Written only by the
+ *          span's current owner (the mcache caching it, or the heap side
+ *          while no mcache does), with relaxed atomic stores so that a
+ *          concurrent free's validity check reads whole words.
+ *   freed  bit i: slot i was freed since the last sweep. Set by any freer
+ *          with one atomic OR; cleared by the owner's sweep with an atomic AND
+ *          of exactly the bits it merged. For tiny spans it is the live-half
+ *          bitmap (two bits per 16-byte block), see shm/malloc.h.
+ */
+typedef struct gs_side {
+    /* Line 0: written by the owner only. xfreeindex is published with one
+     * relaxed store before each slot is handed out: slots below it may be in
+     * use, so after a crash the heap side frees exactly the slots at or above
+     * it that allocBits does not mark. xtiny is the owner's current tiny block
+     * (index + 1 in the high 32 bits; halves handed out in bits 0-1). */
+    _Atomic uint32_t xfreeindex;
+    uint32_t pad0;
+    _Atomic uint64_t xtiny;
+    uint8_t  pad1[GS_CACHELINE - 16];
+
+    /* Line 1: shared with freers. xowner is the slot index + 1 of the mcache
+     * caching this span, 0 when the mcentral has it (written by the heap side,
+     * seq_cst, read seq_cst by freers after their OR: Dekker pairing with the
+     * heap side's sweep after it clears the owner). xqueued is 1 while the span
+     * is on the notice stack or about to be (CAS by freers, cleared seq_cst by
+     * the heap side before it sweeps). xnext links the notice stack. xsid is
+     * the span id, written by the heap side, for cross-checking. */
+    _Alignas(GS_CACHELINE) _Atomic uint32_t xowner;
+    _Atomic uint32_t xqueued;
+    _Atomic uint32_t xnext;
+    _Atomic uint32_t xsid;
+    uint8_t  pad2[GS_CACHELINE - 16];
+
+    _Atomic uint64_t bits[]; /* alloc words, then freed words */
+} gs_side_t;
+
+_Static_assert(offsetof(gs_side_t, xowner) == 64, "side layout");
+_Static_assert(sizeof(gs_side_t) == 128, "side layout");
+
+/* ---- meta memfd ----------------------------------------------------- */
+
+enum {
+    GS_SPAN_DEAD  = 0, /* record not in use */
+    GS_SPAN_FREE  = 1, /* a free run owned by the mheap */
+    GS_SPAN_SMALL = 2, /* split into slots of one span class */
+    GS_SPAN_LARGE = 3, /* one large object */
+};
+
+/* A span record. The first line is what clients read (to find and check the
+ * object on free and to build their cache on refill): the heap side writes it
+ * while the span is not reachable from the page map or any mcache, then
+ * publishes the span with release stores of the page map entries. It does not
+ * change while the span is in use. The second line is the heap side's own
+ * bookkeeping and is never read by clients. */
+typedef struct gs_mspan {
+    uint32_t start;      /* first heap page */
+    uint32_t npages;
+    uint8_t  state;      /* GS_SPAN_* */
+    uint8_t  spanclass;  /* gs_spanclass(); 0 for large */
+    uint8_t  needzero;   /* at hand-out: some slot may be dirty */
+    uint8_t  awords;     /* 64-bit words of the alloc bitmap */
+    uint16_t nelems;     /* slots (1 for large) */
+    uint8_t  fwords;     /* 64-bit words of the freed bitmap */
+    uint8_t  pad0;
+    uint32_t elemsize;   /* bytes per slot (span bytes for large) */
+    uint32_t divmagic;   /* (off * divmagic) >> 32 == off / elemsize */
+    uint64_t base_off;   /* offset of slot 0 */
+    uint64_t side_off;   /* offset of the side record, 0 for free runs */
+    uint64_t npages64;   /* npages for large spans that do not fit 32 bits */
+    uint8_t  pad1[8];
+
+    /* Heap side only. */
+    uint32_t next, prev;   /* free-run bin, mcentral list or owner list */
+    uint32_t owner;        /* slot + 1 caching it; trusted copy of xowner */
+    uint32_t list;         /* which list it is on (daemon/mcentral.c) */
+    uint32_t ready_pages;  /* free runs: pages committed (scavengeable) */
+    uint32_t scav_next, scav_prev;
+    uint32_t allocated;    /* objects allocated at the last sweep */
+    uint64_t freed_at_ns;  /* free runs: when it became idle */
+    uint8_t  suspect;      /* large: freed, queued, notice not seen yet */
+    uint8_t  pad2[15];
+} gs_mspan_t;
+
+_Static_assert(sizeof(gs_mspan_t) == 112, "mspan layout");
+
+typedef struct gs_meta_header {
+    /* Written once by the heap side. */
+    uint64_t magic;
+    uint32_t abi_version;
+    uint32_t pad0;
+    uint64_t pagemap_off;
+    uint64_t spans_off;
+    uint64_t max_spans;
+    uint64_t epoch;          /* equals the data header's epoch */
+    /* Heap pages grown so far (arenas * GS_PAGES_PER_ARENA). Written with a
+     * release store by the heap side after the arena's page map is
+     * committed; clients load it with acquire before indexing the page map. */
+    _Alignas(GS_CACHELINE) _Atomic uint64_t xheap_pages;
+} gs_meta_header_t;
+
+/* Object index of byte offset `rel` inside a span, without a division. */
+static inline uint32_t gs_divide(uint64_t rel, uint32_t divmagic)
+{
+    return (uint32_t)((rel * (uint64_t)divmagic) >> 32);
+}
+
+static inline uint32_t gs_bitmap_words(uint32_t nbits) { return (nbits + 63u) / 64u; }
+
+#endif /* GOSHM_SEGMENT_H */
