@@ -22,7 +22,6 @@
 #include <dlfcn.h>     /* dlsym, dladdr */
 #include <errno.h>     /* errno */
 #include <inttypes.h>  /* PRIu64 */
-#include <malloc.h>    /* malloc_usable_size */
 #include <pthread.h>   /* pthread_* */
 #include <sched.h>     /* sched_yield */
 #include <stdatomic.h> /* atomics */
@@ -42,6 +41,10 @@
 #ifdef GOSHM_BENCH_HAVE_MIMALLOC
 #include <mimalloc.h>
 #endif
+
+/* <malloc.h> would find the engine's shm/malloc.h first on the include path;
+ * glibc, jemalloc, tcmalloc and mimalloc all provide this one. */
+extern size_t malloc_usable_size(void *p);
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define NOINLINE __attribute__((noinline))
@@ -451,14 +454,16 @@ static result_t run_w2(int run, int runs)
     uint64_t t0 = now_ns();
     ok &= g_ops->w2_alloc(g_heap, g_ptrs, g_sizes, n) == expect;
     uint64_t t1 = now_ns();
+    uint64_t peak = rss_bytes(read_rss()); /* the peak counts the warm-up round too */
+    char heap_peak[512] = "";
+    if (g_kind == A_GOSHM) goshm_heap_view(heap_peak, sizeof heap_peak, "heap_peak");
     shuffle(g_ptrs, n, &shuf);
     uint64_t t2 = now_ns();
     g_ops->w2_free(g_heap, g_ptrs, n);
     uint64_t t3 = now_ns();
     double warm_ns = (double)((t1 - t0) + (t3 - t2)) / (double)n;
 
-    uint64_t total = 0, peak = 0, usable = 0;
-    char heap_peak[512] = "";
+    uint64_t total = 0, usable = 0;
     for (int r = 0; r < rounds; r++) {
         t0 = now_ns();
         uint64_t sum = g_ops->w2_alloc(g_heap, g_ptrs, g_sizes, n);

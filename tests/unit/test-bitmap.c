@@ -9,7 +9,8 @@
 
 static gs_side_t *new_side(uint32_t words)
 {
-    gs_side_t *s = aligned_alloc(64, sizeof(gs_side_t) + words * 8u);
+    size_t bytes = (sizeof(gs_side_t) + words * 8u + 63u) / 64u * 64u; /* C11: a multiple of the alignment */
+    gs_side_t *s = aligned_alloc(64, bytes);
     memset(s, 0, sizeof(gs_side_t) + words * 8u);
     return s;
 }
