@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "client.h"
+#include "mapping.h"
 
 #include <errno.h>    /* errno */
 #include <stdatomic.h> /* atomic_fetch_add */
@@ -17,29 +18,6 @@
 
 static _Atomic uint64_t next_id = 1;
 
-/* Map the data memfd at an address aligned to an arena (64 MiB), so that a
- * pointer is exactly as aligned as its offset: page-aligned spans give
- * page-aligned large objects, and arenas can use huge pages. Reserves
- * size + alignment of address space (free), maps over it, trims the rest. */
-static char *map_aligned(int fd, uint64_t size)
-{
-    uint64_t span = size + GS_ARENA_SIZE;
-    char *r = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r == MAP_FAILED) return NULL;
-    uintptr_t a = ((uintptr_t)r + GS_ARENA_SIZE - 1) & ~(uintptr_t)(GS_ARENA_SIZE - 1);
-    char *p = mmap((void *)a, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd, 0);
-    if (p == MAP_FAILED) {
-        int e = errno;
-        munmap(r, span);
-        errno = e;
-        return NULL;
-    }
-    if ((char *)a > r) munmap(r, (size_t)((char *)a - r));
-    char *end = (char *)a + size, *rend = r + span;
-    if (rend > end) munmap(end, (size_t)(rend - end));
-    return p;
-}
-
 int gs_client_map(struct goshm *h, int data_fd, int meta_fd)
 {
     struct stat ds, ms;
@@ -47,11 +25,19 @@ int gs_client_map(struct goshm *h, int data_fd, int meta_fd)
     if ((uint64_t)ds.st_size < GS_HEADER_SIZE || (uint64_t)ms.st_size < GS_META_HDR_SIZE) return -EPROTO;
     h->data_size = (uint64_t)ds.st_size;
     h->meta_size = (uint64_t)ms.st_size;
-    h->data = map_aligned(data_fd, h->data_size);
+    h->data = gs_map_aligned(data_fd, h->data_size, PROT_READ | PROT_WRITE);
     if (!h->data) return -errno;
     char *meta = mmap(NULL, h->meta_size, PROT_READ, MAP_SHARED | MAP_NORESERVE, meta_fd, 0);
     if (meta == MAP_FAILED) { int e = errno; gs_client_unmap(h); return -e; }
     h->meta = meta;
+    h->owns_mapping = true;
+    int rc = gs_client_adopt(h);
+    if (rc) gs_client_unmap(h);
+    return rc;
+}
+
+int gs_client_adopt(struct goshm *h)
+{
     h->hdr = (gs_seg_header_t *)h->data;
     h->mhdr = (const gs_meta_header_t *)h->meta;
     const gs_seg_header_t *d = h->hdr;
@@ -61,10 +47,8 @@ int gs_client_map(struct goshm *h, int data_fd, int meta_fd)
         d->reserve_size != h->data_size || d->meta_size != h->meta_size ||
         d->arena_off + (d->max_pages << GS_PAGE_SHIFT) > h->data_size ||
         m->pagemap_off + d->max_pages * 4u > h->meta_size ||
-        m->spans_off + m->max_spans * sizeof(gs_mspan_t) > h->meta_size) {
-        gs_client_unmap(h);
+        m->spans_off + m->max_spans * sizeof(gs_mspan_t) > h->meta_size)
         return -EPROTO;
-    }
     h->arena_off = d->arena_off;
     h->max_spans = m->max_spans;
     h->pagemap = (const _Atomic uint32_t *)(h->meta + m->pagemap_off);
@@ -74,8 +58,8 @@ int gs_client_map(struct goshm *h, int data_fd, int meta_fd)
 
 void gs_client_unmap(struct goshm *h)
 {
-    if (h->data) munmap(h->data, h->data_size);
-    if (h->meta) munmap((void *)h->meta, h->meta_size);
+    if (h->owns_mapping && h->data) munmap(h->data, h->data_size);
+    if (h->owns_mapping && h->meta) munmap((void *)h->meta, h->meta_size);
     h->data = NULL;
     h->meta = NULL;
 }

@@ -59,12 +59,16 @@ struct goshm {
     pthread_mutex_t lock;            /* guards caches */
     gs_mcache_t *caches;
     int (*detach)(struct goshm *h);  /* the seam's way to detach */
+    bool owns_mapping;               /* data/meta are ours to unmap */
 };
 
 /* "attach.c": map a heap's memfds (data read-write, meta read-only) and
  * check their headers. 0 or -errno. */
 int gs_client_map(struct goshm *h, int data_fd, int meta_fd);
 void gs_client_unmap(struct goshm *h);
+/* Check the headers of data/meta already set in h (data_size, meta_size
+ * too) and fill in the derived pointers. 0 or -EPROTO. */
+int gs_client_adopt(struct goshm *h);
 /* Set up the per-thread machinery once the mapping and seam are in place. */
 int gs_client_init(struct goshm *h);
 void gs_client_fini(struct goshm *h);

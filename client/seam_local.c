@@ -9,8 +9,6 @@
 #include "local.h"
 
 #include <errno.h>  /* errno */
-#include <fcntl.h>  /* open */
-#include <stdio.h>  /* snprintf */
 #include <stdlib.h> /* calloc, free */
 #include <unistd.h> /* close, getpid */
 
@@ -86,13 +84,14 @@ goshm_t *gs_local_open(const gs_heap_config_t *cfg)
         goto fail;
     }
     s->slot = (uint32_t)slot;
-    /* A read-only description of the meta memfd, as the daemon would pass. */
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", gs_heap_meta_fd(s->heap));
-    int ro = open(path, O_RDONLY | O_CLOEXEC);
-    if (ro < 0) goto fail;
-    int rc = gs_client_map(h, gs_heap_data_fd(s->heap), ro);
-    close(ro);
+    /* The heap side's own mappings: one address per byte, so that thread
+     * sanitizers can pair the two sides' atomics. (The service maps the meta
+     * memfd read-only in each client; tests/multiproc cover that.) */
+    h->data = gs_heap_data_ptr(s->heap);
+    h->data_size = gs_heap_data_size(s->heap);
+    h->meta = gs_heap_meta_ptr(s->heap);
+    h->meta_size = gs_heap_meta_size(s->heap);
+    int rc = gs_client_adopt(h);
     if (rc) {
         errno = -rc;
         goto fail;
@@ -104,7 +103,6 @@ goshm_t *gs_local_open(const gs_heap_config_t *cfg)
     rc = gs_client_init(h);
     if (rc) {
         errno = -rc;
-        gs_client_unmap(h);
         goto fail;
     }
     return h;

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "heap_internal.h"
+#include "../shm/mapping.h"
 
 #include <errno.h>    /* errno */
 #include <fcntl.h>    /* fcntl, F_ADD_SEALS */
@@ -77,8 +78,8 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     h->meta_committed = GS_META_HDR_SIZE;
-    h->data = mmap(NULL, h->data_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, h->data_fd, 0);
-    if (h->data == MAP_FAILED) { rc = -errno; h->data = NULL; snprintf(err, errlen, "mmap data: %s", strerror(-rc)); goto fail; }
+    h->data = gs_map_aligned(h->data_fd, h->data_size, PROT_READ | PROT_WRITE);
+    if (!h->data) { rc = -errno; snprintf(err, errlen, "mmap data: %s", strerror(-rc)); goto fail; }
     h->meta = mmap(NULL, h->meta_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, h->meta_fd, 0);
     if (h->meta == MAP_FAILED) { rc = -errno; h->meta = NULL; snprintf(err, errlen, "mmap meta: %s", strerror(-rc)); goto fail; }
     /* From now on nobody can map the meta memfd writable or write(2) to it,
@@ -144,6 +145,8 @@ int gs_heap_data_fd(const gs_heap_t *h) { return h->data_fd; }
 int gs_heap_meta_fd(const gs_heap_t *h) { return h->meta_fd; }
 uint64_t gs_heap_data_size(const gs_heap_t *h) { return h->data_size; }
 uint64_t gs_heap_meta_size(const gs_heap_t *h) { return h->meta_size; }
+char *gs_heap_data_ptr(const gs_heap_t *h) { return h->data; }
+const char *gs_heap_meta_ptr(const gs_heap_t *h) { return h->meta; }
 uint64_t gs_heap_scavenge_delay(const gs_heap_t *h) { return h->cfg.scavenge_delay_ns; }
 
 static gs_slot_t *slot_at(gs_heap_t *h, uint32_t i)
@@ -292,4 +295,27 @@ uint64_t gs_heap_backed_bytes(const gs_heap_t *h)
     struct stat a, b;
     if (fstat(h->data_fd, &a) != 0 || fstat(h->meta_fd, &b) != 0) return 0;
     return ((uint64_t)a.st_blocks + (uint64_t)b.st_blocks) * 512u;
+}
+
+/* Per-client statistics for the control plane (daemon/ctl.c). The counters
+ * live in the client's slot and are client-written: reported as they are,
+ * never used for a decision. Call under the caller's heap lock. */
+uint32_t gs_heap_slot_cached_spans(gs_heap_t *h, uint32_t slot)
+{
+    if (!gs_heap_slot_in_use(h, slot)) return 0;
+    return h->slots[slot].cached.count;
+}
+
+void gs_heap_slot_counts(gs_heap_t *h, uint32_t slot, uint64_t *allocs, uint64_t *frees, uint64_t *large_allocs,
+                         uint64_t *large_frees)
+{
+    *allocs = *frees = *large_allocs = *large_frees = 0;
+    if (!gs_heap_slot_in_use(h, slot)) return;
+    gs_slot_t *s = slot_at(h, slot);
+    for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
+        *allocs += gs_load_relaxed(&s->stats[c].xallocs);
+        *frees += gs_load_relaxed(&s->stats[c].xfrees);
+    }
+    *large_allocs = gs_load_relaxed(&s->xlarge_allocs);
+    *large_frees = gs_load_relaxed(&s->xlarge_frees);
 }

@@ -34,6 +34,9 @@ int gs_heap_data_fd(const gs_heap_t *h);
 int gs_heap_meta_fd(const gs_heap_t *h);
 uint64_t gs_heap_data_size(const gs_heap_t *h);
 uint64_t gs_heap_meta_size(const gs_heap_t *h);
+/* The heap side's mappings (for the in-process seam). */
+char *gs_heap_data_ptr(const gs_heap_t *h);
+const char *gs_heap_meta_ptr(const gs_heap_t *h);
 
 /* Client slots. claim returns a slot index or -ENOSPC; reclaim returns every
  * span the slot cached to its mcentral (slots the client had not handed out,

@@ -23,6 +23,7 @@
 
 #include "atomic.h"
 #include "malloc.h"
+#include "ring.h"   /* gs_ring_t, in each slot */
 
 #define GS_SEG_MAGIC  UINT64_C(0x4745534d48534f47) /* "GOSHMSEG" */
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
@@ -88,6 +89,9 @@ typedef struct gs_slot {
     gs_slot_class_stats_t stats[GS_NUM_SIZE_CLASSES];
     _Atomic uint64_t xlarge_allocs;
     _Atomic uint64_t xlarge_frees;
+    /* The slot's rings (shm/ring.h), reset by the heap side before the slot
+     * is handed to a client. */
+    _Alignas(4096) gs_ring_t ring;
 } gs_slot_t;
 
 _Static_assert(sizeof(gs_slot_t) <= GS_SLOT_SIZE, "slot too large");

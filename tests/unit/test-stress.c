@@ -174,8 +174,8 @@ int main(void)
         W[t].id = t;
         W[t].seed = 0x9E3779B97F4A7C15ull * (unsigned)(t + 1);
         pthread_mutex_init(&W[t].mu, NULL);
-        pthread_create(&th[t], NULL, run, &W[t]);
     }
+    for (int t = 0; t < NTHREADS; t++) pthread_create(&th[t], NULL, run, &W[t]);
     uint64_t allocs = 0, frees = 0, remote = 0;
     for (int t = 0; t < NTHREADS; t++) {
         pthread_join(th[t], NULL);

@@ -1,0 +1,84 @@
+/* ring.h: the data plane's per-client rings in shared memory.
+ *
+ * Overview: shm/malloc.h. Each client slot holds one submission ring (client
+ * -> daemon) and one completion ring (daemon -> client), single producer and
+ * single consumer each, 64 entries of 64 bytes, every index on its own cache
+ * line. Indices are free-running uint32_t; an entry's place is index % 64.
+ *
+ * Ownership, ordering and crash story of each field:
+ *   xsq_tail  written by the client (release, after the entry); read by the
+ *             daemon (acquire). The daemon never trusts it: tail - head > 64
+ *             is a protocol violation, answered by resynchronising.
+ *   xsq_head  written by the daemon (release, after it copied the entries
+ *             out); read by the client to know free space. The daemon keeps
+ *             its own copy and never reads this back.
+ *   xcq_tail  written by the daemon (release, after the entry); read by the
+ *             client (acquire). The daemon keeps its own copy.
+ *   xcq_head  written by the client (release, after it read the entry); read
+ *             by the daemon (acquire) to know free space; an impossible value
+ *             is treated as "client consumed everything".
+ *   xflags    GS_RING_NEED_WAKEUP, written by the daemon (seq_cst) before it
+ *             sleeps; the client reads it (seq_cst) after publishing its tail
+ *             and rings the doorbell (an eventfd) only when it is set. Dekker
+ *             pairing: the daemon re-checks every tail after setting it.
+ *   xcq_seq   futex word: the daemon increments it (seq_cst) after
+ *             publishing completions, then wakes the client if xwaiting.
+ *   xwaiting  set by a client (seq_cst) before it sleeps on xcq_seq.
+ * A client that dies mid-entry leaves an entry the daemon never sees (tail
+ * not published) or a complete one (published): either way the daemon stays
+ * consistent, and the connection's close reclaims the slot. The daemon's
+ * writes are its own; if it dies, clients notice the control socket closing.
+ */
+#ifndef GOSHM_RING_H
+#define GOSHM_RING_H
+
+#include <stdint.h> /* uint*_t */
+
+#include "atomic.h"
+
+#define GS_RING_ENTRIES 64u
+#define GS_RING_NEED_WAKEUP 1u
+
+enum {
+    GS_OP_NOP = 0,
+    GS_OP_REFILL = 1,      /* spanclass, sid = span handed back (0: none) -> sid */
+    GS_OP_RELEASE = 2,     /* sid: hand a cached span back */
+    GS_OP_LARGE_ALLOC = 3, /* npages -> sid */
+    GS_OP_NOTICE = 4,      /* sid: a span gained frees (also: drain the stack) */
+    GS_OP_MAX = 5,
+};
+
+typedef struct gs_sqe {
+    uint8_t  op;
+    uint8_t  pad0[3];
+    uint32_t tag;        /* echoed in the completion */
+    uint32_t spanclass;
+    uint32_t sid;
+    uint64_t npages;
+    uint8_t  pad1[40];
+} gs_sqe_t;
+
+typedef struct gs_cqe {
+    uint32_t tag;
+    int32_t  result;     /* 0 or -errno */
+    uint32_t sid;
+    uint8_t  pad[52];
+} gs_cqe_t;
+
+_Static_assert(sizeof(gs_sqe_t) == 64 && sizeof(gs_cqe_t) == 64, "ring entries are one cache line");
+
+typedef struct gs_ring {
+    _Alignas(GS_CACHELINE) _Atomic uint32_t xsq_tail;
+    _Alignas(GS_CACHELINE) _Atomic uint32_t xsq_head;
+    _Alignas(GS_CACHELINE) _Atomic uint32_t xcq_tail;
+    _Alignas(GS_CACHELINE) _Atomic uint32_t xcq_head;
+    _Alignas(GS_CACHELINE) _Atomic uint32_t xflags;
+    _Atomic uint32_t xcq_seq;
+    _Atomic uint32_t xwaiting;
+    _Alignas(GS_CACHELINE) gs_sqe_t sq[GS_RING_ENTRIES];
+    gs_cqe_t cq[GS_RING_ENTRIES];
+} gs_ring_t;
+
+_Static_assert(sizeof(gs_ring_t) == 5 * GS_CACHELINE + 2 * GS_RING_ENTRIES * 64, "ring layout");
+
+#endif /* GOSHM_RING_H */

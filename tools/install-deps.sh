@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# install-deps.sh: install the Debian packages goshm builds, tests and
+# benchmarks with, skipping those already present. Needs root or sudo.
+#   tools/install-deps.sh          build + test dependencies
+#   tools/install-deps.sh --bench  also the peers measured in bench/
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config liburing-dev libevent-dev libprotobuf-c-dev protobuf-c-compiler systemd)
+if [[ "${1:-}" == "--bench" ]]; then
+  pkgs+=(g++ libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
