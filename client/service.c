@@ -62,7 +62,12 @@ static int ctl_connect(const char *path)
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+    size_t n = strlen(path);
+    if (n >= sizeof a.sun_path) {
+        close(fd);
+        return -ENAMETOOLONG;
+    }
+    memcpy(a.sun_path, path, n + 1);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         int e = errno;
         close(fd);

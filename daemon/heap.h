@@ -44,6 +44,11 @@ const char *gs_heap_meta_ptr(const gs_heap_t *h);
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid);
 int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot);
 bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
+/* Per-client statistics: spans the slot caches, and the counters the client
+ * publishes in its slot (client-written: reported, never trusted). */
+uint32_t gs_heap_slot_cached_spans(gs_heap_t *h, uint32_t slot);
+void gs_heap_slot_counts(gs_heap_t *h, uint32_t slot, uint64_t *allocs, uint64_t *frees, uint64_t *large_allocs,
+                         uint64_t *large_frees);
 
 /* The seam's requests. Each returns 0 or -errno. */
 int gs_heap_refill(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t *sid);

@@ -1,0 +1,379 @@
+/* config.c: goshmd's options: defaults, command line, config file, --help.
+ *
+ * Overview: shm/malloc.h; API: daemon/config.h. Parsing happens once in
+ * main() before any thread exists. The command line is read in two passes:
+ * the first finds --help, --version and --config (so the file is loaded
+ * first), the second applies every other option over the file's values.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <ctype.h>    /* isspace */
+#include <errno.h>    /* errno */
+#include <stdio.h>    /* FILE, getline, snprintf */
+#include <stdlib.h>   /* strtoull, free */
+#include <string.h>   /* strcmp, strchr, strerror */
+#include <unistd.h>   /* geteuid, getuid */
+
+#include "../shm/segment.h" /* GS_MAX_SLOTS */
+#include "log.h"            /* gs_log_parse_level */
+
+#ifndef GOSHM_VERSION
+#define GOSHM_VERSION "unknown"
+#endif
+
+void gs_config_init(gs_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->size = GS_DEFAULT_SIZE;
+    cfg->max_clients = GS_DEFAULT_MAX_CLIENTS;
+    cfg->scavenge_delay_ms = GS_DEFAULT_SCAVENGE_MS;
+    cfg->spin_us = GS_DEFAULT_SPIN_US;
+    cfg->log_level = GS_LOG_INFO;
+}
+
+void gs_config_free(gs_config_t *cfg)
+{
+    free(cfg->socket);
+    free(cfg->config_file);
+    free(cfg->allow_uid.v);
+    free(cfg->allow_gid.v);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* ---- value parsers ------------------------------------------------------ */
+
+int gs_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9') return -1; /* no sign, no space, no empty */
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: return -1;
+    }
+    /* Accept "16G", "16GB" and "16GiB" alike; anything else is a typo. */
+    if (shift && (strcmp(end, "B") == 0 || strcmp(end, "iB") == 0)) end += strlen(end);
+    if (*end != '\0') return -1;
+    if (shift && v > (UINT64_MAX >> shift)) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+int gs_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    if (!s || *s < '0' || *s > '9') return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max) return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"1", "yes", "true", "on"}, *const no[] = {"0", "no", "false", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) { *out = true; return 0; }
+        if (strcasecmp(s, no[i]) == 0) { *out = false; return 0; }
+    }
+    return -1;
+}
+
+static int idlist_push(gs_idlist_t *l, uint32_t id)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        uint32_t *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = id;
+    return 0;
+}
+
+/* "1000,1001" -> appended; a later source replaces an earlier one's list. */
+static int parse_idlist(gs_idlist_t *l, const char *s, int source, const char *what, char *err, size_t errlen)
+{
+    if (l->source != source) {
+        l->n = 0;
+        l->source = source;
+    }
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char *tok = strndup(p, len);
+        if (!tok) { snprintf(err, errlen, "out of memory"); return -1; }
+        uint32_t id;
+        /* (uid_t)-1 means "no change" to the kernel: never a valid id. */
+        int bad = gs_parse_u32(tok, 0, UINT32_MAX - 1, &id);
+        if (bad) snprintf(err, errlen, "%s: bad id '%s' in '%s' (want numbers: 1000,1001)", what, tok, s);
+        free(tok);
+        if (bad) return -1;
+        if (idlist_push(l, id)) { snprintf(err, errlen, "out of memory"); return -1; }
+        if (!comma) return 0;
+        p = comma + 1;
+    }
+}
+
+static int set_string(char **dst, const char *value, char *err, size_t errlen)
+{
+    char *s = strdup(value);
+    if (!s) { snprintf(err, errlen, "out of memory"); return -1; }
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int source, char *err, size_t errlen)
+{
+    if (strcmp(key, "socket") == 0) {
+        if (!*value) { snprintf(err, errlen, "socket: empty path"); return -1; }
+        return set_string(&cfg->socket, value, err, errlen);
+    }
+    if (strcmp(key, "size") == 0) {
+        if (gs_parse_size(value, &cfg->size) || cfg->size == 0) {
+            snprintf(err, errlen, "size: bad value '%s' (want bytes with an optional K, M, G or T suffix, e.g. 16G)",
+                     value);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "max-clients") == 0) {
+        if (gs_parse_u32(value, 1, GS_MAX_SLOTS, &cfg->max_clients)) {
+            snprintf(err, errlen, "max-clients: bad value '%s' (want 1..%u)", value, GS_MAX_SLOTS);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "allow-uid") == 0) return parse_idlist(&cfg->allow_uid, value, source, key, err, errlen);
+    if (strcmp(key, "allow-gid") == 0) return parse_idlist(&cfg->allow_gid, value, source, key, err, errlen);
+    if (strcmp(key, "scavenge-delay") == 0) {
+        /* Bounded so that the delay in nanoseconds fits comfortably. */
+        if (gs_parse_u32(value, 0, 86400000u, &cfg->scavenge_delay_ms)) {
+            snprintf(err, errlen, "scavenge-delay: bad value '%s' (want milliseconds, 0..86400000)", value);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "spin-us") == 0) {
+        if (gs_parse_u32(value, 0, 1000000u, &cfg->spin_us)) {
+            snprintf(err, errlen, "spin-us: bad value '%s' (want microseconds, 0..1000000)", value);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "force-epoll") == 0) {
+        if (parse_bool(value, &cfg->force_epoll)) {
+            snprintf(err, errlen, "force-epoll: bad value '%s' (want yes or no)", value);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "log-level") == 0) {
+        int l = gs_log_parse_level(value);
+        if (l < 0) {
+            snprintf(err, errlen, "log-level: bad value '%s' (want error, warn, info or debug)", value);
+            return -1;
+        }
+        cfg->log_level = l;
+        return 0;
+    }
+    snprintf(err, errlen, "unknown option '%s'", key);
+    return -1;
+}
+
+/* ---- config file ---------------------------------------------------------- */
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+int gs_config_load_file(gs_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    int rc = 0;
+    while (getline(&line, &cap, f) >= 0) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *s = trim(line);
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%u: expected 'key = value', got '%s'", path, lineno, s);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        if (strcmp(key, "config") == 0) {
+            snprintf(err, errlen, "%s:%u: 'config' cannot be set in a config file", path, lineno);
+            rc = -1;
+            break;
+        }
+        char why[256];
+        if (gs_config_set(cfg, key, value, GS_CFG_FROM_FILE, why, sizeof why)) {
+            snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, errlen, "%s: read error", path);
+        rc = -1;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* ---- command line ------------------------------------------------------- */
+
+typedef struct optdef {
+    const char *name;
+    bool takes_value;
+} optdef_t;
+
+static const optdef_t options[] = {
+    {"socket", true},      {"size", true},        {"config", true},       {"max-clients", true},
+    {"allow-uid", true},   {"allow-gid", true},   {"scavenge-delay", true}, {"spin-us", true},
+    {"force-epoll", false}, {"log-level", true},  {"help", false},        {"version", false},
+};
+#define HELP_INDEX 10
+_Static_assert(sizeof options / sizeof options[0] == 12, "options table changed: check HELP_INDEX");
+
+/* Split argv[*i] into an option and its value (from "=value" or the next
+ * argument). Returns the option or NULL with err set. */
+static const optdef_t *next_option(int argc, char **argv, int *i, const char **value, char *err, size_t errlen)
+{
+    const char *arg = argv[*i];
+    if (arg[0] != '-' || arg[1] != '-' || arg[2] == '\0') {
+        if (strcmp(arg, "-h") == 0) { *value = NULL; return &options[HELP_INDEX]; }
+        snprintf(err, errlen, "unexpected argument '%s'", arg);
+        return NULL;
+    }
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    for (size_t k = 0; k < sizeof options / sizeof options[0]; k++) {
+        const optdef_t *o = &options[k];
+        if (strlen(o->name) != len || strncmp(o->name, name, len) != 0) continue;
+        if (!o->takes_value) {
+            if (eq) {
+                snprintf(err, errlen, "option --%s takes no value", o->name);
+                return NULL;
+            }
+            *value = NULL;
+        } else if (eq) {
+            *value = eq + 1;
+        } else if (*i + 1 < argc) {
+            *value = argv[++*i];
+        } else {
+            snprintf(err, errlen, "option --%s needs a value", o->name);
+            return NULL;
+        }
+        return o;
+    }
+    snprintf(err, errlen, "unknown option '%.*s'", (int)(len + 2), arg);
+    return NULL;
+}
+
+gs_config_action_t gs_config_parse(gs_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    /* Pass 1: syntax, --help, --version, --config. */
+    for (int i = 1; i < argc; i++) {
+        const char *value;
+        const optdef_t *o = next_option(argc, argv, &i, &value, err, errlen);
+        if (!o) return GS_CONFIG_ERROR;
+        if (strcmp(o->name, "help") == 0) return GS_CONFIG_HELP;
+        if (strcmp(o->name, "version") == 0) return GS_CONFIG_VERSION;
+        if (strcmp(o->name, "config") == 0 && set_string(&cfg->config_file, value, err, errlen))
+            return GS_CONFIG_ERROR;
+    }
+    if (cfg->config_file && gs_config_load_file(cfg, cfg->config_file, err, errlen)) return GS_CONFIG_ERROR;
+    /* Pass 2: the command line over the file. */
+    for (int i = 1; i < argc; i++) {
+        const char *value;
+        const optdef_t *o = next_option(argc, argv, &i, &value, err, errlen);
+        if (!o) return GS_CONFIG_ERROR; /* pass 1 would have caught it */
+        if (strcmp(o->name, "config") == 0) continue;
+        if (strcmp(o->name, "force-epoll") == 0) {
+            cfg->force_epoll = true;
+            continue;
+        }
+        char why[256];
+        if (gs_config_set(cfg, o->name, value, GS_CFG_FROM_ARGV, why, sizeof why)) {
+            snprintf(err, errlen, "--%s", why);
+            return GS_CONFIG_ERROR;
+        }
+    }
+    return GS_CONFIG_RUN;
+}
+
+void gs_config_usage(const char *prog)
+{
+    printf("Usage: %s [OPTION]...\n"
+           "Serve one goshm shared-memory heap to the processes that attach to it.\n"
+           "Runs in the foreground and logs to stderr.\n"
+           "\n"
+           "Options (also settable in a config file, see --config):\n"
+           "  --socket PATH        control socket (a Unix SOCK_SEQPACKET socket). Default:\n"
+           "                         /run/goshm/" GS_SOCKET_NAME "                 when run as root,\n"
+           "                         $XDG_RUNTIME_DIR/goshm/" GS_SOCKET_NAME "     if that is set,\n"
+           "                         /tmp/goshm-$UID/" GS_SOCKET_NAME "            otherwise.\n"
+           "                       Missing directories are created with mode 0700. A stale\n"
+           "                       socket is replaced; a live daemon on it is an error.\n"
+           "                       Under systemd socket activation the passed socket is used.\n"
+           "  --size BYTES         heap capacity; K, M, G, T suffixes (powers of 1024).\n"
+           "                       Default 16G. The reservation is sparse: it costs nothing\n"
+           "                       until objects are allocated, so a large value is cheap.\n"
+           "  --config FILE        read 'name = value' lines (the option names below without\n"
+           "                       '--'; '#' starts a comment). Command-line options win.\n"
+           "  --max-clients N      client processes attached at once, 1..%u. Default %u.\n"
+           "  --allow-uid UID[,UID...]\n"
+           "                       also accept these users (the daemon's own user and root\n"
+           "                       are always accepted). Makes the socket 0666 and its new\n"
+           "                       directory 0711: the daemon checks every peer's credentials.\n"
+           "  --allow-gid GID[,GID...]\n"
+           "                       also accept peers whose group is one of these. Makes the\n"
+           "                       socket 0660 and its new directory 0750, group GID.\n"
+           "  --scavenge-delay MS  give idle memory back to the system after it has been free\n"
+           "                       this long, in milliseconds. Default %u.\n"
+           "  --spin-us US         the data plane polls this long after its last work before\n"
+           "                       sleeping on the doorbells, in microseconds. Default %u.\n"
+           "  --force-epoll        sleep on epoll even where io_uring is available.\n"
+           "  --log-level LEVEL    error, warn, info or debug. Default info.\n"
+           "  -h, --help           show this help and exit.\n"
+           "  --version            show the version and exit.\n"
+           "\n"
+           "Signals: SIGTERM or SIGINT stop the daemon cleanly (clients' slots are reclaimed\n"
+           "and the socket is removed). With NOTIFY_SOCKET set, readiness is reported to\n"
+           "systemd (Type=notify).\n"
+           "\n"
+           "Example:\n"
+           "  %s --socket /tmp/demo.sock --size 1G --log-level debug &\n"
+           "  goshmctl --socket /tmp/demo.sock wait && goshmctl --socket /tmp/demo.sock stats\n",
+           prog, GS_MAX_SLOTS, GS_DEFAULT_MAX_CLIENTS, GS_DEFAULT_SCAVENGE_MS, GS_DEFAULT_SPIN_US, prog);
+}

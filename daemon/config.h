@@ -1,0 +1,71 @@
+/* config.h: goshmd's configuration: defaults, command line, config file.
+ *
+ * Overview: shm/malloc.h. The daemon parses its options once, before any
+ * thread starts; the result is read-only afterwards. The same option names
+ * serve the command line (--name VALUE or --name=VALUE) and the config file
+ * (name = value); the command line overrides the file. Every parser returns
+ * 0 or -1 with a one-line message in err: nothing here exits or logs.
+ */
+#ifndef GOSHM_CONFIG_H
+#define GOSHM_CONFIG_H
+
+#include <stdbool.h>   /* bool */
+#include <stddef.h>    /* size_t */
+#include <stdint.h>    /* uint*_t */
+#include <sys/types.h> /* uid_t, gid_t */
+
+#define GS_DEFAULT_SIZE           (UINT64_C(16) << 30) /* 16 GiB, sparse */
+#define GS_DEFAULT_MAX_CLIENTS    64u
+#define GS_DEFAULT_SCAVENGE_MS    1000u
+#define GS_DEFAULT_SPIN_US        50u
+#define GS_SOCKET_NAME            "goshmd.sock"
+
+typedef struct gs_idlist {
+    uint32_t *v;                /* uids or gids */
+    size_t n, cap;
+    int source;                 /* who set it: GS_CFG_FROM_* (the command line replaces the file's list) */
+} gs_idlist_t;
+
+enum { GS_CFG_FROM_NONE = 0, GS_CFG_FROM_FILE = 1, GS_CFG_FROM_ARGV = 2 };
+
+typedef struct gs_config {
+    char *socket;               /* NULL: the default path (shm/sockpath.h) */
+    char *config_file;          /* NULL: none */
+    uint64_t size;              /* heap reservation, bytes */
+    uint32_t max_clients;       /* 1 .. GS_MAX_SLOTS */
+    gs_idlist_t allow_uid;
+    gs_idlist_t allow_gid;
+    uint32_t scavenge_delay_ms;
+    uint32_t spin_us;
+    bool force_epoll;
+    int log_level;              /* gs_log_level_t */
+} gs_config_t;
+
+typedef enum gs_config_action {
+    GS_CONFIG_RUN = 0,          /* start the daemon */
+    GS_CONFIG_HELP,             /* --help: print usage, exit 0 */
+    GS_CONFIG_VERSION,          /* --version: print version, exit 0 */
+    GS_CONFIG_ERROR,            /* bad arguments or file: err says why, exit 2 */
+} gs_config_action_t;
+
+void gs_config_init(gs_config_t *cfg);
+void gs_config_free(gs_config_t *cfg);
+
+/* Parse argv (and the --config file it names) over the defaults. */
+gs_config_action_t gs_config_parse(gs_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Set one option by its long name, as the config file spells it. */
+int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int source, char *err, size_t errlen);
+
+/* Read a config file: `key = value` lines, '#' comments, blank lines. */
+int gs_config_load_file(gs_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Print --help to stdout. */
+void gs_config_usage(const char *prog);
+
+/* "16G", "256M", "4096", "1T" (powers of 1024) -> bytes. 0 or -1. */
+int gs_parse_size(const char *s, uint64_t *out);
+/* A decimal integer in [min, max]. 0 or -1. */
+int gs_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+
+#endif /* GOSHM_CONFIG_H */

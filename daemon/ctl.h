@@ -1,0 +1,61 @@
+/* ctl.h: goshmd's control plane: the Unix socket, peer checks, and the
+ * protobuf-c protocol (proto/goshm.proto): Attach, Detach, Stats.
+ *
+ * Overview: shm/malloc.h. Everything here runs on the daemon's libevent
+ * loop (the main thread). The control plane owns the listening event, every
+ * client connection and, through them, the claimed client slots: a slot is
+ * claimed by an Attach and reclaimed when its connection sends Detach or
+ * closes for any reason. It touches the heap only under `heap_lock`, shared
+ * with the data plane (daemon/dataplane.h); gs_dp_add_slot/gs_dp_remove_slot
+ * are called without it.
+ *
+ * Nothing a client sends can crash the daemon: every packet is size-checked,
+ * unpacked by protobuf-c, checked against the connection's state, and any
+ * violation is answered with an Error (an errno code) before the connection
+ * is closed.
+ */
+#ifndef GOSHM_CTL_H
+#define GOSHM_CTL_H
+
+#include <pthread.h>   /* pthread_mutex_t */
+#include <stdbool.h>   /* bool */
+#include <stddef.h>    /* size_t */
+#include <sys/types.h> /* dev_t, ino_t */
+
+#include "config.h"
+#include "dataplane.h"
+#include "heap.h"
+
+struct event_base;
+
+#define GS_CTL_MAX_PACKET (64u * 1024u) /* one Request or Reply */
+
+/* The listening socket, bound by us or passed by systemd. */
+typedef struct gs_ctl_socket {
+    int fd;                 /* -1: none */
+    char *path;             /* what we bound, or NULL under socket activation */
+    bool activated;         /* passed by systemd: never unlink it */
+    dev_t dev;              /* identity of the socket file we created, so */
+    ino_t ino;              /* that we only ever unlink our own */
+} gs_ctl_socket_t;
+
+/* Take the socket systemd passed (LISTEN_PID/LISTEN_FDS), or bind cfg's path
+ * (default: shm/sockpath.h), creating its directory and replacing a stale
+ * socket. Call before any thread starts (bind runs under a tightened umask).
+ * 0 or -1 with err set. */
+int gs_ctl_socket_open(gs_ctl_socket_t *s, const gs_config_t *cfg, char *err, size_t errlen);
+/* Close the socket; unlink the file if we created it and it is still ours. */
+void gs_ctl_socket_close(gs_ctl_socket_t *s);
+
+typedef struct gs_ctl gs_ctl_t;
+
+/* Start serving connections on listen_fd (not owned). cfg (allow lists,
+ * max_clients) must outlive the control plane. NULL with err on failure. */
+gs_ctl_t *gs_ctl_start(struct event_base *base, int listen_fd, const gs_config_t *cfg, gs_heap_t *heap,
+                       pthread_mutex_t *heap_lock, gs_dataplane_t *dp, char *err, size_t errlen);
+/* Stop accepting; drop every connection, reclaiming its slot; free. */
+void gs_ctl_stop(gs_ctl_t *ctl);
+/* Clients attached now. */
+unsigned gs_ctl_attached(const gs_ctl_t *ctl);
+
+#endif /* GOSHM_CTL_H */

@@ -1,0 +1,234 @@
+/* main.c: goshmd, the goshm daemon: options, start-up, the event loop, shutdown.
+ *
+ * Overview: shm/malloc.h. Who owns what in this process:
+ *   main thread   the libevent loop: control plane (daemon/ctl.c), signals,
+ *                 the 100 ms housekeeping timer (notices, background sweep,
+ *                 scavenger). Owns the listening socket.
+ *   data plane    its own thread (daemon/dataplane.c): the client rings.
+ *   heap_lock     the only lock: daemon/heap.h is single-threaded, so both
+ *                 threads call the heap only while holding it.
+ * Start-up order: options, socket (so a second daemon fails before it costs
+ * anything), heap, data plane, control plane, then READY=1 to systemd.
+ * Shutdown runs it backwards: stop accepting and reclaim every slot, stop
+ * the data plane, destroy the heap, remove the socket.
+ */
+#define _GNU_SOURCE
+#include <errno.h>        /* errno */
+#include <event2/event.h> /* event_base, evsignal_new */
+#include <pthread.h>      /* pthread_mutex_t, pthread_sigmask */
+#include <signal.h>       /* SIGTERM, SIGINT, SIGPIPE */
+#include <stddef.h>       /* offsetof */
+#include <stdio.h>        /* fprintf, snprintf */
+#include <stdlib.h>       /* getenv */
+#include <string.h>       /* strlen, strerror */
+#include <sys/socket.h>   /* socket, sendto */
+#include <sys/un.h>       /* sockaddr_un */
+#include <unistd.h>       /* close, getpid */
+
+#include "config.h"
+#include "ctl.h"
+#include "dataplane.h"
+#include "heap.h"
+#include "log.h"
+
+#ifndef GOSHM_VERSION
+#define GOSHM_VERSION "unknown"
+#endif
+
+#define HOUSEKEEPING_MS 100      /* notices, background sweep, scavenger */
+#define BGSWEEP_BUDGET 4096u     /* spans swept per tick */
+
+typedef struct gs_daemon {
+    gs_config_t cfg;
+    struct event_base *base;
+    gs_ctl_socket_t sock;
+    gs_heap_t *heap;
+    pthread_mutex_t heap_lock;
+    gs_dataplane_t *dp;
+    gs_ctl_t *ctl;
+    struct event *sigterm, *sigint, *tick;
+    int stop_signal;
+} gs_daemon_t;
+
+/* ---- sd_notify, without libsystemd ----------------------------------------- */
+
+/* Send one state string to $NOTIFY_SOCKET (a path, or an abstract name when
+ * it starts with '@'). Failures are logged and otherwise ignored: systemd
+ * notices a missing READY=1 on its own. */
+static void sd_notify_send(const char *state)
+{
+    const char *e = getenv("NOTIFY_SOCKET");
+    if (!e || !*e) return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(e);
+    if ((e[0] != '/' && e[0] != '@') || len >= sizeof sa.sun_path) {
+        gs_log_warn("NOTIFY_SOCKET=%s: unsupported address", e);
+        return;
+    }
+    memcpy(sa.sun_path, e, len);
+    if (e[0] == '@') sa.sun_path[0] = '\0';
+    socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        gs_log_warn("sd_notify: socket: %s", strerror(errno));
+        return;
+    }
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen) < 0)
+        gs_log_warn("sd_notify to %s: %s", e, strerror(errno));
+    close(fd);
+}
+
+/* ---- event callbacks ---------------------------------------------------------- */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    gs_daemon_t *d = arg;
+    if (d->stop_signal) return;
+    d->stop_signal = (int)sig;
+    gs_log_info("%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    event_base_loopbreak(d->base);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    gs_daemon_t *d = arg;
+    pthread_mutex_lock(&d->heap_lock);
+    uint32_t notices = gs_heap_drain_notices(d->heap);
+    uint32_t swept = gs_heap_bgsweep(d->heap, BGSWEEP_BUDGET);
+    uint64_t released = gs_heap_scavenge(d->heap, gs_heap_scavenge_delay(d->heap));
+    pthread_mutex_unlock(&d->heap_lock);
+    if (released || (gs_log_enabled(GS_LOG_DEBUG) && (notices || swept)))
+        gs_log_debug("housekeeping: %u notices, %u spans swept, %llu bytes released", notices, swept,
+                     (unsigned long long)released);
+}
+
+/* ---- start and stop ------------------------------------------------------------ */
+
+static void daemon_shutdown(gs_daemon_t *d)
+{
+    gs_ctl_stop(d->ctl); /* stop accepting; every slot reclaimed */
+    d->ctl = NULL;
+    if (d->tick) event_free(d->tick);
+    if (d->sigterm) event_free(d->sigterm);
+    if (d->sigint) event_free(d->sigint);
+    d->tick = d->sigterm = d->sigint = NULL;
+    if (d->dp) gs_dp_stop(d->dp);
+    d->dp = NULL;
+    gs_heap_destroy(d->heap);
+    d->heap = NULL;
+    gs_ctl_socket_close(&d->sock);
+    if (d->base) event_base_free(d->base);
+    d->base = NULL;
+    pthread_mutex_destroy(&d->heap_lock);
+    gs_config_free(&d->cfg);
+}
+
+static int daemon_start(gs_daemon_t *d)
+{
+    char err[512];
+    if (gs_ctl_socket_open(&d->sock, &d->cfg, err, sizeof err) != 0) {
+        gs_log_error("%s", err);
+        return -1;
+    }
+
+    gs_heap_config_t hc = {
+        .size = d->cfg.size,
+        .max_slots = d->cfg.max_clients,
+        .scavenge_delay_ns = (uint64_t)d->cfg.scavenge_delay_ms * 1000000u,
+    };
+    d->heap = gs_heap_create(&hc, err, sizeof err);
+    if (!d->heap) {
+        gs_log_error("cannot create the heap (%llu bytes): %s", (unsigned long long)d->cfg.size, err);
+        return -1;
+    }
+
+    gs_dataplane_config_t dc = {.force_epoll = d->cfg.force_epoll, .spin_us = d->cfg.spin_us};
+    d->dp = gs_dp_start(d->heap, &d->heap_lock, &dc, err, sizeof err);
+    if (!d->dp) {
+        gs_log_error("cannot start the data plane: %s", err);
+        return -1;
+    }
+    gs_log_info("data plane: %s%s", gs_dp_backend(d->dp), d->cfg.force_epoll ? " (--force-epoll)" : "");
+
+    d->base = event_base_new();
+    if (!d->base) {
+        gs_log_error("libevent: cannot create an event base");
+        return -1;
+    }
+    d->ctl = gs_ctl_start(d->base, d->sock.fd, &d->cfg, d->heap, &d->heap_lock, d->dp, err, sizeof err);
+    if (!d->ctl) {
+        gs_log_error("cannot start the control plane: %s", err);
+        return -1;
+    }
+    d->sigterm = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sigint = evsignal_new(d->base, SIGINT, on_signal, d);
+    d->tick = event_new(d->base, -1, EV_PERSIST, on_tick, d);
+    struct timeval tv = {0, HOUSEKEEPING_MS * 1000};
+    if (!d->sigterm || !d->sigint || !d->tick || evsignal_add(d->sigterm, NULL) != 0 ||
+        evsignal_add(d->sigint, NULL) != 0 || evtimer_add(d->tick, &tv) != 0) {
+        gs_log_error("libevent: cannot watch signals and timers");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    gs_daemon_t d = {0};
+    signal(SIGPIPE, SIG_IGN);
+    gs_config_init(&d.cfg);
+    char err[512];
+    switch (gs_config_parse(&d.cfg, argc, argv, err, sizeof err)) {
+    case GS_CONFIG_RUN:
+        break;
+    case GS_CONFIG_HELP:
+        gs_config_usage("goshmd");
+        gs_config_free(&d.cfg);
+        return 0;
+    case GS_CONFIG_VERSION:
+        printf("goshmd %s (protocol ABI %u)\n", GOSHM_VERSION, GS_ABI_VERSION);
+        gs_config_free(&d.cfg);
+        return 0;
+    case GS_CONFIG_ERROR:
+        fprintf(stderr, "goshmd: %s\nTry 'goshmd --help' for more information.\n", err);
+        gs_config_free(&d.cfg);
+        return 2;
+    }
+    gs_log_set_level((gs_log_level_t)d.cfg.log_level);
+    pthread_mutex_init(&d.heap_lock, NULL);
+
+    /* SIGTERM and SIGINT stay blocked until the loop runs: the data-plane
+     * thread inherits the mask (so the main thread receives them), and a
+     * signal during start-up waits for the loop instead of killing us
+     * halfway. */
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, &old);
+
+    if (daemon_start(&d) != 0) {
+        daemon_shutdown(&d);
+        return 1;
+    }
+    const char *where = d.sock.activated ? "the socket passed by systemd" : d.sock.path;
+    gs_log_info("goshmd %s ready: heap of %llu bytes (sparse), up to %u clients, on %s", GOSHM_VERSION,
+                (unsigned long long)d.cfg.size, d.cfg.max_clients, where);
+    char *status = NULL;
+    if (asprintf(&status, "READY=1\nSTATUS=serving a %llu-byte heap on %s (%s)",
+                 (unsigned long long)d.cfg.size, where, gs_dp_backend(d.dp)) < 0)
+        status = NULL;
+    sd_notify_send(status ? status : "READY=1");
+    free(status);
+
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = event_base_dispatch(d.base);
+    if (rc < 0) gs_log_error("the event loop failed");
+
+    sd_notify_send("STOPPING=1");
+    unsigned attached = d.ctl ? gs_ctl_attached(d.ctl) : 0;
+    if (attached) gs_log_info("reclaiming %u client slots", attached);
+    daemon_shutdown(&d);
+    gs_log_info("stopped");
+    return rc < 0 ? 1 : 0;
+}
