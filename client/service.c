@@ -24,6 +24,7 @@
 #include <limits.h>       /* INT_MAX */
 #include <linux/futex.h>  /* FUTEX_WAIT */
 #include <poll.h>         /* poll */
+#include <sched.h>        /* sched_yield */
 #include <stdlib.h>       /* calloc */
 #include <string.h>       /* memset */
 #include <sys/socket.h>   /* socket */
@@ -36,7 +37,11 @@
 #include "sockpath.h"
 
 #define MAX_PACKET 65536
-#define SPIN_LOOPS 4000
+/* How long a client polls for its completion before sleeping on the futex:
+ * longer than the daemon needs to serve a refill (~1 us), shorter than the
+ * daemon's own spin, and the futex wake of a sleeping thread costs ~100 us on
+ * a small VM. */
+#define SPIN_NS 30000u
 
 typedef struct svc_seam {
     struct goshm *h;
@@ -169,6 +174,13 @@ static int do_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, 
 
 /* ---- the ring ------------------------------------------------------------ */
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void ring_doorbell(svc_seam_t *s)
 {
     /* seq_cst: pairs with the daemon's NEED_WAKEUP store and re-check. */
@@ -211,8 +223,20 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
     uint32_t got = 0;
     int rc = 0;
     while (got < n) {
-        uint32_t spins = 0;
-        while (gs_load_acquire(&r->xcq_tail) == s->cq_head && ++spins < SPIN_LOOPS) gs_cpu_relax();
+        /* Poll: a few pauses, then yield. The scheduler often puts the
+         * daemon's data-plane thread on the client's CPU (it woke it), and
+         * a pause loop would then only delay the answer it waits for. */
+        uint64_t deadline = 0;
+        for (uint32_t spins = 1; gs_load_acquire(&r->xcq_tail) == s->cq_head; spins++) {
+            if (spins < 64u) {
+                gs_cpu_relax();
+                continue;
+            }
+            sched_yield();
+            uint64_t t = now_ns();
+            if (!deadline) deadline = t + SPIN_NS;
+            else if (t >= deadline) break;
+        }
         if (gs_load_acquire(&r->xcq_tail) == s->cq_head) {
             gs_store_seqcst(&r->xwaiting, 1);
             uint32_t seq = gs_load_seqcst(&r->xcq_seq);

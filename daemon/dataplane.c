@@ -184,9 +184,11 @@ static void *run(void *arg)
             continue;
         }
         if (now_us() - last_work < dp->cfg.spin_us) {
-            /* Two cores are common: let a client run rather than burn ours. */
-            if (++spins % 64 == 0) sched_yield();
-            else gs_cpu_relax();
+            /* Poll, yielding: a client waiting for us is often on this CPU
+             * (the scheduler puts a woken thread next to its waker), and
+             * only a yield lets it see its completion. */
+            if (++spins < 16) gs_cpu_relax();
+            else sched_yield();
             continue;
         }
         set_wakeup(dp, GS_RING_NEED_WAKEUP);
