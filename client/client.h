@@ -17,21 +17,28 @@
 #include "goshm/goshm.h"
 
 typedef struct gs_seam_ops {
-    /* Hand back span `give_back` (0: none) and get a span of `spanclass`
-     * with free slots. 0 or -errno. */
-    int (*refill)(void *seam, uint32_t spanclass, uint32_t give_back, uint32_t *sid);
-    /* Hand back a cached span. 0 or -errno. */
-    int (*release)(void *seam, uint32_t sid);
+    /* Hand back back[0..nback) and get up to `want` spans of `spanclass`
+     * with free slots into sids[]. The spans handed back are gone either
+     * way. Returns the number got (0 only when want is 0), or -errno. */
+    int (*refill)(void *seam, uint32_t spanclass, const uint32_t *back, uint32_t nback, uint32_t want,
+                  uint32_t *sids);
     /* A span of npages for one large object. 0 or -errno. */
     int (*large_alloc)(void *seam, uint64_t npages, uint32_t *sid);
-    /* The notice stack went from empty to non-empty (may be NULL). */
-    void (*kick)(void *seam);
     /* Close the seam: the heap side reclaims the slot. */
     int (*close)(void *seam);
 } gs_seam_ops_t;
 
+#define GS_BATCH GS_RING_MAX_BATCH
+
 typedef struct gs_mcache {
     gs_cspan_t alloc[GS_NUM_SPAN_CLASSES];
+    /* Spans got by a batched refill and not yet used, and spans used up and
+     * not yet handed back (they go with the next refill of their class). All
+     * belong to this process's slot, so a crash returns them too. */
+    uint32_t stash[GS_NUM_SPAN_CLASSES][GS_BATCH];
+    uint32_t back[GS_NUM_SPAN_CLASSES][GS_BATCH];
+    uint8_t nstash[GS_NUM_SPAN_CLASSES];
+    uint8_t nback[GS_NUM_SPAN_CLASSES];
     /* The tiny allocator: the current 16-byte block and whether its second
      * half is still to be handed out. */
     char *tiny_next;     /* second half of the current block, or NULL */

@@ -60,7 +60,7 @@ void gs_notice_push(struct goshm *h, gs_side_t *side, uint32_t sid)
         gs_store_relaxed(&side->xnext, head);
         /* Release: the heap side's acquire exchange then sees xnext. */
     } while (!gs_cas_release(&h->hdr->xnotice_head, &head, sid));
-    if (head == 0 && h->ops->kick) h->ops->kick(h->seam);
+    /* No wakeup: the heap side drains the stack before every refill. */
 }
 
 static void bad_free(const char *why, const gs_lookup_t *l)

@@ -20,21 +20,11 @@ typedef struct local_seam {
     uint32_t slot;
 } local_seam_t;
 
-static int l_refill(void *p, uint32_t sc, uint32_t give_back, uint32_t *sid)
+static int l_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, uint32_t want, uint32_t *sids)
 {
     local_seam_t *s = p;
     pthread_mutex_lock(&s->mu);
-    int rc = give_back ? gs_heap_release(s->heap, s->slot, give_back) : 0;
-    if (!rc) rc = gs_heap_refill(s->heap, s->slot, sc, sid);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-static int l_release(void *p, uint32_t sid)
-{
-    local_seam_t *s = p;
-    pthread_mutex_lock(&s->mu);
-    int rc = gs_heap_release(s->heap, s->slot, sid);
+    int rc = gs_heap_refill_batch(s->heap, s->slot, sc, back, nback, want, sids);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -60,7 +50,7 @@ static int l_close(void *p)
 static int gs_local_detach(goshm_t *h);
 
 static const gs_seam_ops_t local_ops = {
-    .refill = l_refill, .release = l_release, .large_alloc = l_large, .kick = NULL, .close = l_close,
+    .refill = l_refill, .large_alloc = l_large, .close = l_close,
 };
 
 goshm_t *gs_local_open(const gs_heap_config_t *cfg)

@@ -16,6 +16,10 @@
  * parent's connection, and marks the heap so that the next seam call attaches
  * the child to a slot of its own. Objects from before the fork stay valid:
  * the mapping is shared.
+ *
+ * The notice stack (spans that gained frees) never rings the doorbell: the
+ * daemon drains it before every refill and large allocation, which is when
+ * the memory is wanted, and on its 100 ms timer.
  */
 #define _GNU_SOURCE
 #include "client.h"
@@ -25,6 +29,7 @@
 #include <linux/futex.h>  /* FUTEX_WAIT */
 #include <poll.h>         /* poll */
 #include <sched.h>        /* sched_yield */
+#include <stdatomic.h>    /* atomic_* */
 #include <stdlib.h>       /* calloc */
 #include <string.h>       /* memset */
 #include <sys/socket.h>   /* socket */
@@ -57,6 +62,19 @@ typedef struct svc_seam {
 } svc_seam_t;
 
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
+/* This process's pid, refreshed in fork children: glibc's getpid() is a
+ * system call, too slow for every round trip. */
+static _Atomic pid_t self_pid;
+
+static pid_t my_pid(void)
+{
+    pid_t p = atomic_load_explicit(&self_pid, memory_order_relaxed);
+    if (!p) {
+        p = getpid();
+        atomic_store_explicit(&self_pid, p, memory_order_relaxed);
+    }
+    return p;
+}
 static svc_seam_t *all_seams;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -204,7 +222,7 @@ static int reattach(svc_seam_t *s);
 static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->pid != getpid()) {
+    if (s->pid != my_pid()) {
         int rc = reattach(s);
         if (rc) {
             pthread_mutex_unlock(&s->mu);
@@ -264,23 +282,20 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
     return rc;
 }
 
-static int s_refill(void *p, uint32_t sc, uint32_t give_back, uint32_t *sid)
+static int s_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, uint32_t want, uint32_t *sids)
 {
     svc_seam_t *s = p;
-    gs_sqe_t e = {.op = GS_OP_REFILL, .spanclass = sc, .sid = give_back};
+    if (nback > GS_RING_MAX_BATCH || want > GS_RING_MAX_BATCH) return -EINVAL;
+    gs_sqe_t e = {.op = GS_OP_REFILL, .spanclass = sc, .want = (uint8_t)want, .nback = (uint8_t)nback};
+    memcpy(e.back, back, nback * sizeof *back);
     gs_cqe_t c;
     int rc = roundtrip(s, &e, 1, &c);
     if (rc) return rc;
-    *sid = c.sid;
+    if (c.result > 0) {
+        if ((uint32_t)c.result > want) gs_throw("ring: more spans than asked for");
+        memcpy(sids, c.sids, (size_t)c.result * sizeof *sids);
+    }
     return c.result;
-}
-
-static int s_release(void *p, uint32_t sid)
-{
-    gs_sqe_t e = {.op = GS_OP_RELEASE, .sid = sid};
-    gs_cqe_t c;
-    int rc = roundtrip(p, &e, 1, &c);
-    return rc ? rc : c.result;
 }
 
 static int s_large(void *p, uint64_t npages, uint32_t *sid)
@@ -293,16 +308,11 @@ static int s_large(void *p, uint64_t npages, uint32_t *sid)
     return c.result;
 }
 
-static void s_kick(void *p)
-{
-    svc_seam_t *s = p;
-    if (s->pid == getpid()) ring_doorbell(s);
-}
 
 static int s_close(void *p)
 {
     svc_seam_t *s = p;
-    if (s->sock < 0 || s->pid != getpid()) return 0; /* a fork child never reattached */
+    if (s->sock < 0 || s->pid != my_pid()) return 0; /* a fork child never reattached */
     Goshm__Detach d = GOSHM__DETACH__INIT;
     Goshm__Request req = GOSHM__REQUEST__INIT;
     req.msg_case = GOSHM__REQUEST__MSG_DETACH;
@@ -317,7 +327,7 @@ static int s_close(void *p)
 }
 
 static const gs_seam_ops_t svc_ops = {
-    .refill = s_refill, .release = s_release, .large_alloc = s_large, .kick = s_kick, .close = s_close,
+    .refill = s_refill, .large_alloc = s_large, .close = s_close,
 };
 
 /* ---- fork ---------------------------------------------------------------- */
@@ -327,6 +337,7 @@ static void atfork_parent(void) { pthread_mutex_unlock(&all_mu); }
 
 static void atfork_child(void)
 {
+    atomic_store_explicit(&self_pid, getpid(), memory_order_relaxed);
     for (svc_seam_t *s = all_seams; s; s = s->next) {
         struct goshm *h = s->h;
         /* The parent's mcaches own their spans: forget them, give nothing back. */
@@ -368,7 +379,7 @@ static int reattach(svc_seam_t *s)
     h->slotp = (gs_slot_t *)(h->data + h->hdr->slots_off + (uint64_t)slot * h->hdr->slot_size);
     s->ring = &h->slotp->ring;
     s->sq_tail = s->cq_head = 0;
-    s->pid = getpid();
+    s->pid = my_pid();
     return 0;
 }
 
@@ -427,7 +438,7 @@ goshm_t *goshm_attach(const char *socket_path)
     h->seam = s;
     h->detach = svc_detach;
     s->h = h;
-    s->pid = getpid();
+    s->pid = my_pid();
     pthread_mutex_init(&s->mu, NULL);
     rc = gs_client_init(h);
     if (rc) {

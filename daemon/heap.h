@@ -53,6 +53,11 @@ void gs_heap_slot_counts(gs_heap_t *h, uint32_t slot, uint64_t *allocs, uint64_t
 /* The seam's requests. Each returns 0 or -errno. */
 int gs_heap_refill(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t *sid);
 int gs_heap_release(gs_heap_t *h, uint32_t slot, uint32_t sid);
+/* Hand back back[0..nback), then get up to `want` spans into sids[]: the
+ * number got, or -errno when none could be had (want 0: 0). Invalid spans
+ * handed back are counted as bad requests and skipped. */
+int gs_heap_refill_batch(gs_heap_t *h, uint32_t slot, uint32_t spanclass, const uint32_t *back, uint32_t nback,
+                         uint32_t want, uint32_t *sids);
 int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *sid);
 /* Handle a span that gained frees while uncached (also the notice stack). */
 int gs_heap_notice(gs_heap_t *h, uint32_t sid);

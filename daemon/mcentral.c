@@ -211,6 +211,19 @@ int gs_heap_release(gs_heap_t *h, uint32_t slot, uint32_t sid)
     return 0;
 }
 
+int gs_heap_refill_batch(gs_heap_t *h, uint32_t slot, uint32_t spanclass, const uint32_t *back, uint32_t nback,
+                         uint32_t want, uint32_t *sids)
+{
+    for (uint32_t i = 0; i < nback; i++) gs_heap_release(h, slot, back[i]);
+    uint32_t got = 0;
+    while (got < want) {
+        int rc = gs_heap_refill(h, slot, spanclass, &sids[got]);
+        if (rc) return got ? (int)got : rc;
+        got++;
+    }
+    return (int)got;
+}
+
 int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *out)
 {
     if (!slot_ok(h, slot)) return bad(h);

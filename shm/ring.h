@@ -38,10 +38,16 @@
 
 #define GS_RING_ENTRIES 64u
 #define GS_RING_NEED_WAKEUP 1u
+#define GS_RING_MAX_BATCH 8u  /* spans per REFILL, each way */
 
 enum {
     GS_OP_NOP = 0,
-    GS_OP_REFILL = 1,      /* spanclass, sid = span handed back (0: none) -> sid */
+    /* Hand back back[0..nback) (spans this slot caches), then get up to
+     * `want` spans of `spanclass` with free slots (want 0: only hand back).
+     * Result: spans got, in sids[]; or -errno. Batching is what makes a
+     * round trip pay for itself: classes above 1 KiB hold 2 to 8 objects
+     * per span. */
+    GS_OP_REFILL = 1,
     GS_OP_RELEASE = 2,     /* sid: hand a cached span back */
     GS_OP_LARGE_ALLOC = 3, /* npages -> sid */
     GS_OP_NOTICE = 4,      /* sid: a span gained frees (also: drain the stack) */
@@ -50,19 +56,24 @@ enum {
 
 typedef struct gs_sqe {
     uint8_t  op;
-    uint8_t  pad0[3];
+    uint8_t  want;       /* REFILL: spans wanted, 0..GS_RING_MAX_BATCH */
+    uint8_t  nback;      /* REFILL: spans handed back in back[] */
+    uint8_t  pad0;
     uint32_t tag;        /* echoed in the completion */
-    uint32_t spanclass;
-    uint32_t sid;
-    uint64_t npages;
-    uint8_t  pad1[40];
+    uint32_t spanclass;  /* REFILL */
+    uint32_t sid;        /* RELEASE, NOTICE */
+    uint64_t npages;     /* LARGE_ALLOC */
+    uint32_t back[GS_RING_MAX_BATCH];
+    uint8_t  pad1[8];
 } gs_sqe_t;
 
 typedef struct gs_cqe {
     uint32_t tag;
-    int32_t  result;     /* 0 or -errno */
-    uint32_t sid;
-    uint8_t  pad[52];
+    int32_t  result;     /* REFILL: spans got; others 0; or -errno */
+    uint32_t sid;        /* LARGE_ALLOC */
+    uint32_t pad0;
+    uint32_t sids[GS_RING_MAX_BATCH]; /* REFILL */
+    uint8_t  pad1[16];
 } gs_cqe_t;
 
 _Static_assert(sizeof(gs_sqe_t) == 64 && sizeof(gs_cqe_t) == 64, "ring entries are one cache line");

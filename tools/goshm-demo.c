@@ -47,11 +47,18 @@ typedef struct msg {
     unsigned char payload[];
 } msg_t;
 
+/* A checksum of every payload byte, 8 bytes at a time (the demo measures
+ * the allocator, not a byte-wise hash). */
 static uint32_t checksum(const unsigned char *p, uint32_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (uint32_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
-    return h;
+    uint64_t h = 0x9E3779B97F4A7C15ull, w;
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001B3ull;
+    }
+    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static double now_s(void)
