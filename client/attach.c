@@ -46,6 +46,7 @@ int gs_client_adopt(struct goshm *h)
         m->abi_version != GS_ABI_VERSION || d->epoch != m->epoch || d->page_size != GS_PAGE_SIZE ||
         d->reserve_size != h->data_size || d->meta_size != h->meta_size ||
         d->arena_off + (d->max_pages << GS_PAGE_SHIFT) > h->data_size ||
+        d->notice_off + m->max_spans * sizeof(gs_notice_t) > d->arena_off ||
         m->pagemap_off + d->max_pages * 4u > h->meta_size ||
         m->spans_off + m->max_spans * sizeof(gs_mspan_t) > h->meta_size)
         return -EPROTO;

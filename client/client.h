@@ -100,7 +100,7 @@ typedef struct gs_lookup {
 /* Find the live object p points to the start of; NULL reason on success,
  * else why it is not one (for the bad-free report). */
 const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out);
-void gs_notice_push(struct goshm *h, gs_side_t *side, uint32_t sid);
+void gs_notice_push(struct goshm *h, uint32_t sid);
 
 extern __thread uint64_t gs_tls_id;
 extern __thread gs_mcache_t *gs_tls_cache;

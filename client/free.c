@@ -50,14 +50,15 @@ const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out)
     return NULL;
 }
 
-void gs_notice_push(struct goshm *h, gs_side_t *side, uint32_t sid)
+void gs_notice_push(struct goshm *h, uint32_t sid)
 {
+    gs_notice_t *n = (gs_notice_t *)(h->data + h->hdr->notice_off) + sid;
     uint32_t zero = 0;
     /* Once per sweep: the heap side clears xqueued before it sweeps. */
-    if (!gs_cas_seqcst(&side->xqueued, &zero, 1u)) return;
+    if (!gs_cas_seqcst(&n->xqueued, &zero, 1u)) return;
     uint32_t head = gs_load_relaxed(&h->hdr->xnotice_head);
     do {
-        gs_store_relaxed(&side->xnext, head);
+        gs_store_relaxed(&n->xnext, head);
         /* Release: the heap side's acquire exchange then sees xnext. */
     } while (!gs_cas_release(&h->hdr->xnotice_head, &head, sid));
     /* No wakeup: the heap side drains the stack before every refill. */
@@ -90,7 +91,7 @@ void goshm_free(goshm_t *h, void *p)
             return;
         }
         uint64_t partner = UINT64_C(1) << ((l.idx ^ 1u) % 64u);
-        if (!(old & partner) && gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, side, l.sid);
+        if (!(old & partner) && gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, l.sid);
         return;
     }
 
@@ -114,7 +115,7 @@ void goshm_free(goshm_t *h, void *p)
     if (m->state == GS_SPAN_LARGE) gs_fetch_add_relaxed(&h->slotp->xlarge_frees, 1);
     /* seq_cst after the seq_cst OR: either we see the owner's clearing store
      * (and notify), or the heap side's sweep that follows it sees our bit. */
-    if (gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, side, l.sid);
+    if (gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, l.sid);
 }
 
 size_t goshm_usable_size(goshm_t *h, const void *p)

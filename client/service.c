@@ -343,6 +343,8 @@ static void atfork_child(void)
         /* The parent's mcaches own their spans: forget them, give nothing back. */
         for (gs_mcache_t *c = h->caches; c; c = c->next) {
             memset(c->alloc, 0, sizeof c->alloc);
+            memset(c->nstash, 0, sizeof c->nstash);
+            memset(c->nback, 0, sizeof c->nback);
             c->tiny_next = NULL;
         }
         pthread_mutex_init(&h->lock, NULL);

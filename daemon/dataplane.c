@@ -40,6 +40,10 @@ typedef struct dp_slot {
     uint32_t sq_head;   /* our copy; never read back from shared memory */
     uint32_t cq_tail;   /* ditto */
     gs_ring_t *ring;
+    /* The large object each completion carries (0: none), by completion
+     * index: a client that dies before reading its completion never got the
+     * object, so removing the slot frees it. */
+    uint32_t large[GS_RING_ENTRIES];
 } dp_slot_t;
 
 struct gs_dataplane {
@@ -118,6 +122,7 @@ static bool serve(gs_dataplane_t *dp, uint32_t slot)
         c.tag = e.tag;
         c.result = serve_entry(dp, slot, &e, &c);
         if (c.result == -EINVAL) gs_fetch_add_relaxed(&dp->bad_entries, 1);
+        s->large[s->cq_tail % GS_RING_ENTRIES] = e.op == GS_OP_LARGE_ALLOC && c.result == 0 ? c.sid : 0;
         memcpy(&r->cq[s->cq_tail % GS_RING_ENTRIES], &c, sizeof c);
         s->cq_tail++;
     }
@@ -150,8 +155,22 @@ static void handle_request(gs_dataplane_t *dp)
         dp->req_rc = dp->w->ops->add(dp->w, dp->req_slot, dp->req_fd);
         s->active = dp->req_rc == 0;
     } else if (dp->req_op == REQ_REMOVE) {
-        dp->slots[dp->req_slot].active = false;
+        dp_slot_t *s = &dp->slots[dp->req_slot];
+        s->active = false;
         dp->w->ops->remove(dp->w, dp->req_slot);
+        /* Large objects in completions the client never read. Its head is
+         * untrusted: an impossible one counts as "read everything", since
+         * freeing an object the client did get could hurt other processes,
+         * while keeping one it did not get only leaks it. */
+        uint32_t head = gs_load_acquire(&s->ring->xcq_head);
+        if (s->cq_tail - head > GS_RING_ENTRIES) head = s->cq_tail;
+        pthread_mutex_lock(dp->heap_lock);
+        for (uint32_t k = head; k != s->cq_tail; k++) {
+            uint32_t sid = s->large[k % GS_RING_ENTRIES];
+            if (sid) gs_heap_large_abandon(dp->heap, dp->req_slot, sid);
+        }
+        pthread_mutex_unlock(dp->heap_lock);
+        memset(s->large, 0, sizeof s->large);
         dp->req_rc = 0;
     }
     dp->req_op = REQ_NONE;

@@ -31,6 +31,12 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
             /* commit whole OS pages covering the chunk */
             uint64_t lo = off & ~UINT64_C(4095), hi = (off + len + 4095) & ~UINT64_C(4095);
             if (gs_sys_commit(h->meta_fd, lo, hi - lo) != 0) return 0;
+            /* ... and their entries of the notice array (data memfd). */
+            uint64_t nlo = h->hdr->notice_off + first * sizeof(gs_notice_t);
+            uint64_t nhi = nlo + n * sizeof(gs_notice_t);
+            nlo &= ~UINT64_C(4095);
+            nhi = (nhi + 4095) & ~UINT64_C(4095);
+            if (gs_sys_commit(h->data_fd, nlo, nhi - nlo) != 0) return 0;
             h->meta_committed += len;
             h->span_committed = (uint32_t)(first + n);
         }

@@ -59,7 +59,8 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     uint64_t slots_off = GS_HEADER_SIZE;
     uint64_t side_off = align_up(slots_off + (uint64_t)h->cfg.max_slots * GS_SLOT_SIZE, 65536);
     uint64_t side_size = align_up(h->max_pages * SIDE_MAX_RECORD, 65536);
-    uint64_t arena_off = align_up(side_off + side_size, GS_ARENA_SIZE);
+    uint64_t notice_off = side_off + side_size;
+    uint64_t arena_off = align_up(notice_off + align_up(h->max_spans * sizeof(gs_notice_t), 65536), GS_ARENA_SIZE);
     h->data_size = arena_off + size;
     /* meta memfd layout */
     uint64_t pagemap_off = GS_META_HDR_SIZE;
@@ -106,6 +107,7 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     hdr->max_pages = h->max_pages;
     hdr->meta_size = h->meta_size;
     hdr->epoch = epoch;
+    hdr->notice_off = notice_off;
     gs_store_relaxed(&hdr->xnotice_head, 0);
     hdr->abi_version = GS_ABI_VERSION;
     hdr->magic = GS_SEG_MAGIC;

@@ -117,6 +117,10 @@ static inline gs_side_t *gs_side_of(gs_heap_t *h, const gs_mspan_t *s)
 {
     return (gs_side_t *)(h->data + s->side_off);
 }
+static inline gs_notice_t *gs_notice_of(gs_heap_t *h, uint32_t sid)
+{
+    return (gs_notice_t *)(h->data + h->hdr->notice_off) + sid;
+}
 static inline uint64_t gs_page_off(const gs_heap_t *h, uint64_t page)
 {
     return h->hdr->arena_off + (page << GS_PAGE_SHIFT);

@@ -63,11 +63,7 @@ static void place(gs_heap_t *h, uint32_t sid, uint32_t live)
 {
     gs_mspan_t *s = gs_span(h, sid);
     s->allocated = live;
-    /* A span whose notice may still be on the stack is not given back to the
-     * mheap: the stack would then name a span id that is reused. It waits on
-     * the partial list, where refills take it, until its notice is drained. */
-    bool queued = gs_load_seqcst(&gs_side_of(h, s)->xqueued) != 0;
-    if (live == 0 && !queued) span_to_heap(h, sid);
+    if (live == 0) span_to_heap(h, sid);
     else if (live >= s->nelems) gs_list_push(h, &h->central[s->spanclass].full, sid, GS_LIST_FULL);
     else gs_list_push(h, &h->central[s->spanclass].partial, sid, GS_LIST_PARTIAL);
 }
@@ -106,9 +102,9 @@ static int span_init(gs_heap_t *h, uint32_t sid, uint32_t spanclass, bool large)
     gs_span_bitmaps_clear(side, s->nelems, s->awords, s->fwords);
     if (large) gs_store_relaxed(&gs_side_alloc(side)[0], 1); /* the one object is allocated */
     gs_store_relaxed(&side->xowner, 0);
-    gs_store_relaxed(&side->xqueued, 0);
-    gs_store_relaxed(&side->xnext, 0);
     gs_store_relaxed(&side->xsid, sid);
+    /* The id's notice entry is left alone: a stale push may still be on the
+     * stack, and its flag keeps the id from being pushed twice. */
     s->state = large ? GS_SPAN_LARGE : GS_SPAN_SMALL;
     gs_mheap_publish(h, sid);
     return 0;
@@ -238,15 +234,26 @@ int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *
     return 0;
 }
 
+int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid)
+{
+    if (sid == 0 || sid >= h->span_bump || gs_span(h, sid)->state != GS_SPAN_LARGE) return bad(h);
+    gs_mspan_t *s = gs_span(h, sid);
+    /* As if freed: if some process did free it meanwhile, the bit is set
+     * already and this changes nothing. */
+    gs_fetch_or_seqcst(&gs_side_freed(gs_side_of(h, s), s->awords)[0], UINT64_C(1));
+    if (sweep(h, s) == 0) span_to_heap(h, sid);
+    (void)slot;
+    return 0;
+}
+
 int gs_heap_notice(gs_heap_t *h, uint32_t sid)
 {
     if (sid == 0 || sid >= h->span_bump) return bad(h);
     gs_mspan_t *s = gs_span(h, sid);
     if (s->state != GS_SPAN_SMALL && s->state != GS_SPAN_LARGE) return bad(h);
-    gs_side_t *side = gs_side_of(h, s);
     /* Clear the flag before sweeping: a freer whose CAS fails saw it set,
      * so its OR came before this store and thus before the sweep below. */
-    gs_store_seqcst(&side->xqueued, 0);
+    gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
     h->notices++;
     if (s->list == GS_LIST_CACHED) return 0; /* its owner sweeps it */
     if (s->state == GS_SPAN_LARGE) {
@@ -267,19 +274,20 @@ uint32_t gs_heap_drain_notices(gs_heap_t *h)
     uint32_t sid = gs_xchg_acqrel(&h->hdr->xnotice_head, 0);
     uint32_t n = 0;
     while (sid) {
-        /* The chain lives in client-writable memory: bound it and check each
-         * id against our own records before reading its link. */
+        /* The chain lives in client-writable memory: bound it, and check each
+         * id before reading its link. */
         if (sid >= h->span_bump || n > h->span_bump) {
             h->bad_requests++;
             break;
         }
+        uint32_t next = gs_load_relaxed(&gs_notice_of(h, sid)->xnext);
         gs_mspan_t *s = gs_span(h, sid);
-        if ((s->state != GS_SPAN_SMALL && s->state != GS_SPAN_LARGE) || !s->side_off) {
-            h->bad_requests++;
-            break;
+        if (s->state == GS_SPAN_SMALL || s->state == GS_SPAN_LARGE) {
+            gs_heap_notice(h, sid);
+        } else {
+            /* Given back to the mheap after the freer saw no owner: stale. */
+            gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
         }
-        uint32_t next = gs_load_relaxed(&gs_side_of(h, s)->xnext);
-        gs_heap_notice(h, sid);
         sid = next;
         n++;
     }
@@ -296,22 +304,27 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget)
         if (cursor >= h->span_bump) cursor = 1;
         uint32_t sid = cursor++;
         gs_mspan_t *s = gs_span(h, sid);
+        /* The stack was just drained: an id still flagged is being pushed
+         * right now, or its pusher died between flag and push. A flag seen
+         * on two visits in a row (a lap apart, 100 ms or more) is the
+         * latter: clear it, or the id would never be pushed again. */
+        if (gs_load_relaxed(&gs_notice_of(h, sid)->xqueued)) {
+            if (s->suspect) {
+                gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
+                s->suspect = 0;
+            } else {
+                s->suspect = 1;
+            }
+        } else {
+            s->suspect = 0;
+        }
         if (s->state == GS_SPAN_SMALL && s->list == GS_LIST_FULL) {
             gs_list_remove(h, &h->central[s->spanclass].full, sid);
             place(h, sid, sweep(h, s));
             swept++;
         } else if (s->state == GS_SPAN_LARGE) {
-            gs_side_t *side = gs_side_of(h, s);
-            if (!(gs_load_relaxed(&gs_side_freed(side, s->awords)[0]) & 1u)) continue;
-            /* Freed, but no notice reached us. If its flag says queued it is
-             * either being pushed right now or its pusher died between the
-             * flag and the push. Give it one pass to arrive; after that the
-             * pusher is taken to be gone and the flag cleared. */
-            if (gs_load_seqcst(&side->xqueued) && !s->suspect) {
-                s->suspect = 1;
-                continue;
-            }
-            gs_store_seqcst(&side->xqueued, 0);
+            /* Freed, but no notice reached us (yet): sweeping is harmless. */
+            if (!(gs_load_relaxed(&gs_side_freed(gs_side_of(h, s), s->awords)[0]) & 1u)) continue;
             if (sweep(h, s) == 0) span_to_heap(h, sid);
             swept++;
         }

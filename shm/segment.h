@@ -53,16 +53,22 @@ typedef struct gs_seg_header {
     uint64_t max_pages;      /* heap pages the reservation can hold */
     uint64_t meta_size;      /* size of the meta memfd */
     uint64_t epoch;          /* changes with every heap instance */
-    uint8_t  pad0[2 * GS_CACHELINE - 104];
+    uint64_t notice_off;     /* gs_notice_t per span id */
+    uint8_t  pad0[2 * GS_CACHELINE - 112];
 
-    /* The notice stack: span ids (+1; 0 = empty) of spans that gained frees
+    /* The notice stack: span ids (0 = empty) of spans that gained frees
      * while no mcache owned them. Multi-producer (any freer, any process),
      * single consumer (the heap side), Treiber push with a release CAS, pop of
-     * the whole chain with one acquire exchange, so there is no ABA. The link
-     * lives in the span's side record (xnext). A pusher that dies after its
-     * CAS has pushed completely; one that dies before it leaves the span's
-     * xqueued flag set and the span unpushed: the heap side's background
-     * sweep of the full lists (daemon/mcentral.c) finds it. */
+     * the whole chain with one acquire exchange, so there is no ABA. Links
+     * and "queued" flags live in the notice array (gs_notice_t), indexed by
+     * span id, not in side records: a freer may push a span that the heap side
+     * has meanwhile given back to the mheap (it saw no owner, then lost the
+     * race), and such a stale entry must not break the chain. The heap side
+     * skips it, or sweeps the span that now has that id: harmless. A pusher
+     * that dies after its CAS has pushed completely; one that dies between
+     * setting the flag and the push leaves the flag set: the background sweep
+     * (daemon/mcentral.c) sweeps full spans anyway and clears a flag it finds
+     * set on two visits in a row. */
     _Alignas(GS_CACHELINE) _Atomic uint32_t xnotice_head;
     uint8_t pad1[GS_CACHELINE - 4];
 } gs_seg_header_t;
@@ -127,21 +133,27 @@ typedef struct gs_side {
     /* Line 1: shared with freers. xowner is the slot index + 1 of the mcache
      * caching this span, 0 when the mcentral has it (written by the heap side,
      * seq_cst, read seq_cst by freers after their OR: Dekker pairing with the
-     * heap side's sweep after it clears the owner). xqueued is 1 while the span
-     * is on the notice stack or about to be (CAS by freers, cleared seq_cst by
-     * the heap side before it sweeps). xnext links the notice stack. xsid is
-     * the span id, written by the heap side, for cross-checking. */
+     * heap side's sweep after it clears the owner). xsid is the span id,
+     * written by the heap side, for cross-checking. */
     _Alignas(GS_CACHELINE) _Atomic uint32_t xowner;
-    _Atomic uint32_t xqueued;
-    _Atomic uint32_t xnext;
     _Atomic uint32_t xsid;
-    uint8_t  pad2[GS_CACHELINE - 16];
+    uint8_t  pad2[GS_CACHELINE - 8];
 
     _Atomic uint64_t bits[]; /* alloc words, then freed words */
 } gs_side_t;
 
 _Static_assert(offsetof(gs_side_t, xowner) == 64, "side layout");
 _Static_assert(sizeof(gs_side_t) == 128, "side layout");
+
+/* One per span id, in the data memfd at notice_off (see xnotice_head).
+ * xqueued: 1 while the id is on the notice stack or about to be (CAS 0->1 by
+ * a freer, cleared seq_cst by the heap side before it sweeps the span).
+ * xnext: the next id on the stack, written by the pusher before its release
+ * CAS. Client-writable: the heap side bounds and checks every id it reads. */
+typedef struct gs_notice {
+    _Atomic uint32_t xqueued;
+    _Atomic uint32_t xnext;
+} gs_notice_t;
 
 /* ---- meta memfd ----------------------------------------------------- */
 
@@ -183,7 +195,7 @@ typedef struct gs_mspan {
     uint32_t scav_next, scav_prev;
     uint32_t allocated;    /* objects allocated at the last sweep */
     uint64_t freed_at_ns;  /* free runs: when it became idle */
-    uint8_t  suspect;      /* large: freed, queued, notice not seen yet */
+    uint8_t  suspect;      /* its notice flag was set at the last background sweep */
     uint8_t  pad2[15];
 } gs_mspan_t;
 
