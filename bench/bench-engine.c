@@ -7,7 +7,8 @@
  * Workloads: /work/shared/BENCHMARKS.md (W1, W2, W4a, W4b), see bench/README.md.
  * Prints one "run" line per run and a final "summary" line (median, min, max),
  * as key=value fields that bench/run-engine.sh parses. Exit status 0 when
- * every check passed, 1 on a check failure, 2 on a usage or setup error.
+ * every check passed, 1 on a check failure, 2 on a usage or setup error, 3
+ * for --alloc=mimalloc in a build without mimalloc.
  *
  * goshm runs in-process (gs_local_open: the heap side under a mutex, no
  * daemon). Never part of the ctest suite.

@@ -62,7 +62,7 @@ find_preload() {
     return 1
 }
 
-declare -A PRELOAD WHY
+declare -A PRELOAD
 avail=""
 for a in $ALLOCS; do
     case $a in
@@ -106,7 +106,7 @@ for r in $(seq 1 "$RUNS"); do
             mode=libc
             case $a in goshm|mimalloc) mode=$a ;; esac
             note "round $r/$RUNS: $w $a"
-            out=$(LD_PRELOAD=${PRELOAD[$a]:-} "$BIN" --alloc=$mode --workload=$w --runs 1 --scale "$SCALE" 2>&1)
+            out=$(LD_PRELOAD=${PRELOAD[$a]:-} "$BIN" --alloc="$mode" --workload="$w" --runs 1 --scale "$SCALE" 2>&1)
             rc=$?
             printf '%s\n' "$out" >>"$log"
             if [ $rc -ne 0 ] || ! printf '%s\n' "$out" | grep -q '^summary .*check=ok'; then
@@ -184,13 +184,14 @@ for w in $WORKLOADS; do
 done
 echo
 
-# Two-thread workloads need two CPUs: flag runs where the process did not get them.
+# Two-thread workloads need two CPUs: flag runs where the process did not use
+# them (another job held a CPU, or the allocator made a thread block on a lock).
 for w in $WORKLOADS; do
     case $w in W4a|W4b) ;; *) continue ;; esac
     for a in $avail; do
         [ -f "$OUT/$w.$a.log" ] || continue
         low=$(awk '/^cpu / { for (i = 1; i <= NF; i++) if ($i ~ /^util=/ && substr($i, 6) + 0 < 1.5) n++ } END { print n + 0 }' "$OUT/$w.$a.log")
-        [ "$low" -gt 0 ] && echo "note: $w $a: $low run(s) had CPU/wall < 1.5, i.e. the two threads shared one CPU (machine busy)"
+        [ "$low" -gt 0 ] && echo "note: $w $a: $low run(s) had CPU/wall < 1.5, i.e. the two threads did not both run all the time (a busy machine, or blocking in the allocator)"
     done
 done
 [ "$failed" -gt 0 ] && { echo "note: $failed run(s) failed or were rejected; see $OUT"; exit 1; }
