@@ -39,6 +39,12 @@ typedef struct gs_mcache {
     uint32_t back[GS_NUM_SPAN_CLASSES][GS_BATCH];
     uint8_t nstash[GS_NUM_SPAN_CLASSES];
     uint8_t nback[GS_NUM_SPAN_CLASSES];
+    /* The last small object this thread allocated (not tiny), and its span
+     * class: freeing it at once only steps freeindex back (gs_mcache_undo).
+     * undone[] counts such pairs for the statistics. */
+    char *last;
+    uint32_t last_sc;
+    uint32_t undone[GS_NUM_SIZE_CLASSES];
     /* The tiny allocator: the current 16-byte block and whether its second
      * half is still to be handed out. */
     char *tiny_next;     /* second half of the current block, or NULL */
@@ -112,5 +118,25 @@ static inline gs_mcache_t *gs_mcache_get(struct goshm *h)
 }
 
 static inline char *gs_heap_base(struct goshm *h) { return h->data; }
+
+/* Free p, the object this thread allocated last, by stepping its span's
+ * freeindex back: no atomic, and the slot is reused at once (temporary
+ * buffers, W1). Crash story: the republished freeindex says the slot is free,
+ * which it is. allocCache gets the slot back as its lowest bit: the window
+ * starts one slot earlier and its top bit, beyond the 64-slot word, was 0.
+ * Returns false if p is not that slot any more. */
+static inline bool gs_mcache_undo(gs_mcache_t *c, const void *p)
+{
+    gs_cspan_t *s = &c->alloc[c->last_sc];
+    c->last = NULL;
+    uint32_t fi = s->freeindex;
+    if (fi == 0 || (const char *)p != s->base + (size_t)(fi - 1u) * s->elemsize) return false;
+    s->freeindex = fi - 1u;
+    gs_store_relaxed(&s->side->xfreeindex, fi - 1u);
+    s->alloc_cache = (s->alloc_cache << 1) | 1u;
+    s->needzero = 1; /* the slot is dirty now */
+    c->undone[gs_spanclass_sizeclass(c->last_sc)]++;
+    return true;
+}
 
 #endif /* GOSHM_CLIENT_H */

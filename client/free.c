@@ -10,9 +10,10 @@
 
 #include <errno.h> /* errno */
 
-const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out)
+static inline const char *lookup(struct goshm *h, const void *p, gs_lookup_t *out)
 {
     const char *cp = p;
+    out->off = 0;
     out->sid = 0;
     out->span = NULL;
     if (cp < h->data + h->arena_off || cp >= h->data + h->data_size) return "pointer outside the heap";
@@ -50,6 +51,8 @@ const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out)
     return NULL;
 }
 
+const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out) { return lookup(h, p, out); }
+
 void gs_notice_push(struct goshm *h, uint32_t sid)
 {
     gs_notice_t *n = (gs_notice_t *)(h->data + h->hdr->notice_off) + sid;
@@ -72,8 +75,12 @@ static void bad_free(const char *why, const gs_lookup_t *l)
 void goshm_free(goshm_t *h, void *p)
 {
     if (!p) return;
+    if (gs_likely(gs_tls_id == h->id)) {
+        gs_mcache_t *c = gs_tls_cache;
+        if (p == c->last && gs_mcache_undo(c, p)) return;
+    }
     gs_lookup_t l;
-    const char *why = gs_lookup(h, p, &l);
+    const char *why = lookup(h, p, &l);
     if (gs_unlikely(why != NULL)) {
         bad_free(why, &l);
         return;

@@ -42,9 +42,11 @@ static inline void *alloc_impl(goshm_t *h, size_t size, bool *zero)
         if (size <= GS_TINY_HALF) return gs_tiny_alloc(h, c, zero);
         uint32_t sc = gs_spanclass(gs_size_to_class(size), 0);
         gs_cspan_t *s = &c->alloc[sc];
-        void *p = gs_cspan_next_free_fast(s);
+        char *p = gs_cspan_next_free_fast(s);
         if (gs_unlikely(!p)) p = gs_mcache_next_free(h, c, sc);
         *zero = !s->needzero;
+        c->last = p;
+        c->last_sc = sc;
         return p;
     }
     if (size == 0) return alloc_impl(h, 1, zero); /* a unique, freeable pointer */

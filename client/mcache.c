@@ -31,10 +31,15 @@ gs_mcache_t *gs_mcache_slow(struct goshm *h)
     return c;
 }
 
-static void account_pass(struct goshm *h, gs_cspan_t *s)
+static void account_pass(struct goshm *h, gs_mcache_t *c, gs_cspan_t *s)
 {
-    uint32_t n = gs_cspan_handed_out(s);
-    if (n) gs_fetch_add_relaxed(&h->slotp->stats[gs_spanclass_sizeclass(s->spanclass)].xallocs, n);
+    uint32_t cls = gs_spanclass_sizeclass(s->spanclass);
+    uint32_t n = gs_cspan_handed_out(s), u = c->undone[cls];
+    if (n + u) gs_fetch_add_relaxed(&h->slotp->stats[cls].xallocs, n + u);
+    if (u) {
+        gs_fetch_add_relaxed(&h->slotp->stats[cls].xfrees, u);
+        c->undone[cls] = 0;
+    }
 }
 
 static void load_span(struct goshm *h, gs_cspan_t *s, uint32_t sid)
@@ -46,11 +51,11 @@ static void load_span(struct goshm *h, gs_cspan_t *s, uint32_t sid)
 /* Sweep the exhausted span this mcache caches. Keeps it when the sweep freed
  * at least 1/8 of its slots: fewer would make every few allocations pay for a
  * sweep, so such a span goes back to its mcentral instead. */
-static bool sweep_local(struct goshm *h, gs_cspan_t *s)
+static bool sweep_local(struct goshm *h, gs_mcache_t *c, gs_cspan_t *s)
 {
     const gs_mspan_t *m = &h->spans[s->sid];
     uint32_t merged = 0;
-    account_pass(h, s);
+    account_pass(h, c, s);
     uint32_t live = gs_span_sweep(s->side, s->nelems, m->awords, gs_spanclass_tiny(s->spanclass), s->freeindex, &merged);
     if (merged) gs_fetch_add_relaxed(&h->slotp->stats[gs_spanclass_sizeclass(s->spanclass)].xfrees, merged);
     uint32_t want = s->nelems / 8u ? s->nelems / 8u : 1u;
@@ -78,7 +83,7 @@ void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
     if (s->sid) {
         uint32_t idx = gs_cspan_next_free_index(s);
         if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
-        if (sweep_local(h, s)) {
+        if (sweep_local(h, c, s)) {
             idx = gs_cspan_next_free_index(s);
             if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
         }
@@ -109,12 +114,13 @@ void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
 void gs_mcache_flush(struct goshm *h, gs_mcache_t *c)
 {
     gs_tiny_retire(h, c);
+    c->last = NULL;
     for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++) {
         gs_cspan_t *s = &c->alloc[sc];
         uint32_t *back = c->back[sc];
         uint32_t n = c->nback[sc];
         if (s->sid) {
-            account_pass(h, s);
+            account_pass(h, c, s);
             back[n++] = s->sid;
             *s = (gs_cspan_t){0};
         }

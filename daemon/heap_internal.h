@@ -73,10 +73,12 @@ struct gs_heap {
     gs_u64vec_t side_free[GS_SIDE_BUCKETS];
     uint64_t side_bump, side_committed;
 
-    /* mheap: TLSF bins of free runs. */
-    uint32_t fl_bitmap;
-    uint32_t sl_bitmap[GS_TLSF_FL];
-    uint32_t bins[GS_TLSF_FL][GS_TLSF_SL];
+    /* mheap: TLSF bins of free runs, one set for runs with committed
+     * pages ([1], "warm") and one for fully released runs ([0]). */
+    uint32_t fl_bitmap[2];
+    uint32_t sl_bitmap[2][GS_TLSF_FL];
+    uint32_t bins[2][GS_TLSF_FL][GS_TLSF_SL];
+    uint32_t bgsweep_cursor;    /* gs_heap_bgsweep's place in the span table */
     uint8_t *pagestate;         /* GS_PAGE_* per heap page */
     uint32_t scav_head, scav_tail; /* free runs with ready pages, oldest first */
     uint64_t ready_pages;       /* pages in state READY (in use or idle) */

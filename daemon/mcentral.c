@@ -296,13 +296,12 @@ uint32_t gs_heap_drain_notices(gs_heap_t *h)
 
 uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget)
 {
-    static uint32_t cursor = 1; /* per process; the heap side is single-threaded */
     uint32_t swept = 0;
     gs_heap_drain_notices(h); /* what is on the stack is not lost */
     if (budget > h->span_bump - 1u) budget = h->span_bump - 1u; /* one lap at most */
     for (uint32_t i = 0; i < budget; i++) {
-        if (cursor >= h->span_bump) cursor = 1;
-        uint32_t sid = cursor++;
+        if (h->bgsweep_cursor == 0 || h->bgsweep_cursor >= h->span_bump) h->bgsweep_cursor = 1;
+        uint32_t sid = h->bgsweep_cursor++;
         gs_mspan_t *s = gs_span(h, sid);
         /* The stack was just drained: an id still flagged is being pushed
          * right now, or its pusher died between flag and push. A flag seen

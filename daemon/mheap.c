@@ -42,39 +42,57 @@ static void mapping(uint64_t n, uint32_t *fl, uint32_t *sl)
     }
 }
 
+/* A free run lives in the warm set while it has committed pages. Its
+ * ready_pages must not change while it is in a bin: remove, change, insert. */
 static void bin_insert(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = gs_span(h, sid);
-    uint32_t fl, sl;
+    uint32_t fl, sl, w = s->ready_pages != 0;
     mapping(s->npages, &fl, &sl);
-    uint32_t head = h->bins[fl][sl];
+    uint32_t head = h->bins[w][fl][sl];
     s->next = head;
     s->prev = 0;
     if (head) gs_span(h, head)->prev = sid;
-    h->bins[fl][sl] = sid;
-    h->fl_bitmap |= 1u << fl;
-    h->sl_bitmap[fl] |= 1u << sl;
+    h->bins[w][fl][sl] = sid;
+    h->fl_bitmap[w] |= 1u << fl;
+    h->sl_bitmap[w][fl] |= 1u << sl;
     s->list = GS_LIST_BIN;
 }
 
 static void bin_remove(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = gs_span(h, sid);
-    uint32_t fl, sl;
+    uint32_t fl, sl, w = s->ready_pages != 0;
     mapping(s->npages, &fl, &sl);
     if (s->prev) gs_span(h, s->prev)->next = s->next;
-    else h->bins[fl][sl] = s->next;
+    else h->bins[w][fl][sl] = s->next;
     if (s->next) gs_span(h, s->next)->prev = s->prev;
-    if (!h->bins[fl][sl]) {
-        h->sl_bitmap[fl] &= ~(1u << sl);
-        if (!h->sl_bitmap[fl]) h->fl_bitmap &= ~(1u << fl);
+    if (!h->bins[w][fl][sl]) {
+        h->sl_bitmap[w][fl] &= ~(1u << sl);
+        if (!h->sl_bitmap[w][fl]) h->fl_bitmap[w] &= ~(1u << fl);
     }
     s->next = s->prev = 0;
     s->list = GS_LIST_NONE;
 }
 
+static uint32_t bin_find_in(gs_heap_t *h, uint32_t w, uint32_t fl, uint32_t sl)
+{
+    uint32_t slmap = h->sl_bitmap[w][fl] & (~0u << sl);
+    if (!slmap) {
+        uint32_t flmap = fl + 1u < GS_TLSF_FL ? h->fl_bitmap[w] & (~0u << (fl + 1u)) : 0;
+        if (!flmap) return 0;
+        fl = (uint32_t)__builtin_ctz(flmap);
+        slmap = h->sl_bitmap[w][fl];
+    }
+    sl = (uint32_t)__builtin_ctz(slmap);
+    return h->bins[w][fl][sl];
+}
+
 /* A free run of at least n pages, or 0. Rounds n up to the next sub-bin
- * boundary so that any run in the bin found is large enough. */
+ * boundary so that any run in the bin found is large enough. Runs with
+ * committed pages come first: reusing them costs no fallocate and no new
+ * memory (measured on W2: preferring the smallest fit regardless left
+ * 21 MiB committed and idle at the peak while fresh pages were committed). */
 static uint32_t bin_find(gs_heap_t *h, uint64_t n)
 {
     if (n >= GS_TLSF_SL) {
@@ -84,15 +102,8 @@ static uint32_t bin_find(gs_heap_t *h, uint64_t n)
     uint32_t fl, sl;
     mapping(n, &fl, &sl);
     if (fl >= GS_TLSF_FL) return 0;
-    uint32_t slmap = h->sl_bitmap[fl] & (~0u << sl);
-    if (!slmap) {
-        uint32_t flmap = fl + 1u < GS_TLSF_FL ? h->fl_bitmap & (~0u << (fl + 1u)) : 0;
-        if (!flmap) return 0;
-        fl = (uint32_t)__builtin_ctz(flmap);
-        slmap = h->sl_bitmap[fl];
-    }
-    sl = (uint32_t)__builtin_ctz(slmap);
-    return h->bins[fl][sl];
+    uint32_t sid = bin_find_in(h, 1, fl, sl);
+    return sid ? sid : bin_find_in(h, 0, fl, sl);
 }
 
 /* ---- scavenge list: free runs with READY pages, oldest first ----------- */
@@ -320,7 +331,9 @@ uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
             h->ready_pages -= s->ready_pages;
             h->idle_ready_pages -= s->ready_pages;
             scav_remove(h, sid);
+            bin_remove(h, sid); /* from the warm bins to the released ones */
             s->ready_pages = 0;
+            bin_insert(h, sid);
             memset(h->pagestate + s->start, GS_PAGE_RELEASED, s->npages);
         }
         sid = next;
