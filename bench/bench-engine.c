@@ -4,7 +4,7 @@
  *   bench-engine --alloc=goshm|libc|mimalloc --workload=W1|W2|W4a|W4b
  *                [--runs N] [--scale F]
  *
- * Workloads: /work/shared/BENCHMARKS.md (W1, W2, W4a, W4b), see bench/README.md.
+ * Workloads: BENCHMARKS.md of the project (W1, W2, W4a, W4b), see bench/README.md.
  * Prints one "run" line per run and a final "summary" line (median, min, max),
  * as key=value fields that bench/run-engine.sh parses. Exit status 0 when
  * every check passed, 1 on a check failure, 2 on a usage or setup error, 3

@@ -5,7 +5,7 @@
  *   bench-ipc --workload=R  [--socket PATH] [--scale F] [--samples N]
  *             [--kind=small|large|both] [--gap-us US] [--runs N]
  *
- * Workloads: /work/shared/BENCHMARKS.md, see bench/README.md.
+ * Workloads: BENCHMARKS.md of the project (W3, R), see bench/README.md.
  *
  * W3: two processes. The producer allocates a buffer of random size
  * 64..4096 B (xorshift, fixed seed), writes a header (sequence number, size)
