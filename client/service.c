@@ -346,6 +346,7 @@ static void atfork_child(void)
             memset(c->nstash, 0, sizeof c->nstash);
             memset(c->nback, 0, sizeof c->nback);
             c->tiny_next = NULL;
+            c->last = NULL;
         }
         pthread_mutex_init(&h->lock, NULL);
         pthread_mutex_init(&s->mu, NULL);
