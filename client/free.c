@@ -94,6 +94,7 @@ void goshm_free(goshm_t *h, void *p)
         uint64_t bit = UINT64_C(1) << (l.idx % 64u);
         uint64_t old = gs_fetch_and_seqcst(&freed[l.idx / 64u], ~bit);
         if (!(old & bit)) {
+            /* Not live: nothing was changed, the record is as it was. */
             bad_free("double free (tiny object not live)", &l);
             return;
         }
@@ -114,12 +115,16 @@ void goshm_free(goshm_t *h, void *p)
             return;
         }
     }
+    /* After the OR the object is gone: the heap side may sweep the span,
+     * give it back and reuse its record. Read the record before. */
+    bool large = m->state == GS_SPAN_LARGE;
+    uint32_t sizeclass = gs_spanclass_sizeclass(m->spanclass);
     uint64_t old = gs_fetch_or_seqcst(&freed[w], bit);
     if (old & bit) {
-        bad_free("double free", &l);
+        gs_report_bad_free("double free", l.off, l.sid, sizeclass);
         return;
     }
-    if (m->state == GS_SPAN_LARGE) gs_fetch_add_relaxed(&h->slotp->xlarge_frees, 1);
+    if (large) gs_fetch_add_relaxed(&h->slotp->xlarge_frees, 1);
     /* seq_cst after the seq_cst OR: either we see the owner's clearing store
      * (and notify), or the heap side's sweep that follows it sees our bit. */
     if (gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, l.sid);
