@@ -99,7 +99,7 @@ void goshm_free(goshm_t *h, void *p)
             return;
         }
         uint64_t partner = UINT64_C(1) << ((l.idx ^ 1u) % 64u);
-        if (!(old & partner) && gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, l.sid);
+        if (!(old & partner) && gs_mspan_owner(m) == 0) gs_notice_push(h, l.sid);
         return;
     }
 
@@ -127,7 +127,7 @@ void goshm_free(goshm_t *h, void *p)
     if (large) gs_fetch_add_relaxed(&h->slotp->xlarge_frees, 1);
     /* seq_cst after the seq_cst OR: either we see the owner's clearing store
      * (and notify), or the heap side's sweep that follows it sees our bit. */
-    if (gs_load_seqcst(&side->xowner) == 0) gs_notice_push(h, l.sid);
+    if (gs_mspan_owner(m) == 0) gs_notice_push(h, l.sid);
 }
 
 size_t goshm_usable_size(goshm_t *h, const void *p)

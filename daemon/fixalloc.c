@@ -42,7 +42,7 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
         }
         sid = h->span_bump++;
     }
-    memset(&h->spans[sid], 0, sizeof(gs_mspan_t));
+    gs_mspan_clear(&h->spans[sid]);
     h->spans_live++;
     return sid;
 }
@@ -50,7 +50,7 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
 void gs_span_record_free(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = &h->spans[sid];
-    memset(s, 0, sizeof *s);
+    gs_mspan_clear(s);
     s->state = GS_SPAN_DEAD;
     s->next = h->span_free;
     h->span_free = sid;

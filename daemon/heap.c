@@ -19,7 +19,7 @@
 #define F_SEAL_FUTURE_WRITE 0x0010
 #endif
 
-#define SIDE_MAX_RECORD 384u /* the largest side bucket */
+#define SIDE_MAX_RECORD 320u /* the largest side bucket */
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 

@@ -18,7 +18,7 @@
 #define GS_TLSF_SL     (1u << GS_TLSF_SL_LOG)
 #define GS_TLSF_FL     32u
 
-#define GS_SIDE_BUCKETS 4   /* side records of 192, 256, 320, 384 bytes */
+#define GS_SIDE_BUCKETS 4   /* side records of 128, 192, 256, 320 bytes */
 #define GS_SIDE_CHUNK   (256u * 1024u)
 #define GS_SPAN_CHUNK   512u /* span records committed at a time */
 

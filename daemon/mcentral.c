@@ -101,7 +101,7 @@ static int span_init(gs_heap_t *h, uint32_t sid, uint32_t spanclass, bool large)
     gs_side_t *side = gs_side_of(h, s);
     gs_span_bitmaps_clear(side, s->nelems, s->awords, s->fwords);
     if (large) gs_store_relaxed(&gs_side_alloc(side)[0], 1); /* the one object is allocated */
-    gs_store_relaxed(&side->xowner, 0);
+    gs_store_relaxed(&s->xowner, 0);
     gs_store_relaxed(&side->xsid, sid);
     /* The id's notice entry is left alone: a stale push may still be on the
      * stack, and its flag keeps the id from being pushed twice. */
@@ -165,7 +165,7 @@ int gs_heap_refill(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t *ou
     s->owner = slot + 1u;
     gs_list_push(h, &h->slots[slot].cached, sid, GS_LIST_CACHED);
     /* seq_cst: pairs with freers' seq_cst load of xowner after their OR. */
-    gs_store_seqcst(&gs_side_of(h, s)->xowner, slot + 1u);
+    gs_store_seqcst(&s->xowner, slot + 1u);
     *out = sid;
     return 0;
 }
@@ -181,7 +181,7 @@ static void uncache(gs_heap_t *h, uint32_t sid)
     s->owner = 0;
     /* Dekker with freers: clear the owner, then sweep. A freer either sees
      * owner 0 (and sends a notice) or its bit is seen by this sweep. */
-    gs_store_seqcst(&side->xowner, 0);
+    gs_store_seqcst(&s->xowner, 0);
     if (gs_spanclass_tiny(s->spanclass)) {
         uint64_t t = gs_load_relaxed(&side->xtiny);
         uint64_t block = (t >> 32) ? (t >> 32) - 1u : UINT64_MAX;

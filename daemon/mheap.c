@@ -172,7 +172,7 @@ static void free_run(gs_heap_t *h, uint32_t sid, uint64_t start, uint64_t npages
     if (!sid) sid = gs_span_record_alloc(h);
     if (!sid) gs_throw("out of span records while freeing pages");
     gs_mspan_t *s = gs_span(h, sid);
-    memset(s, 0, sizeof *s);
+    gs_mspan_clear(s);
     s->state = GS_SPAN_FREE;
     s->start = (uint32_t)start;
     s->npages = (uint32_t)npages;
@@ -288,7 +288,7 @@ int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *out)
         free_run(h, sid, start, npages, ready_now, now);
         return rc;
     }
-    memset(s, 0, sizeof *s);
+    gs_mspan_clear(s);
     s->start = (uint32_t)start;
     s->npages = (uint32_t)npages;
     s->npages64 = npages;

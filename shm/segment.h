@@ -20,6 +20,7 @@
 
 #include <stddef.h> /* offsetof */
 #include <stdint.h> /* uint*_t */
+#include <string.h> /* memset */
 
 #include "atomic.h"
 #include "malloc.h"
@@ -126,24 +127,19 @@ typedef struct gs_side {
      * it that allocBits does not mark. xtiny is the owner's current tiny block
      * (index + 1 in the high 32 bits; halves handed out in bits 0-1). */
     _Atomic uint32_t xfreeindex;
-    uint32_t pad0;
+    /* The span id, written by the heap side when it sets the record up, for
+     * cross-checking. */
+    _Atomic uint32_t xsid;
     _Atomic uint64_t xtiny;
     uint8_t  pad1[GS_CACHELINE - 16];
 
-    /* Line 1: shared with freers. xowner is the slot index + 1 of the mcache
-     * caching this span, 0 when the mcentral has it (written by the heap side,
-     * seq_cst, read seq_cst by freers after their OR: Dekker pairing with the
-     * heap side's sweep after it clears the owner). xsid is the span id,
-     * written by the heap side, for cross-checking. */
-    _Alignas(GS_CACHELINE) _Atomic uint32_t xowner;
-    _Atomic uint32_t xsid;
-    uint8_t  pad2[GS_CACHELINE - 8];
-
-    _Atomic uint64_t bits[]; /* alloc words, then freed words */
+    /* Then the bitmaps, from the next cache line: freers write the freed
+     * words, never the owner's line above. */
+    _Alignas(GS_CACHELINE) _Atomic uint64_t bits[]; /* alloc words, then freed words */
 } gs_side_t;
 
-_Static_assert(offsetof(gs_side_t, xowner) == 64, "side layout");
-_Static_assert(sizeof(gs_side_t) == 128, "side layout");
+_Static_assert(offsetof(gs_side_t, bits) == 64, "side layout");
+_Static_assert(sizeof(gs_side_t) == 64, "side layout");
 
 /* One per span id, in the data memfd at notice_off (see xnotice_head).
  * xqueued: 1 while the id is on the notice stack or about to be (CAS 0->1 by
@@ -168,8 +164,14 @@ enum {
  * object on free and to build their cache on refill): the heap side writes it
  * while the span is not reachable from the page map or any mcache, then
  * publishes the span with release stores of the page map entries. It does not
- * change while the span is in use. The second line is the heap side's own
- * bookkeeping and is never read by clients. */
+ * change while the span is in use, except xowner: the slot index + 1 of the
+ * mcache caching the span, 0 while its mcentral has it. The heap side stores
+ * it seq_cst (and only ever atomically: a freer may read it after the span
+ * was recycled); freers load it seq_cst after their OR, a Dekker pairing with
+ * the heap side's sweep after it clears the owner. It sits here, in the line
+ * every free reads anyway, rather than in the side record: one cache miss
+ * less per free, and out of client-writable memory. The second line is the
+ * heap side's own bookkeeping and is never read by clients. */
 typedef struct gs_mspan {
     uint32_t start;      /* first heap page */
     uint32_t npages;
@@ -185,11 +187,12 @@ typedef struct gs_mspan {
     uint64_t base_off;   /* offset of slot 0 */
     uint64_t side_off;   /* offset of the side record, 0 for free runs */
     uint64_t npages64;   /* npages for large spans that do not fit 32 bits */
-    uint8_t  pad1[8];
+    _Atomic uint32_t xowner; /* see above */
+    uint32_t pad1;
 
     /* Heap side only. */
     uint32_t next, prev;   /* free-run bin, mcentral list or owner list */
-    uint32_t owner;        /* slot + 1 caching it; trusted copy of xowner */
+    uint32_t owner;        /* slot + 1 caching it; plain copy of xowner */
     uint32_t list;         /* which list it is on (daemon/mcentral.c) */
     uint32_t ready_pages;  /* free runs: pages committed (scavengeable) */
     uint32_t scav_next, scav_prev;
@@ -200,6 +203,22 @@ typedef struct gs_mspan {
 } gs_mspan_t;
 
 _Static_assert(sizeof(gs_mspan_t) == 112, "mspan layout");
+_Static_assert(offsetof(gs_mspan_t, xowner) < 64, "xowner is in the line clients read");
+
+/* Zero a span record, storing xowner atomically (see above). */
+static inline void gs_mspan_clear(gs_mspan_t *s)
+{
+    size_t at = offsetof(gs_mspan_t, xowner), after = at + sizeof s->xowner;
+    memset(s, 0, at);
+    gs_store_relaxed(&s->xowner, 0);
+    memset((char *)s + after, 0, sizeof *s - after);
+}
+
+static inline uint32_t gs_mspan_owner(const gs_mspan_t *s)
+{
+    /* A read-only mapping: an atomic load is a plain load on every target. */
+    return gs_load_seqcst((_Atomic uint32_t *)&s->xowner);
+}
 
 typedef struct gs_meta_header {
     /* Written once by the heap side. */
