@@ -182,6 +182,24 @@ bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot)
     return slot < h->cfg.max_slots && h->slots[slot].in_use;
 }
 
+static uint32_t tiny_live_halves(gs_side_t *side, const gs_mspan_t *s)
+{
+    _Atomic uint64_t *live = gs_side_freed(side, s->awords);
+    uint32_t halves = 0, nbits = 2u * s->nelems;
+    for (uint32_t w = 0; w < s->fwords; w++)
+        halves += (uint32_t)__builtin_popcountll(gs_load_relaxed(&live[w]) & gs_word_mask(w, nbits));
+    uint64_t t = s->list == GS_LIST_CACHED ? gs_load_relaxed(&side->xtiny) : 0;
+    uint64_t block = t >> 32;
+    if (block && block - 1u < s->nelems) {
+        for (uint32_t half = 0; half < 2; half++) {
+            uint64_t bit = 2u * (block - 1u) + half;
+            if (!(t & (1u << half)) && (gs_load_relaxed(&live[bit / 64u]) & (UINT64_C(1) << (bit % 64u))) && halves)
+                halves--;
+        }
+    }
+    return halves;
+}
+
 void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
 {
     memset(st, 0, sizeof *st);
@@ -210,6 +228,14 @@ void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
         }
         gs_class_stats_t *cs = &st->classes[gs_spanclass_sizeclass(s->spanclass)];
         cs->spans++;
+        if (gs_spanclass_tiny(s->spanclass)) {
+            /* Tiny objects: live halves, less the half the owner reserved
+             * in its current block but has not handed out. */
+            live = tiny_live_halves(side, s);
+            cs->objects_in_use += live;
+            st->in_use_bytes += (uint64_t)live * GS_TINY_HALF;
+            continue;
+        }
         cs->objects_in_use += live;
         st->in_use_bytes += (uint64_t)live * s->elemsize;
     }

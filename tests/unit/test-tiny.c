@@ -29,6 +29,16 @@ int main(void)
 
     char *a = goshm_malloc(H, 1), *b = goshm_malloc(H, 8), *c = goshm_malloc(H, 5);
     REQUIRE(a && b && c);
+    /* Statistics count tiny objects, not blocks: three objects of 8 bytes,
+     * though c's block has its second half reserved. */
+    {
+        gs_heap_stats_t st0;
+        gs_local_lock(H);
+        gs_heap_stats(hp, &st0);
+        gs_local_unlock(H);
+        CHECK_MSG(st0.in_use_bytes == 3 * GS_TINY_HALF, "in use %llu", (unsigned long long)st0.in_use_bytes);
+        CHECK(st0.classes[GS_TINY_CLASS].objects_in_use == 3);
+    }
     CHECK(((uintptr_t)a & 7) == 0 && ((uintptr_t)b & 7) == 0 && ((uintptr_t)c & 7) == 0);
     CHECK(b == a + 8);                 /* two halves of one block */
     CHECK(((uintptr_t)(a - H->data) & 15) == 0);
