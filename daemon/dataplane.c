@@ -258,7 +258,7 @@ gs_dataplane_t *gs_dp_start(gs_heap_t *heap, pthread_mutex_t *heap_lock, const g
         goto fail;
     }
     for (uint32_t i = 0; i < dp->max_slots; i++)
-        dp->slots[i].ring = &((gs_slot_t *)(heap->data + heap->hdr->slots_off + (uint64_t)i * heap->hdr->slot_size))->ring;
+        dp->slots[i].ring = &gs_slot_at(heap, i)->ring;
     char why[256] = "forced by configuration";
     if (!cfg->force_epoll) dp->w = gs_waiter_uring_create(dp->ctl_fd, dp->max_slots, why, sizeof why);
     if (!dp->w) {

@@ -32,7 +32,7 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
             uint64_t lo = off & ~UINT64_C(4095), hi = (off + len + 4095) & ~UINT64_C(4095);
             if (gs_sys_commit(h->meta_fd, lo, hi - lo) != 0) return 0;
             /* ... and their entries of the notice array (data memfd). */
-            uint64_t nlo = h->hdr->notice_off + first * sizeof(gs_notice_t);
+            uint64_t nlo = h->lay.notice_off + first * sizeof(gs_notice_t);
             uint64_t nhi = nlo + n * sizeof(gs_notice_t);
             nlo &= ~UINT64_C(4095);
             nhi = (nhi + 4095) & ~UINT64_C(4095);
@@ -72,14 +72,14 @@ uint64_t gs_sidealloc(gs_heap_t *h, uint32_t awords, uint32_t fwords)
     gs_u64vec_t *fl = &h->side_free[b];
     if (fl->n) return fl->v[--fl->n];
     uint64_t sz = side_bucket_size(b);
-    if (h->side_bump + sz > h->hdr->side_size) return 0;
+    if (h->side_bump + sz > h->lay.side_size) return 0;
     while (h->side_bump + sz > h->side_committed) {
         uint64_t len = GS_SIDE_CHUNK;
-        if (h->side_committed + len > h->hdr->side_size) len = h->hdr->side_size - h->side_committed;
-        if (gs_sys_commit(h->data_fd, h->hdr->side_off + h->side_committed, len) != 0) return 0;
+        if (h->side_committed + len > h->lay.side_size) len = h->lay.side_size - h->side_committed;
+        if (gs_sys_commit(h->data_fd, h->lay.side_off + h->side_committed, len) != 0) return 0;
         h->side_committed += len;
     }
-    uint64_t off = h->hdr->side_off + h->side_bump;
+    uint64_t off = h->lay.side_off + h->side_bump;
     h->side_bump += sz;
     return off;
 }

@@ -94,6 +94,8 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     if (!h->pagestate) { rc = -ENOMEM; snprintf(err, errlen, "out of memory"); goto fail; }
 
     uint64_t epoch = gs_now_ns() ^ ((uint64_t)getpid() << 32);
+    h->lay = (gs_layout_t){.slots_off = slots_off, .slot_size = GS_SLOT_SIZE, .side_off = side_off,
+                           .side_size = side_size, .notice_off = notice_off, .arena_off = arena_off};
     gs_seg_header_t *hdr = h->hdr = (gs_seg_header_t *)h->data;
     hdr->page_size = GS_PAGE_SIZE;
     hdr->arena_size = GS_ARENA_SIZE;
@@ -151,19 +153,15 @@ char *gs_heap_data_ptr(const gs_heap_t *h) { return h->data; }
 const char *gs_heap_meta_ptr(const gs_heap_t *h) { return h->meta; }
 uint64_t gs_heap_scavenge_delay(const gs_heap_t *h) { return h->cfg.scavenge_delay_ns; }
 
-static gs_slot_t *slot_at(gs_heap_t *h, uint32_t i)
-{
-    return (gs_slot_t *)(h->data + h->hdr->slots_off + (uint64_t)i * h->hdr->slot_size);
-}
 
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
 {
     for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
         if (h->slots[i].in_use) continue;
-        uint64_t off = h->hdr->slots_off + (uint64_t)i * h->hdr->slot_size;
+        uint64_t off = h->lay.slots_off + (uint64_t)i * h->lay.slot_size;
         int rc = gs_sys_commit(h->data_fd, off, align_up(sizeof(gs_slot_t), 4096));
         if (rc) return rc;
-        gs_slot_t *s = slot_at(h, i);
+        gs_slot_t *s = gs_slot_at(h, i);
         uint32_t gen = s->generation + 1u;
         memset(s, 0, sizeof *s);
         s->pid = pid;
@@ -246,7 +244,7 @@ void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
     }
     for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
         if (!h->slots[i].in_use) continue;
-        gs_slot_t *sl = slot_at(h, i);
+        gs_slot_t *sl = gs_slot_at(h, i);
         for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
             st->classes[c].allocs += gs_load_relaxed(&sl->stats[c].xallocs);
             st->classes[c].frees += gs_load_relaxed(&sl->stats[c].xfrees);
@@ -339,7 +337,7 @@ void gs_heap_slot_counts(gs_heap_t *h, uint32_t slot, uint64_t *allocs, uint64_t
 {
     *allocs = *frees = *large_allocs = *large_frees = 0;
     if (!gs_heap_slot_in_use(h, slot)) return;
-    gs_slot_t *s = slot_at(h, slot);
+    gs_slot_t *s = gs_slot_at(h, slot);
     for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
         *allocs += gs_load_relaxed(&s->stats[c].xallocs);
         *frees += gs_load_relaxed(&s->stats[c].xfrees);

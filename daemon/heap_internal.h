@@ -52,8 +52,19 @@ typedef struct gs_slot_state {
     gs_list_t cached;       /* spans this slot caches */
 } gs_slot_state_t;
 
+/* The segment's layout, as the heap side set it. The copy in the data
+ * memfd's header is for clients: any client can overwrite it, so the heap
+ * side never reads it back. */
+typedef struct gs_layout {
+    uint64_t slots_off, slot_size;
+    uint64_t side_off, side_size;
+    uint64_t notice_off;
+    uint64_t arena_off;
+} gs_layout_t;
+
 struct gs_heap {
     gs_heap_config_t cfg;
+    gs_layout_t lay;
     int data_fd, meta_fd;
     char *data;                 /* data memfd, read-write */
     char *meta;                 /* meta memfd, read-write */
@@ -121,11 +132,15 @@ static inline gs_side_t *gs_side_of(gs_heap_t *h, const gs_mspan_t *s)
 }
 static inline gs_notice_t *gs_notice_of(gs_heap_t *h, uint32_t sid)
 {
-    return (gs_notice_t *)(h->data + h->hdr->notice_off) + sid;
+    return (gs_notice_t *)(h->data + h->lay.notice_off) + sid;
 }
 static inline uint64_t gs_page_off(const gs_heap_t *h, uint64_t page)
 {
-    return h->hdr->arena_off + (page << GS_PAGE_SHIFT);
+    return h->lay.arena_off + (page << GS_PAGE_SHIFT);
+}
+static inline gs_slot_t *gs_slot_at(gs_heap_t *h, uint32_t slot)
+{
+    return (gs_slot_t *)(h->data + h->lay.slots_off + (uint64_t)slot * h->lay.slot_size);
 }
 
 #endif /* GOSHM_HEAP_INTERNAL_H */

@@ -335,7 +335,7 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
 {
     if (!slot_ok(h, slot)) return bad(h);
     while (h->slots[slot].cached.head) uncache(h, h->slots[slot].cached.head);
-    gs_slot_t *sl = (gs_slot_t *)(h->data + h->hdr->slots_off + (uint64_t)slot * h->hdr->slot_size);
+    gs_slot_t *sl = gs_slot_at(h, slot);
     for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
         /* Untrusted counters, for statistics only. */
         h->central[c * 2u].departed_allocs += gs_load_relaxed(&sl->stats[c].xallocs);
