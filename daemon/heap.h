@@ -62,7 +62,8 @@ int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *
 /* A large object whose allocation the client never read (it died first):
  * free it. Returns 0 or -EINVAL. */
 int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);
-/* Handle a span that gained frees while uncached (also the notice stack). */
+/* A client says span sid gained frees (the ring's NOTICE): sweep it if it
+ * is uncached. The notice stack is drained by gs_heap_drain_notices. */
 int gs_heap_notice(gs_heap_t *h, uint32_t sid);
 
 /* Drain the notice stack; returns the number of spans handled. */

@@ -246,14 +246,17 @@ int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid)
     return 0;
 }
 
-int gs_heap_notice(gs_heap_t *h, uint32_t sid)
+/* A span that gained frees: sweep it if no mcache owns it. */
+static int notice(gs_heap_t *h, uint32_t sid, bool from_stack)
 {
     if (sid == 0 || sid >= h->span_bump) return bad(h);
     gs_mspan_t *s = gs_span(h, sid);
     if (s->state != GS_SPAN_SMALL && s->state != GS_SPAN_LARGE) return bad(h);
-    /* Clear the flag before sweeping: a freer whose CAS fails saw it set,
-     * so its OR came before this store and thus before the sweep below. */
-    gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
+    /* Only the drain, which just took the id off the stack, may clear its
+     * flag, and it clears it before sweeping: a freer whose CAS fails saw it
+     * set, so its OR came before this store and thus before the sweep below.
+     * Clearing it for an id still on the stack would let it be pushed twice. */
+    if (from_stack) gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
     h->notices++;
     if (s->list == GS_LIST_CACHED) return 0; /* its owner sweeps it */
     if (s->state == GS_SPAN_LARGE) {
@@ -266,6 +269,8 @@ int gs_heap_notice(gs_heap_t *h, uint32_t sid)
     place(h, sid, sweep(h, s));
     return 0;
 }
+
+int gs_heap_notice(gs_heap_t *h, uint32_t sid) { return notice(h, sid, false); }
 
 uint32_t gs_heap_drain_notices(gs_heap_t *h)
 {
@@ -283,7 +288,7 @@ uint32_t gs_heap_drain_notices(gs_heap_t *h)
         uint32_t next = gs_load_relaxed(&gs_notice_of(h, sid)->xnext);
         gs_mspan_t *s = gs_span(h, sid);
         if (s->state == GS_SPAN_SMALL || s->state == GS_SPAN_LARGE) {
-            gs_heap_notice(h, sid);
+            notice(h, sid, true);
         } else {
             /* Given back to the mheap after the freer saw no owner: stale. */
             gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
