@@ -117,8 +117,6 @@ static inline gs_mcache_t *gs_mcache_get(struct goshm *h)
     return gs_mcache_slow(h);
 }
 
-static inline char *gs_heap_base(struct goshm *h) { return h->data; }
-
 /* Free p, the object this thread allocated last, by stepping its span's
  * freeindex back: no atomic, and the slot is reused at once (temporary
  * buffers, W1). Crash story: the republished freeindex says the slot is free,

@@ -97,5 +97,3 @@ void gs_sidefree(gs_heap_t *h, uint64_t off, uint32_t awords, uint32_t fwords)
     }
     fl->v[fl->n++] = off;
 }
-
-uint64_t gs_side_committed(const gs_heap_t *h) { return h->side_committed; }

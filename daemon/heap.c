@@ -125,7 +125,6 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     h->pagemap = (_Atomic uint32_t *)(h->meta + pagemap_off);
     h->spans = (gs_mspan_t *)(h->meta + spans_off);
     h->span_bump = 1; /* span id 0 means none */
-    gs_mheap_init(h);
     return h;
 fail:
     gs_heap_destroy(h);

@@ -113,10 +113,8 @@ uint32_t gs_span_record_alloc(gs_heap_t *h);             /* 0: ENOMEM */
 void gs_span_record_free(gs_heap_t *h, uint32_t sid);
 uint64_t gs_sidealloc(gs_heap_t *h, uint32_t awords, uint32_t fwords); /* 0: ENOMEM */
 void gs_sidefree(gs_heap_t *h, uint64_t off, uint32_t awords, uint32_t fwords);
-uint64_t gs_side_committed(const gs_heap_t *h);
 
 /* "mheap.c" */
-int gs_mheap_init(gs_heap_t *h);
 int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *sid);   /* sets .needzero */
 void gs_mheap_free(gs_heap_t *h, uint32_t sid);
 void gs_mheap_publish(gs_heap_t *h, uint32_t sid);                  /* page map -> sid */

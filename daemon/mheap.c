@@ -204,12 +204,6 @@ static int grow(gs_heap_t *h, uint64_t n)
     return 0;
 }
 
-int gs_mheap_init(gs_heap_t *h)
-{
-    (void)h;
-    return 0;
-}
-
 /* Commit the RELEASED pages of [start, start+n); returns 0 or -ENOMEM (with
  * nothing committed that the caller must undo: committed pages are simply
  * READY and stay accounted). *dirty is set if any page was READY. */
