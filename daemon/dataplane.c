@@ -73,24 +73,6 @@ static void futex_wake(_Atomic uint32_t *addr)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-static int32_t serve_entry(gs_dataplane_t *dp, uint32_t slot, const gs_sqe_t *e, gs_cqe_t *c)
-{
-    gs_heap_t *h = dp->heap;
-    switch (e->op) {
-    case GS_OP_NOP: return 0;
-    case GS_OP_REFILL:
-        if (e->want > GS_RING_MAX_BATCH || e->nback > GS_RING_MAX_BATCH) return -EINVAL;
-        return gs_heap_refill_batch(h, slot, e->spanclass, e->back, e->nback, e->want, c->sids);
-    case GS_OP_RELEASE: return gs_heap_release(h, slot, e->sid);
-    case GS_OP_LARGE_ALLOC: return gs_heap_large_alloc(h, slot, e->npages, &c->sid);
-    case GS_OP_NOTICE:
-        if (e->sid) return gs_heap_notice(h, e->sid);
-        gs_heap_drain_notices(h);
-        return 0;
-    default: return -EINVAL;
-    }
-}
-
 /* Serve one slot's ring; heap_lock held. True if it did anything. */
 static bool serve(gs_dataplane_t *dp, uint32_t slot)
 {
@@ -120,7 +102,7 @@ static bool serve(gs_dataplane_t *dp, uint32_t slot)
         gs_cqe_t c;
         memset(&c, 0, sizeof c);
         c.tag = e.tag;
-        c.result = serve_entry(dp, slot, &e, &c);
+        c.result = gs_heap_serve_entry(dp->heap, slot, &e, &c);
         if (c.result == -EINVAL) gs_fetch_add_relaxed(&dp->bad_entries, 1);
         s->large[s->cq_tail % GS_RING_ENTRIES] = e.op == GS_OP_LARGE_ALLOC && c.result == 0 ? c.sid : 0;
         memcpy(&r->cq[s->cq_tail % GS_RING_ENTRIES], &c, sizeof c);

@@ -66,6 +66,10 @@ int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);
  * is uncached. The notice stack is drained by gs_heap_drain_notices. */
 int gs_heap_notice(gs_heap_t *h, uint32_t sid);
 
+/* One ring entry (shm/ring.h), already copied out of shared memory: the
+ * data plane's whole dispatch, here so the ring fuzzer drives the same code.
+ * Fills c's sids/sid; returns the completion's result. */
+int32_t gs_heap_serve_entry(gs_heap_t *h, uint32_t slot, const gs_sqe_t *e, gs_cqe_t *c);
 /* Drain the notice stack; returns the number of spans handled. */
 uint32_t gs_heap_drain_notices(gs_heap_t *h);
 /* Sweep up to `budget` spans of the full lists (finds frees whose notice was

@@ -351,3 +351,20 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
     gs_heap_drain_notices(h);
     return 0;
 }
+
+int32_t gs_heap_serve_entry(gs_heap_t *h, uint32_t slot, const gs_sqe_t *e, gs_cqe_t *c)
+{
+    switch (e->op) {
+    case GS_OP_NOP: return 0;
+    case GS_OP_REFILL:
+        if (e->want > GS_RING_MAX_BATCH || e->nback > GS_RING_MAX_BATCH) return -EINVAL;
+        return gs_heap_refill_batch(h, slot, e->spanclass, e->back, e->nback, e->want, c->sids);
+    case GS_OP_RELEASE: return gs_heap_release(h, slot, e->sid);
+    case GS_OP_LARGE_ALLOC: return gs_heap_large_alloc(h, slot, e->npages, &c->sid);
+    case GS_OP_NOTICE:
+        if (e->sid) return gs_heap_notice(h, e->sid);
+        gs_heap_drain_notices(h);
+        return 0;
+    default: return -EINVAL;
+    }
+}

@@ -2,7 +2,8 @@
  * scribbles (libFuzzer target, with a replay/random main for ctest).
  *
  * Overview: shm/malloc.h; rings: shm/ring.h; the daemon's dispatch:
- * daemon/dataplane.c (serve_entry, serve, handle_request). Each input runs on
+ * daemon/dataplane.c (serve, handle_request; the dispatch itself is
+ * gs_heap_serve_entry, called here as there). Each input runs on
  * a fresh heap (daemon/heap.h: 256 MiB, 4 slots) with two claimed slots, so a
  * failing input replays exactly.
  *
@@ -112,27 +113,6 @@ static struct {
         CHECK_MSG(fz_ok_, __VA_ARGS__);                                                 \
         if (!fz_ok_) (f)->failed = true;                                                \
     } while (0)
-
-/* ---- the daemon's dispatch ----------------------------------------------- */
-
-/* Mirrors daemon/dataplane.c serve_entry exactly (it is static there): keep
- * the two in step. */
-static int32_t fz_serve_entry(gs_heap_t *h, uint32_t slot, const gs_sqe_t *e, gs_cqe_t *c)
-{
-    switch (e->op) {
-    case GS_OP_NOP: return 0;
-    case GS_OP_REFILL:
-        if (e->want > GS_RING_MAX_BATCH || e->nback > GS_RING_MAX_BATCH) return -EINVAL;
-        return gs_heap_refill_batch(h, slot, e->spanclass, e->back, e->nback, e->want, c->sids);
-    case GS_OP_RELEASE: return gs_heap_release(h, slot, e->sid);
-    case GS_OP_LARGE_ALLOC: return gs_heap_large_alloc(h, slot, e->npages, &c->sid);
-    case GS_OP_NOTICE:
-        if (e->sid) return gs_heap_notice(h, e->sid);
-        gs_heap_drain_notices(h);
-        return 0;
-    default: return -EINVAL;
-    }
-}
 
 static gs_ring_t *ring_of(fz_t *f, uint32_t slot)
 {
@@ -559,7 +539,7 @@ static void serve_one(fz_t *f, fz_client_t *cl, const gs_sqe_t *e, bool client_r
     memset(&c, 0, sizeof c);
     c.tag = e->tag;
     uint64_t bad0 = h->bad_requests;
-    c.result = fz_serve_entry(h, (uint32_t)cl->slot, e, &c);
+    c.result = gs_heap_serve_entry(h, (uint32_t)cl->slot, e, &c);
     unsigned op = e->op < GS_OP_MAX ? e->op : GS_OP_MAX;
     if (c.result >= 0) fz_cov.ok[op]++;
     else fz_cov.err[op]++;
