@@ -1,6 +1,6 @@
 /* attach.c: mapping a heap's segment and setting up a process's side of it.
  *
- * Overview: shm/malloc.h. The data memfd is mapped read-write, the meta memfd
+ * Overview: shm/overview.h. The data memfd is mapped read-write, the meta memfd
  * read-only (the heap side passes an O_RDONLY descriptor and seals the memfd
  * against future writes, so neither mprotect nor a new mapping can make it
  * writable). Both headers are checked before anything else is read.
@@ -80,7 +80,7 @@ static void thread_exit(void *arg)
 
 int gs_client_init(struct goshm *h)
 {
-    h->slotp = (gs_slot_t *)(h->data + h->hdr->slots_off + (uint64_t)h->slot * h->hdr->slot_size);
+    h->slotp = gs_slot_in(h->data, h->hdr->slots_off, h->hdr->slot_size, h->slot);
     h->id = atomic_fetch_add(&next_id, 1);
     int rc = pthread_key_create(&h->key, thread_exit);
     if (rc) return -rc;

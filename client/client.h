@@ -1,6 +1,6 @@
 /* client.h: libgoshm's private state: the attached heap, mcaches, the seam.
  *
- * Overview: shm/malloc.h. The cache side reaches the heap side only through
+ * Overview: shm/overview.h. The cache side reaches the heap side only through
  * the seam (gs_seam_ops_t): refill a span class, hand a span back, allocate a
  * large object. Frees need no seam call at all: they set bits in side records
  * and push span ids on the notice stack, both in shared memory.
@@ -12,8 +12,8 @@
 #include <stdbool.h>   /* bool */
 #include <sys/types.h> /* pid_t */
 
-#include "../shm/mspan.h"
-#include "../shm/report.h"
+#include "mspan.h"
+#include "report.h"
 #include "goshm/goshm.h"
 
 typedef struct gs_seam_ops {

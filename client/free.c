@@ -1,6 +1,6 @@
 /* free.c: freeing from any thread of any process, and object lookup.
  *
- * Overview: shm/malloc.h ("Freeing"). The lookup reads only the read-only
+ * Overview: shm/overview.h ("Freeing"). The lookup reads only the read-only
  * meta mapping and the side record; every step is range-checked, so a pointer
  * that is not a live object is reported, never followed into the heap's
  * structures. The one write is an atomic OR (or, for tiny halves, an atomic
@@ -55,7 +55,7 @@ const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out) { return
 
 void gs_notice_push(struct goshm *h, uint32_t sid)
 {
-    gs_notice_t *n = (gs_notice_t *)(h->data + h->hdr->notice_off) + sid;
+    gs_notice_t *n = gs_notice_in(h->data, h->hdr->notice_off, sid);
     uint32_t zero = 0;
     /* Once per sweep: the heap side clears xqueued before it sweeps. */
     if (!gs_cas_seqcst(&n->xqueued, &zero, 1u)) return;

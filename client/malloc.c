@@ -1,6 +1,6 @@
 /* malloc.c: the malloc family of the public API.
  *
- * Overview: shm/malloc.h ("Allocating a small object"). The fast path is
+ * Overview: shm/overview.h ("Allocating a small object"). The fast path is
  * goshm_malloc -> gs_mcache_get (a thread-local compare) -> size class
  * lookup -> gs_cspan_next_free_fast: no locks, no atomic read-modify-write,
  * no system call; one relaxed store publishes freeindex.

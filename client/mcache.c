@@ -1,6 +1,6 @@
 /* mcache.c: the per-thread cache of spans and its refill path.
  *
- * Overview: shm/malloc.h ("Allocating a small object", steps 3 and 4). An
+ * Overview: shm/overview.h ("Allocating a small object", steps 3 and 4). An
  * mcache belongs to one thread of one attached heap; nothing in it is shared,
  * so it needs no lock. Its spans' side records are shared: see shm/mspan.h.
  */

@@ -1,6 +1,6 @@
 /* tiny.c: the tiny allocator: objects of 1..8 bytes in halves of 16-byte blocks.
  *
- * Overview: shm/malloc.h ("Tiny objects"). Go packs tiny pointer-free
+ * Overview: shm/overview.h ("Tiny objects"). Go packs tiny pointer-free
  * objects into 16-byte blocks and never frees them individually. Users of
  * goshm free explicitly, and C requires 8-byte alignment of every malloc
  * result, so a block holds two halves and its span's freed bitmap holds one
@@ -33,7 +33,7 @@ void *gs_tiny_alloc(struct goshm *h, gs_mcache_t *c, bool *zero)
         char *p = c->tiny_next;
         c->tiny_next = NULL;
         /* Both halves handed out: publish before the pointer leaves. */
-        gs_store_relaxed(&s->side->xtiny, ((uint64_t)c->tiny_block + 1u) << 32 | 3u);
+        gs_store_relaxed(&s->side->xtiny, gs_tiny_word(c->tiny_block, 3u));
         *zero = !s->needzero;
         return p;
     }
@@ -46,10 +46,10 @@ void *gs_tiny_alloc(struct goshm *h, gs_mcache_t *c, bool *zero)
     /* Crash story, in order: name the block with no half handed out; mark
      * both halves live; name the first half handed out. Dying after any step
      * leaves the heap side able to clear exactly the unused halves. */
-    gs_store_relaxed(&s->side->xtiny, ((uint64_t)idx + 1u) << 32);
+    gs_store_relaxed(&s->side->xtiny, gs_tiny_word(idx, 0));
     uint64_t bit = 2u * (uint64_t)idx;
     gs_fetch_or_acqrel(&live_bits(s)[bit / 64u], UINT64_C(3) << (bit % 64u));
-    gs_store_relaxed(&s->side->xtiny, ((uint64_t)idx + 1u) << 32 | 1u);
+    gs_store_relaxed(&s->side->xtiny, gs_tiny_word(idx, 1u));
     c->tiny_block = idx;
     c->tiny_next = b + GS_TINY_HALF;
     *zero = !s->needzero;

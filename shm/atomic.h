@@ -1,6 +1,6 @@
 /* atomic.h: named-ordering wrappers over C11 atomics for shared memory.
  *
- * Overview of the engine: shm/malloc.h. Every access to a field that another
+ * Overview of the engine: shm/overview.h. Every access to a field that another
  * process may touch goes through one of these, so that the ordering is
  * written at the call site (the mimalloc habit). Fields that are atomic carry
  * an `x` prefix.

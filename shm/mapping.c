@@ -5,7 +5,7 @@
 #include <stdint.h>   /* uintptr_t */
 #include <sys/mman.h> /* mmap */
 
-#include "malloc.h"   /* GS_ARENA_SIZE */
+#include "overview.h"   /* GS_ARENA_SIZE */
 
 char *gs_map_aligned(int fd, uint64_t size, int prot)
 {

@@ -1,6 +1,6 @@
 /* mapping.h: mapping a memfd at an arena-aligned address.
  *
- * Overview: shm/malloc.h. Both sides map the data memfd at an address aligned
+ * Overview: shm/overview.h. Both sides map the data memfd at an address aligned
  * to an arena (64 MiB), so a pointer is exactly as aligned as its offset:
  * page-aligned spans give page-aligned large objects, and arenas can use
  * huge pages.

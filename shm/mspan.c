@@ -1,6 +1,6 @@
 /* mspan.c: allocCache windows, sweeping and live counts of a span's bitmaps.
  *
- * Overview: shm/malloc.h ("Sweeping", "Tiny objects"). Used by both sides:
+ * Overview: shm/overview.h ("Sweeping", "Tiny objects"). Used by both sides:
  * an mcache sweeps the span it caches, the heap side sweeps spans nobody
  * caches, and the heap side reclaims a dead client's spans with the same
  * code. Everything read from the side record is untrusted: bits at or above

@@ -1,6 +1,6 @@
 /* mspan.h: span bitmaps, allocCache and sweeping, shared by both sides.
  *
- * Overview: shm/malloc.h ("Sweeping", "Tiny objects"). The client's fast path
+ * Overview: shm/overview.h ("Sweeping", "Tiny objects"). The client's fast path
  * (gs_cspan_next_free_fast) is inline here; the rest is in shm/mspan.c.
  */
 #ifndef GOSHM_MSPAN_H
@@ -82,6 +82,23 @@ void gs_span_bitmaps_clear(gs_side_t *side, uint32_t nelems, uint32_t awords, ui
  * a racy snapshot, for statistics. */
 uint32_t gs_span_count_live(gs_side_t *side, uint32_t nelems, uint32_t awords, bool tiny,
                             uint32_t freeindex);
+
+/* The side record's xtiny word (shm/segment.h), encoded and decoded here
+ * only: bits 32..63 hold the owner's current tiny block + 1 (0: none), bit h
+ * of the low word says half h of it has been handed out. */
+static inline uint64_t gs_tiny_word(uint32_t block, uint32_t handed)
+{
+    return ((uint64_t)block + 1u) << 32 | handed;
+}
+/* The block the word names, if it is one of a span of nelems blocks. */
+static inline bool gs_tiny_word_block(uint64_t t, uint32_t nelems, uint32_t *block)
+{
+    uint64_t b = t >> 32;
+    if (b == 0 || b - 1u >= nelems) return false;
+    *block = (uint32_t)(b - 1u);
+    return true;
+}
+static inline bool gs_tiny_word_handed(uint64_t t, uint32_t half) { return (t >> half) & 1u; }
 
 /* Mask of valid bits in word w of an nbits bitmap. */
 static inline uint64_t gs_word_mask(uint32_t w, uint32_t nbits)

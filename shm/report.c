@@ -1,6 +1,6 @@
 /* report.c: the non-allocating reporter, throw and bad-free policy.
  *
- * Overview: shm/malloc.h; contract: shm/report.h.
+ * Overview: shm/overview.h; contract: shm/report.h.
  */
 #include "report.h"
 

@@ -1,6 +1,6 @@
 /* report.h: goshm's error reporter and throw; neither allocates.
  *
- * Overview: shm/malloc.h. Recoverable errors are returned (NULL or -1 with
+ * Overview: shm/overview.h. Recoverable errors are returned (NULL or -1 with
  * errno at the API boundary). Broken invariants of this process throw. A bad
  * free (a pointer that is not a live object of this heap) is reported with its
  * offset, span and size class; by default the process then aborts, and with

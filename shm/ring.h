@@ -1,6 +1,6 @@
 /* ring.h: the data plane's per-client rings in shared memory.
  *
- * Overview: shm/malloc.h. Each client slot holds one submission ring (client
+ * Overview: shm/overview.h. Each client slot holds one submission ring (client
  * -> daemon) and one completion ring (daemon -> client), single producer and
  * single consumer each, 64 entries of 64 bytes, every index on its own cache
  * line. Indices are free-running uint32_t; an entry's place is index % 64.

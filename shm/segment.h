@@ -1,6 +1,6 @@
 /* segment.h: the layout of the two shared memfds, pinned by static asserts.
  *
- * Overview: shm/malloc.h. Every structure here is shared between processes.
+ * Overview: shm/overview.h. Every structure here is shared between processes.
  * Each field says who writes it, how it is ordered and what a writer that
  * dies halfway leaves behind. Bump GS_ABI_VERSION whenever a layout changes.
  *
@@ -23,7 +23,7 @@
 #include <string.h> /* memset */
 
 #include "atomic.h"
-#include "malloc.h"
+#include "overview.h"
 #include "ring.h"   /* gs_ring_t, in each slot */
 
 #define GS_SEG_MAGIC  UINT64_C(0x4745534d48534f47) /* "GOSHMSEG" */
@@ -118,7 +118,7 @@ _Static_assert(sizeof(gs_slot_t) <= GS_SLOT_SIZE, "slot too large");
  *   freed  bit i: slot i was freed since the last sweep. Set by any freer
  *          with one atomic OR; cleared by the owner's sweep with an atomic AND
  *          of exactly the bits it merged. For tiny spans it is the live-half
- *          bitmap (two bits per 16-byte block), see shm/malloc.h.
+ *          bitmap (two bits per 16-byte block), see shm/overview.h.
  */
 typedef struct gs_side {
     /* Line 0: written by the owner only. xfreeindex is published with one
@@ -150,6 +150,22 @@ typedef struct gs_notice {
     _Atomic uint32_t xqueued;
     _Atomic uint32_t xnext;
 } gs_notice_t;
+
+/* The one formula for where a slot and a notice entry are: `data` is the
+ * data memfd's mapping, slots_off/slot_size/notice_off the layout (the heap
+ * side's own copy, or a client's checked copy of the header's). */
+static inline uint64_t gs_slot_offset(uint64_t slots_off, uint64_t slot_size, uint32_t slot)
+{
+    return slots_off + (uint64_t)slot * slot_size;
+}
+static inline gs_slot_t *gs_slot_in(char *data, uint64_t slots_off, uint64_t slot_size, uint32_t slot)
+{
+    return (gs_slot_t *)(data + gs_slot_offset(slots_off, slot_size, slot));
+}
+static inline gs_notice_t *gs_notice_in(char *data, uint64_t notice_off, uint32_t sid)
+{
+    return (gs_notice_t *)(data + notice_off) + sid;
+}
 
 /* ---- meta memfd ----------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-/* malloc.h: the overview of the goshm engine, and its common constants.
+/* overview.h: the overview of the goshm engine, and its common constants.
  *
  * goshm is the Go runtime's allocator (malloc.go, mheap.go, mcentral.go,
  * mcache.go, mbitmap.go) stretched across processes. Read this comment before
