@@ -1,6 +1,6 @@
 /* service.c: libgoshm over goshmd: attach, the ring seam, detach, fork.
  *
- * Overview: shm/malloc.h; the ring: shm/ring.h; the protocol: proto/goshm.proto.
+ * Overview: shm/overview.h; the ring: shm/ring.h; the protocol: proto/goshm.proto.
  *
  * goshm_attach connects to the daemon's SOCK_SEQPACKET socket, sends Attach,
  * and receives the layout and three descriptors (data memfd, meta memfd
@@ -18,26 +18,25 @@
  * the mapping is shared.
  *
  * The notice stack (spans that gained frees) never rings the doorbell: the
- * daemon drains it before every refill and large allocation, which is when
- * the memory is wanted, and on its 100 ms timer.
+ * daemon drains it once per serve pass, so before every refill and large
+ * allocation it serves, which is when the memory is wanted, and on its
+ * 100 ms timer.
  */
 #define _GNU_SOURCE
 #include "client.h"
 
 #include <errno.h>        /* errno */
-#include <limits.h>       /* INT_MAX */
-#include <linux/futex.h>  /* FUTEX_WAIT */
 #include <poll.h>         /* poll */
 #include <sched.h>        /* sched_yield */
 #include <stdatomic.h>    /* atomic_* */
 #include <stdlib.h>       /* calloc */
 #include <string.h>       /* memset */
 #include <sys/socket.h>   /* socket */
-#include <sys/syscall.h>  /* SYS_futex */
 #include <sys/un.h>       /* sockaddr_un */
-#include <time.h>         /* timespec */
 #include <unistd.h>       /* close, getpid */
 
+#include "clock.h"
+#include "futex.h"
 #include "goshm.pb-c.h"
 #include "sockpath.h"
 
@@ -192,13 +191,6 @@ static int do_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, 
 
 /* ---- the ring ------------------------------------------------------------ */
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void ring_doorbell(svc_seam_t *s)
 {
     /* seq_cst: pairs with the daemon's NEED_WAKEUP store and re-check. */
@@ -251,7 +243,7 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
                 continue;
             }
             sched_yield();
-            uint64_t t = now_ns();
+            uint64_t t = gs_now_ns();
             if (!deadline) deadline = t + SPIN_NS;
             else if (t >= deadline) break;
         }
@@ -259,8 +251,7 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
             gs_store_seqcst(&r->xwaiting, 1);
             uint32_t seq = gs_load_seqcst(&r->xcq_seq);
             if (gs_load_acquire(&r->xcq_tail) == s->cq_head) {
-                struct timespec ts = {0, 50 * 1000 * 1000};
-                syscall(SYS_futex, (uint32_t *)&r->xcq_seq, FUTEX_WAIT, seq, &ts, NULL, 0);
+                gs_futex_wait(&r->xcq_seq, seq, 50u * 1000u * 1000u);
             }
             gs_store_relaxed(&r->xwaiting, 0);
             if (gs_load_acquire(&r->xcq_tail) == s->cq_head && daemon_gone(s)) {
@@ -379,7 +370,7 @@ static int reattach(svc_seam_t *s)
         return -ESTALE; /* a different heap answers at that path now */
     }
     h->slot = slot;
-    h->slotp = (gs_slot_t *)(h->data + h->hdr->slots_off + (uint64_t)slot * h->hdr->slot_size);
+    h->slotp = gs_slot_in(h->data, h->hdr->slots_off, h->hdr->slot_size, slot);
     s->ring = &h->slotp->ring;
     s->sq_tail = s->cq_head = 0;
     s->pid = my_pid();

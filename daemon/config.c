@@ -1,6 +1,6 @@
 /* config.c: goshmd's options: defaults, command line, config file, --help.
  *
- * Overview: shm/malloc.h; API: daemon/config.h. Parsing happens once in
+ * Overview: shm/overview.h; API: daemon/config.h. Parsing happens once in
  * main() before any thread exists. The command line is read in two passes:
  * the first finds --help, --version and --config (so the file is loaded
  * first), the second applies every other option over the file's values.
@@ -15,7 +15,7 @@
 #include <string.h>   /* strcmp, strchr, strerror */
 #include <unistd.h>   /* geteuid, getuid */
 
-#include "../shm/segment.h" /* GS_MAX_SLOTS */
+#include "segment.h" /* GS_MAX_SLOTS */
 #include "log.h"            /* gs_log_parse_level */
 
 #ifndef GOSHM_VERSION

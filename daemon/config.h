@@ -1,6 +1,6 @@
 /* config.h: goshmd's configuration: defaults, command line, config file.
  *
- * Overview: shm/malloc.h. The daemon parses its options once, before any
+ * Overview: shm/overview.h. The daemon parses its options once, before any
  * thread starts; the result is read-only afterwards. The same option names
  * serve the command line (--name VALUE or --name=VALUE) and the config file
  * (name = value); the command line overrides the file. Every parser returns

@@ -1,6 +1,6 @@
 /* ctl.c: goshmd's control plane: socket set-up, connections, the protocol.
  *
- * Overview: shm/malloc.h; API and threading: daemon/ctl.h; messages:
+ * Overview: shm/overview.h; API and threading: daemon/ctl.h; messages:
  * proto/goshm.proto. One `struct event` per connection on raw descriptors
  * (bufferevents cannot carry SCM_RIGHTS). A connection is:
  *
@@ -374,7 +374,7 @@ static void send_error(gs_conn_t *c, int code, const char *text)
 }
 
 /* The client's slot goes back to the heap: the data plane lets go of it
- * first, then the heap returns its cached spans (shm/malloc.h, "Crash
+ * first, then the heap returns its cached spans (shm/overview.h, "Crash
  * safety"). */
 static void conn_detach(gs_conn_t *c, const char *how)
 {
@@ -894,7 +894,7 @@ gs_ctl_t *gs_ctl_start(struct event_base *base, int listen_fd, const gs_config_t
     if (!ctl->rxbuf) { snprintf(err, errlen, "out of memory"); goto fail; }
 
     /* Clients get the meta memfd read-only: a descriptor opened O_RDONLY
-     * cannot be upgraded to a writable mapping (shm/malloc.h, "Who owns what"). */
+     * cannot be upgraded to a writable mapping (shm/overview.h, "Who owns what"). */
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", gs_heap_meta_fd(heap));
     ctl->meta_ro_fd = open(proc, O_RDONLY | O_CLOEXEC);

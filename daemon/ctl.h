@@ -1,7 +1,7 @@
 /* ctl.h: goshmd's control plane: the Unix socket, peer checks, and the
  * protobuf-c protocol (proto/goshm.proto): Attach, Detach, Stats.
  *
- * Overview: shm/malloc.h. Everything here runs on the daemon's libevent
+ * Overview: shm/overview.h. Everything here runs on the daemon's libevent
  * loop (the main thread). The control plane owns the listening event, every
  * client connection and, through them, the claimed client slots: a slot is
  * claimed by an Attach and reclaimed when its connection sends Detach or

@@ -1,7 +1,7 @@
 /* dataplane.h: the daemon's data plane: per-client rings, polled while busy,
  * asleep on doorbells (io_uring, or epoll as the fallback) when idle.
  *
- * Overview: shm/malloc.h; ring layout: shm/ring.h. The data plane runs in its
+ * Overview: shm/overview.h; ring layout: shm/ring.h. The data plane runs in its
  * own thread. It and the control plane share the heap under `heap_lock`
  * (daemon/heap.h is single-threaded): the data plane takes it per batch of
  * ring entries; the control plane takes it to claim, reclaim and report.

@@ -1,6 +1,6 @@
 /* epoll.c: the data plane's fallback waiter, on epoll.
  *
- * Overview: shm/malloc.h; contract: daemon/waiter.h.
+ * Overview: shm/overview.h; contract: daemon/waiter.h.
  */
 #include "waiter.h"
 

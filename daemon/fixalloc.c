@@ -1,7 +1,7 @@
 /* fixalloc.c: off-heap metadata, in the spirit of Go's fixalloc and
  * persistentalloc.
  *
- * Overview: shm/malloc.h. Two allocators:
+ * Overview: shm/overview.h. Two allocators:
  *  - span records (gs_mspan_t) in the meta memfd: a free list threaded
  *    through the records' private .next field, and a bump pointer; records are
  *    committed GS_SPAN_CHUNK at a time, so a span id's record is always backed.

@@ -1,10 +1,10 @@
-/* heap.c: creating a heap's segment, client slots, statistics, invariants.
+/* heap.c: a heap's segment: the two memfds, their layout and headers, created and destroyed (Go's mheap init).
  *
- * Overview: shm/malloc.h; layout: shm/segment.h; API: daemon/heap.h.
+ * Overview: shm/overview.h; layout: shm/segment.h; API: daemon/heap.h.
  */
 #define _GNU_SOURCE
 #include "heap_internal.h"
-#include "../shm/mapping.h"
+#include "mapping.h"
 
 #include <errno.h>    /* errno */
 #include <fcntl.h>    /* fcntl, F_ADD_SEALS */
@@ -151,196 +151,13 @@ uint64_t gs_heap_meta_size(const gs_heap_t *h) { return h->meta_size; }
 char *gs_heap_data_ptr(const gs_heap_t *h) { return h->data; }
 const char *gs_heap_meta_ptr(const gs_heap_t *h) { return h->meta; }
 uint64_t gs_heap_scavenge_delay(const gs_heap_t *h) { return h->cfg.scavenge_delay_ns; }
-
-
-int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
-{
-    for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
-        if (h->slots[i].in_use) continue;
-        uint64_t off = h->lay.slots_off + (uint64_t)i * h->lay.slot_size;
-        int rc = gs_sys_commit(h->data_fd, off, align_up(sizeof(gs_slot_t), 4096));
-        if (rc) return rc;
-        gs_slot_t *s = gs_slot_at(h, i);
-        uint32_t gen = s->generation + 1u;
-        memset(s, 0, sizeof *s);
-        s->pid = pid;
-        s->generation = gen;
-        h->slots[i].in_use = true;
-        h->slots[i].pid = pid;
-        h->slots[i].cached.head = 0;
-        h->slots[i].cached.count = 0;
-        return (int)i;
-    }
-    return -ENOSPC;
-}
-
-bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot)
-{
-    return slot < h->cfg.max_slots && h->slots[slot].in_use;
-}
-
-static uint32_t tiny_live_halves(gs_side_t *side, const gs_mspan_t *s)
-{
-    _Atomic uint64_t *live = gs_side_freed(side, s->awords);
-    uint32_t halves = 0, nbits = 2u * s->nelems;
-    for (uint32_t w = 0; w < s->fwords; w++)
-        halves += (uint32_t)__builtin_popcountll(gs_load_relaxed(&live[w]) & gs_word_mask(w, nbits));
-    uint64_t t = s->list == GS_LIST_CACHED ? gs_load_relaxed(&side->xtiny) : 0;
-    uint64_t block = t >> 32;
-    if (block && block - 1u < s->nelems) {
-        for (uint32_t half = 0; half < 2; half++) {
-            uint64_t bit = 2u * (block - 1u) + half;
-            if (!(t & (1u << half)) && (gs_load_relaxed(&live[bit / 64u]) & (UINT64_C(1) << (bit % 64u))) && halves)
-                halves--;
-        }
-    }
-    return halves;
-}
-
-void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
-{
-    memset(st, 0, sizeof *st);
-    st->reserved_bytes = h->max_pages << GS_PAGE_SHIFT;
-    st->grown_bytes = h->heap_pages << GS_PAGE_SHIFT;
-    st->committed_bytes = h->ready_pages << GS_PAGE_SHIFT;
-    st->idle_bytes = h->idle_ready_pages << GS_PAGE_SHIFT;
-    st->released_bytes = (h->free_pages - h->idle_ready_pages) << GS_PAGE_SHIFT;
-    st->span_bytes = (h->heap_pages - h->free_pages) << GS_PAGE_SHIFT;
-    uint32_t used_slots = 0;
-    for (uint32_t i = 0; i < h->cfg.max_slots; i++) used_slots += h->slots[i].in_use;
-    st->metadata_bytes = 4096 + (uint64_t)used_slots * align_up(sizeof(gs_slot_t), 4096) +
-                         h->side_committed + h->meta_committed;
-    for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) st->classes[c].size = gs_class_size[c];
-    for (uint32_t sid = 1; sid < h->span_bump; sid++) {
-        gs_mspan_t *s = gs_span(h, sid);
-        if (s->state != GS_SPAN_SMALL && s->state != GS_SPAN_LARGE) continue;
-        st->spans_in_use++;
-        gs_side_t *side = gs_side_of(h, s);
-        uint32_t fi = s->list == GS_LIST_CACHED ? gs_load_relaxed(&side->xfreeindex) : 0;
-        uint32_t live = gs_span_count_live(side, s->nelems, s->awords, gs_spanclass_tiny(s->spanclass), fi);
-        if (s->state == GS_SPAN_LARGE) {
-            st->large_objects += live;
-            st->in_use_bytes += live ? s->npages64 << GS_PAGE_SHIFT : 0;
-            continue;
-        }
-        gs_class_stats_t *cs = &st->classes[gs_spanclass_sizeclass(s->spanclass)];
-        cs->spans++;
-        if (gs_spanclass_tiny(s->spanclass)) {
-            /* Tiny objects: live halves, less the half the owner reserved
-             * in its current block but has not handed out. */
-            live = tiny_live_halves(side, s);
-            cs->objects_in_use += live;
-            st->in_use_bytes += (uint64_t)live * GS_TINY_HALF;
-            continue;
-        }
-        cs->objects_in_use += live;
-        st->in_use_bytes += (uint64_t)live * s->elemsize;
-    }
-    for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++) {
-        gs_class_stats_t *cs = &st->classes[gs_spanclass_sizeclass(sc)];
-        cs->allocs += h->central[sc].departed_allocs;
-        cs->frees += h->central[sc].departed_frees + h->central[sc].daemon_frees;
-    }
-    for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
-        if (!h->slots[i].in_use) continue;
-        gs_slot_t *sl = gs_slot_at(h, i);
-        for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
-            st->classes[c].allocs += gs_load_relaxed(&sl->stats[c].xallocs);
-            st->classes[c].frees += gs_load_relaxed(&sl->stats[c].xfrees);
-        }
-    }
-    st->large_allocs = h->large_allocs;
-    st->large_frees = h->large_frees;
-    st->notices = h->notices;
-    st->bad_requests = h->bad_requests;
-}
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            gs_printf("goshm: heap check: " __VA_ARGS__);                    \
-            return -EFAULT;                                                  \
-        }                                                                    \
-    } while (0)
-
-int gs_heap_check(gs_heap_t *h)
-{
-    uint64_t p = 0, free_pages = 0, idle_ready = 0, ready = 0;
-    uint32_t prev_state = GS_SPAN_DEAD;
-    while (p < h->heap_pages) {
-        uint32_t sid = gs_load_relaxed(&h->pagemap[p]);
-        CHECK(sid && sid < h->span_bump, "page %llu has no span\n", (unsigned long long)p);
-        gs_mspan_t *s = gs_span(h, sid);
-        CHECK(s->start == p && s->npages > 0, "page %llu: span %u starts at %u\n", (unsigned long long)p, sid, s->start);
-        CHECK(s->state != GS_SPAN_DEAD, "span %u is dead but mapped\n", sid);
-        uint64_t r = 0;
-        for (uint64_t q = p; q < p + s->npages; q++) r += h->pagestate[q] == GS_PAGE_READY;
-        ready += r;
-        if (s->state == GS_SPAN_FREE) {
-            CHECK(prev_state != GS_SPAN_FREE, "free run %u not coalesced with its left neighbour\n", sid);
-            CHECK(s->list == GS_LIST_BIN, "free run %u not in a bin\n", sid);
-            CHECK(gs_load_relaxed(&h->pagemap[p + s->npages - 1]) == sid, "free run %u: bad end tag\n", sid);
-            CHECK(s->ready_pages == r, "free run %u: ready %u, counted %llu\n", sid, s->ready_pages, (unsigned long long)r);
-            free_pages += s->npages;
-            idle_ready += r;
-        } else {
-            CHECK(r == s->npages, "span %u in use has released pages\n", sid);
-            for (uint64_t q = p; q < p + s->npages; q++)
-                CHECK(gs_load_relaxed(&h->pagemap[q]) == sid, "span %u: page %llu not mapped\n", sid, (unsigned long long)q);
-            if (s->state == GS_SPAN_SMALL) {
-                CHECK(s->list == GS_LIST_PARTIAL || s->list == GS_LIST_FULL || s->list == GS_LIST_CACHED,
-                      "small span %u on list %u\n", sid, s->list);
-                CHECK((s->list == GS_LIST_CACHED) == (s->owner != 0), "span %u owner/list mismatch\n", sid);
-            } else {
-                CHECK(s->state == GS_SPAN_LARGE && s->list == GS_LIST_LARGE, "span %u bad state\n", sid);
-            }
-        }
-        prev_state = s->state;
-        p += s->npages;
-    }
-    CHECK(p == h->heap_pages, "spans overrun the heap\n");
-    CHECK(free_pages == h->free_pages, "free pages %llu, counted %llu\n", (unsigned long long)h->free_pages, (unsigned long long)free_pages);
-    CHECK(idle_ready == h->idle_ready_pages, "idle pages %llu, counted %llu\n", (unsigned long long)h->idle_ready_pages, (unsigned long long)idle_ready);
-    CHECK(ready == h->ready_pages, "ready pages %llu, counted %llu\n", (unsigned long long)h->ready_pages, (unsigned long long)ready);
-    for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++) {
-        uint32_t n = 0;
-        for (uint32_t sid = h->central[sc].partial.head; sid; sid = gs_span(h, sid)->next, n++)
-            CHECK(gs_span(h, sid)->list == GS_LIST_PARTIAL && gs_span(h, sid)->spanclass == sc, "partial list %u broken\n", sc);
-        CHECK(n == h->central[sc].partial.count, "partial count %u\n", sc);
-        n = 0;
-        for (uint32_t sid = h->central[sc].full.head; sid; sid = gs_span(h, sid)->next, n++)
-            CHECK(gs_span(h, sid)->list == GS_LIST_FULL && gs_span(h, sid)->spanclass == sc, "full list %u broken\n", sc);
-        CHECK(n == h->central[sc].full.count, "full count %u\n", sc);
-    }
-    return 0;
-}
+uint64_t gs_heap_slots_off(const gs_heap_t *h) { return h->lay.slots_off; }
+uint64_t gs_heap_slot_size(const gs_heap_t *h) { return h->lay.slot_size; }
+uint32_t gs_heap_max_slots(const gs_heap_t *h) { return h->cfg.max_slots; }
 
 uint64_t gs_heap_backed_bytes(const gs_heap_t *h)
 {
     struct stat a, b;
     if (fstat(h->data_fd, &a) != 0 || fstat(h->meta_fd, &b) != 0) return 0;
     return ((uint64_t)a.st_blocks + (uint64_t)b.st_blocks) * 512u;
-}
-
-/* Per-client statistics for the control plane (daemon/ctl.c). The counters
- * live in the client's slot and are client-written: reported as they are,
- * never used for a decision. Call under the caller's heap lock. */
-uint32_t gs_heap_slot_cached_spans(gs_heap_t *h, uint32_t slot)
-{
-    if (!gs_heap_slot_in_use(h, slot)) return 0;
-    return h->slots[slot].cached.count;
-}
-
-void gs_heap_slot_counts(gs_heap_t *h, uint32_t slot, uint64_t *allocs, uint64_t *frees, uint64_t *large_allocs,
-                         uint64_t *large_frees)
-{
-    *allocs = *frees = *large_allocs = *large_frees = 0;
-    if (!gs_heap_slot_in_use(h, slot)) return;
-    gs_slot_t *s = gs_slot_at(h, slot);
-    for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
-        *allocs += gs_load_relaxed(&s->stats[c].xallocs);
-        *frees += gs_load_relaxed(&s->stats[c].xfrees);
-    }
-    *large_allocs = gs_load_relaxed(&s->xlarge_allocs);
-    *large_frees = gs_load_relaxed(&s->xlarge_frees);
 }

@@ -1,9 +1,10 @@
-/* heap.h: the heap side of goshm (mheap, arenas, mcentrals, scavenger).
+/* heap.h: the heap side of goshm (mheap, arenas, mcentrals, scavenger): its API.
  *
- * Overview: shm/malloc.h. One gs_heap_t owns the two memfds of one heap and
- * every structure clients cannot be trusted with. It is single-threaded by
- * design: the daemon calls it from its event loop; the in-process seam used
- * by tests and benchmarks (client/seam_local.c) holds a mutex around it.
+ * Overview: shm/overview.h. One gs_heap_t owns the two memfds of one heap and
+ * every structure clients cannot be trusted with. It knows nothing of rings
+ * or sockets (daemon/serve.c turns ring entries into these calls). It is
+ * single-threaded by design: its owner serialises every call with one lock
+ * (daemon/heap_internal.h says which fields it guards).
  *
  * Every function that takes a span id, span class, slot or size from a client
  * validates it and returns -EINVAL (or -ENOMEM, -ENOSPC) instead of trusting it.
@@ -15,7 +16,7 @@
 #include <stddef.h>  /* size_t */
 #include <stdint.h>  /* uint*_t */
 
-#include "../shm/segment.h"
+#include "segment.h"
 
 typedef struct gs_heap gs_heap_t;
 
@@ -37,6 +38,10 @@ uint64_t gs_heap_meta_size(const gs_heap_t *h);
 /* The heap side's mappings (for the in-process seam). */
 char *gs_heap_data_ptr(const gs_heap_t *h);
 const char *gs_heap_meta_ptr(const gs_heap_t *h);
+/* Where the slots are (the heap side's own layout, not the header's copy). */
+uint64_t gs_heap_slots_off(const gs_heap_t *h);
+uint64_t gs_heap_slot_size(const gs_heap_t *h);
+uint32_t gs_heap_max_slots(const gs_heap_t *h);
 
 /* Client slots. claim returns a slot index or -ENOSPC; reclaim returns every
  * span the slot cached to its mcentral (slots the client had not handed out,
@@ -63,18 +68,16 @@ int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *
  * free it. Returns 0 or -EINVAL. */
 int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);
 /* A client says span sid gained frees (the ring's NOTICE): sweep it if it
- * is uncached. The notice stack is drained by gs_heap_drain_notices. */
+ * is uncached. */
 int gs_heap_notice(gs_heap_t *h, uint32_t sid);
-
-/* One ring entry (shm/ring.h), already copied out of shared memory: the
- * data plane's whole dispatch, here so the ring fuzzer drives the same code.
- * Fills c's sids/sid; returns the completion's result. */
-int32_t gs_heap_serve_entry(gs_heap_t *h, uint32_t slot, const gs_sqe_t *e, gs_cqe_t *c);
-/* Drain the notice stack; returns the number of spans handled. */
+/* Drain the notice stack; returns the number of spans handled. Its owner
+ * drains once per serve pass and once per tick: refills and large
+ * allocations do not drain on their own. */
 uint32_t gs_heap_drain_notices(gs_heap_t *h);
-/* Sweep up to `budget` spans of the full lists (finds frees whose notice was
- * lost with a dying freer). Returns spans swept. */
-uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget);
+/* The housekeeping tick's sweep: drain the notice stack (*notices, if not
+ * NULL, gets how many), then sweep up to `budget` spans of the full lists
+ * (finds frees whose notice was lost with a dying freer). Returns spans swept. */
+uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices);
 /* Release idle free runs that have been idle at least `min_idle_ns`;
  * returns bytes released. */
 uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns);

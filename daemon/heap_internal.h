@@ -1,18 +1,28 @@
-/* heap_internal.h: the heap side's private state, shared by its files.
+/* heap_internal.h: the heap side's private state and the calls between its files.
  *
- * Overview: shm/malloc.h. Everything here is private memory of the process
+ * Overview: shm/overview.h. Everything here is private memory of the process
  * that owns the heap (the daemon), except what `data`/`meta` point into.
- * Single-threaded: no field needs a lock (see daemon/heap.h).
+ *
+ * Locking (as Go's mheap.go annotates its fields): the heap side is not
+ * thread-safe by itself. Its owner serialises every call with one lock, the
+ * "heap lock": goshmd's heap_lock (daemon/main.c), taken by the control
+ * plane, the housekeeping tick and the data plane per serve pass; the
+ * in-process seam's mutex (tests/lib/inproc.c). Fields marked [heap lock]
+ * are read and written only under it; [immutable] ones are set by
+ * gs_heap_create and never change; [shared] ones live in client-writable
+ * memory and are read as untrusted input.
  */
 #ifndef GOSHM_HEAP_INTERNAL_H
 #define GOSHM_HEAP_INTERNAL_H
 
+#include <errno.h>   /* EINVAL */
 #include <stdbool.h> /* bool */
 #include <stdint.h>  /* uint*_t */
 
 #include "heap.h"
-#include "../shm/mspan.h"  /* bitmaps, sweeping */
-#include "../shm/report.h" /* gs_throw */
+#include "mspan.h"  /* bitmaps, sweeping */
+#include "clock.h"  /* gs_now_ns */
+#include "report.h" /* gs_throw */
 
 #define GS_TLSF_SL_LOG 4
 #define GS_TLSF_SL     (1u << GS_TLSF_SL_LOG)
@@ -63,50 +73,49 @@ typedef struct gs_layout {
 } gs_layout_t;
 
 struct gs_heap {
-    gs_heap_config_t cfg;
-    gs_layout_t lay;
-    int data_fd, meta_fd;
-    char *data;                 /* data memfd, read-write */
-    char *meta;                 /* meta memfd, read-write */
-    uint64_t data_size, meta_size;
-    gs_seg_header_t *hdr;
-    gs_meta_header_t *mhdr;
-    _Atomic uint32_t *pagemap;  /* span id per heap page; clients read with acquire */
-    gs_mspan_t *spans;
-    uint64_t max_pages, max_spans;
-    uint64_t heap_pages;        /* grown */
+    gs_heap_config_t cfg;       /* [immutable] */
+    gs_layout_t lay;            /* [immutable] the layout; the header's copy is clients' */
+    int data_fd, meta_fd;       /* [immutable] */
+    char *data;                 /* [immutable] data memfd, read-write; what it holds is [shared] */
+    char *meta;                 /* [immutable] meta memfd, read-write (sealed for others) */
+    uint64_t data_size, meta_size; /* [immutable] */
+    gs_seg_header_t *hdr;       /* [immutable] pointer; xnotice_head is [shared] */
+    gs_meta_header_t *mhdr;     /* [immutable] pointer; written under the heap lock */
+    _Atomic uint32_t *pagemap;  /* [heap lock] span id per heap page; clients read with acquire */
+    gs_mspan_t *spans;          /* [heap lock] records; clients read some fields (shm/segment.h) */
+    uint64_t max_pages, max_spans; /* [immutable] */
+    uint64_t heap_pages;        /* [heap lock] grown */
 
     /* fixalloc of span records: a free list through .next plus a bump. */
-    uint32_t span_free, span_bump, span_committed;
-    uint64_t spans_live;
+    uint32_t span_free, span_bump, span_committed; /* [heap lock] */
+    uint64_t spans_live;        /* [heap lock] */
     /* side records: per-bucket free lists (private, never in client memory)
-     * plus a bump over the side region, committed in chunks. */
+     * plus a bump over the side region, committed in chunks. [heap lock] */
     gs_u64vec_t side_free[GS_SIDE_BUCKETS];
     uint64_t side_bump, side_committed;
 
     /* mheap: TLSF bins of free runs, one set for runs with committed
-     * pages ([1], "warm") and one for fully released runs ([0]). */
+     * pages ([1], "warm") and one for fully released runs ([0]). [heap lock] */
     uint32_t fl_bitmap[2];
     uint32_t sl_bitmap[2][GS_TLSF_FL];
     uint32_t bins[2][GS_TLSF_FL][GS_TLSF_SL];
-    uint32_t bgsweep_cursor;    /* gs_heap_bgsweep's place in the span table */
-    uint8_t *pagestate;         /* GS_PAGE_* per heap page */
-    uint32_t scav_head, scav_tail; /* free runs with ready pages, oldest first */
-    uint64_t ready_pages;       /* pages in state READY (in use or idle) */
-    uint64_t idle_ready_pages;  /* READY pages in free runs */
-    uint64_t free_pages;        /* pages in free runs */
-    uint64_t meta_committed;    /* bytes committed in the meta memfd */
+    uint32_t bgsweep_cursor;    /* [heap lock] gs_heap_bgsweep's place in the span table */
+    uint8_t *pagestate;         /* [heap lock] GS_PAGE_* per heap page */
+    uint32_t scav_head, scav_tail; /* [heap lock] free runs with ready pages, oldest first */
+    uint64_t ready_pages;       /* [heap lock] pages in state READY (in use or idle) */
+    uint64_t idle_ready_pages;  /* [heap lock] READY pages in free runs */
+    uint64_t free_pages;        /* [heap lock] pages in free runs */
+    uint64_t meta_committed;    /* [heap lock] bytes committed in the meta memfd */
 
-    gs_central_t central[GS_NUM_SPAN_CLASSES];
-    gs_slot_state_t slots[GS_MAX_SLOTS];
+    gs_central_t central[GS_NUM_SPAN_CLASSES]; /* [heap lock] */
+    gs_slot_state_t slots[GS_MAX_SLOTS];       /* [heap lock] */
 
-    uint64_t large_allocs, large_frees, notices, bad_requests;
+    uint64_t large_allocs, large_frees, notices, bad_requests; /* [heap lock] */
 };
 
 /* "sysmem.c": the memory state transitions on a memfd. */
 int gs_sys_commit(int fd, uint64_t off, uint64_t len);   /* Prepared -> Ready; -ENOMEM */
 int gs_sys_release(int fd, uint64_t off, uint64_t len);  /* Ready -> Prepared */
-uint64_t gs_now_ns(void);
 
 /* "fixalloc.c" */
 uint32_t gs_span_record_alloc(gs_heap_t *h);             /* 0: ENOMEM */
@@ -119,9 +128,45 @@ int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *sid);   /* sets .nee
 void gs_mheap_free(gs_heap_t *h, uint32_t sid);
 void gs_mheap_publish(gs_heap_t *h, uint32_t sid);                  /* page map -> sid */
 
-/* "mcentral.c" */
+/* "mheap.c": spans carved from free runs, and given back. */
+int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, bool large, uint32_t *sid);
+void gs_mheap_free_span(gs_heap_t *h, uint32_t sid); /* side record too */
+
+/* "mcentral.c": span lists (Go's mSpanList) and the mcentrals. */
 void gs_list_push(gs_heap_t *h, gs_list_t *l, uint32_t sid, uint32_t which);
 void gs_list_remove(gs_heap_t *h, gs_list_t *l, uint32_t sid);
+gs_list_t *gs_list_of(gs_heap_t *h, const gs_mspan_t *s); /* NULL: on none */
+/* Put an uncached, swept small span where `live` says it belongs. */
+void gs_mcentral_place(gs_heap_t *h, uint32_t sid, uint32_t live);
+/* Take a cached span back from its owner and sweep it. */
+void gs_mcentral_uncache(gs_heap_t *h, uint32_t sid);
+
+/* "sweep.c" */
+uint32_t gs_sweep_span(gs_heap_t *h, gs_mspan_t *s); /* live slots after the sweep */
+void gs_sweep_large(gs_heap_t *h, uint32_t sid);      /* free it if its object is */
+
+/* A client request that cannot be right: counted, -EINVAL. */
+static inline int gs_heap_bad(gs_heap_t *h)
+{
+    h->bad_requests++;
+    return -EINVAL;
+}
+
+/* Graded assertions (mimalloc's mi_assert_internal / mi_assert_expensive):
+ * GOSHM_DEBUG_LEVEL (CMake option GOSHM_DEBUG_LEVEL) 0 compiles them out, 1
+ * checks cheap internal invariants, 2 also runs the whole heap check
+ * (daemon/heapcheck.c) where a caller asks for it. A failure throws. */
+#ifndef GOSHM_DEBUG_LEVEL
+#define GOSHM_DEBUG_LEVEL 0
+#endif
+#define gs_assert_internal(cond)                                                   \
+    do {                                                                           \
+        if (GOSHM_DEBUG_LEVEL >= 1 && !(cond)) gs_throw("assertion failed: " #cond); \
+    } while (0)
+#define gs_assert_expensive(h)                                                     \
+    do {                                                                           \
+        if (GOSHM_DEBUG_LEVEL >= 2 && gs_heap_check(h) != 0) gs_throw("heap check failed"); \
+    } while (0)
 
 static inline gs_mspan_t *gs_span(gs_heap_t *h, uint32_t sid) { return &h->spans[sid]; }
 static inline gs_side_t *gs_side_of(gs_heap_t *h, const gs_mspan_t *s)
@@ -130,7 +175,7 @@ static inline gs_side_t *gs_side_of(gs_heap_t *h, const gs_mspan_t *s)
 }
 static inline gs_notice_t *gs_notice_of(gs_heap_t *h, uint32_t sid)
 {
-    return (gs_notice_t *)(h->data + h->lay.notice_off) + sid;
+    return gs_notice_in(h->data, h->lay.notice_off, sid);
 }
 static inline uint64_t gs_page_off(const gs_heap_t *h, uint64_t page)
 {
@@ -138,7 +183,13 @@ static inline uint64_t gs_page_off(const gs_heap_t *h, uint64_t page)
 }
 static inline gs_slot_t *gs_slot_at(gs_heap_t *h, uint32_t slot)
 {
-    return (gs_slot_t *)(h->data + h->lay.slots_off + (uint64_t)slot * h->lay.slot_size);
+    return gs_slot_in(h->data, h->lay.slots_off, h->lay.slot_size, slot);
 }
+static inline uint64_t gs_slot_off(const gs_layout_t *lay, uint32_t slot)
+{
+    return gs_slot_offset(lay->slots_off, lay->slot_size, slot);
+}
+/* Bytes of a slot committed at claim (the gs_slot_t, page-rounded). */
+static inline uint64_t gs_slot_committed_size(void) { return (sizeof(gs_slot_t) + 4095u) / 4096u * 4096u; }
 
 #endif /* GOSHM_HEAP_INTERNAL_H */

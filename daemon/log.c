@@ -1,6 +1,6 @@
 /* log.c: goshmd's leveled log on stderr (API: daemon/log.h).
  *
- * Overview: shm/malloc.h. A line is formatted into a stack buffer; a line
+ * Overview: shm/overview.h. A line is formatted into a stack buffer; a line
  * that does not fit gets a heap buffer of the exact size (and if even that
  * fails, the truncated line is written with "..."): no message is cut short
  * silently and nothing overflows.

@@ -1,6 +1,6 @@
 /* log.h: goshmd's log: leveled lines on stderr, "goshmd[pid]: <level>: msg".
  *
- * Overview: shm/malloc.h. Any thread may log (the control plane on the event
+ * Overview: shm/overview.h. Any thread may log (the control plane on the event
  * loop, the data plane on its own thread): each line goes out in one write(2),
  * so lines never interleave. The level is set once at startup, before the
  * data plane starts, and only read afterwards.

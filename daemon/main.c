@@ -1,6 +1,6 @@
 /* main.c: goshmd, the goshm daemon: options, start-up, the event loop, shutdown.
  *
- * Overview: shm/malloc.h. Who owns what in this process:
+ * Overview: shm/overview.h. Who owns what in this process:
  *   main thread   the libevent loop: control plane (daemon/ctl.c), signals,
  *                 the 100 ms housekeeping timer (notices, background sweep,
  *                 scavenger). Owns the listening socket.
@@ -93,8 +93,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     gs_daemon_t *d = arg;
     pthread_mutex_lock(&d->heap_lock);
-    uint32_t notices = gs_heap_drain_notices(d->heap);
-    uint32_t swept = gs_heap_bgsweep(d->heap, BGSWEEP_BUDGET);
+    uint32_t notices = 0;
+    uint32_t swept = gs_heap_bgsweep(d->heap, BGSWEEP_BUDGET, &notices); /* drains first */
     uint64_t released = gs_heap_scavenge(d->heap, gs_heap_scavenge_delay(d->heap));
     pthread_mutex_unlock(&d->heap_lock);
     if (released || (gs_log_enabled(GS_LOG_DEBUG) && (notices || swept)))

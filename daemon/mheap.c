@@ -1,6 +1,6 @@
 /* mheap.c: the page heap: free runs of 8 KiB pages, arenas, commit, scavenging.
  *
- * Overview: shm/malloc.h. Go finds free pages with a radix tree of summaries
+ * Overview: shm/overview.h. Go finds free pages with a radix tree of summaries
  * over a bitmap (mpagealloc.go): O(log) searches that prefer low addresses,
  * which Go needs because its scavenger and heap growth work by address. We
  * keep free runs as span records in two-level segregated-fit bins (TLSF: a
@@ -333,4 +333,64 @@ uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
         sid = next;
     }
     return released;
+}
+
+/* ---- spans carved from the page heap (Go's mheap.allocSpan, freeSpan) ---- */
+
+/* Set up the span just carved at sid: class, bitmaps in a fresh side
+ * record, then publish it in the page map. */
+static int span_init(gs_heap_t *h, uint32_t sid, uint32_t spanclass, bool large)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    uint32_t sizeclass = gs_spanclass_sizeclass(spanclass);
+    bool tiny = gs_spanclass_tiny(spanclass);
+    s->spanclass = (uint8_t)spanclass;
+    if (large) {
+        s->nelems = 1;
+        uint64_t bytes = s->npages64 << GS_PAGE_SHIFT;
+        s->elemsize = bytes > UINT32_MAX ? 0 : (uint32_t)bytes; /* 0: use npages64 */
+        s->divmagic = 0;
+    } else {
+        s->nelems = gs_class_nelems[sizeclass];
+        s->elemsize = gs_class_size[sizeclass];
+        s->divmagic = gs_class_divmagic[sizeclass];
+    }
+    s->awords = (uint8_t)gs_bitmap_words(s->nelems);
+    s->fwords = (uint8_t)gs_bitmap_words(tiny ? 2u * s->nelems : s->nelems);
+    s->side_off = gs_sidealloc(h, s->awords, s->fwords);
+    if (!s->side_off) return -ENOMEM;
+    gs_side_t *side = gs_side_of(h, s);
+    gs_span_bitmaps_clear(side, s->nelems, s->awords, s->fwords);
+    if (large) gs_store_relaxed(&gs_side_alloc(side)[0], 1); /* the one object is allocated */
+    gs_store_relaxed(&s->xowner, 0);
+    gs_store_relaxed(&side->xsid, sid);
+    /* The id's notice entry is left alone: a stale push may still be on the
+     * stack, and its flag keeps the id from being pushed twice. */
+    s->state = large ? GS_SPAN_LARGE : GS_SPAN_SMALL;
+    gs_mheap_publish(h, sid);
+    return 0;
+}
+
+int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, bool large, uint32_t *out)
+{
+    uint32_t sid;
+    int rc = gs_mheap_alloc(h, npages, &sid);
+    if (rc) return rc;
+    rc = span_init(h, sid, spanclass, large);
+    if (rc) {
+        gs_mheap_free(h, sid);
+        return rc;
+    }
+    *out = sid;
+    return 0;
+}
+
+void gs_mheap_free_span(gs_heap_t *h, uint32_t sid)
+{
+    gs_mspan_t *s = gs_span(h, sid);
+    gs_side_t *side = gs_side_of(h, s);
+    gs_store_relaxed(&side->xsid, 0);
+    gs_sidefree(h, s->side_off, s->awords, s->fwords);
+    if (s->state == GS_SPAN_LARGE) h->large_frees++;
+    gs_mheap_free(h, sid);
 }

@@ -1,6 +1,6 @@
 /* sysmem.c: Go's OS abstraction layer, for memory that lives in a memfd.
  *
- * Overview: shm/malloc.h ("Memory states"). A memfd's pages are shared by
+ * Overview: shm/overview.h ("Memory states"). A memfd's pages are shared by
  * every process that maps it, so the transitions act on the file, not on a
  * mapping:
  *   Prepared -> Ready   fallocate(fd, 0, off, len): backs the pages now, so
@@ -15,7 +15,6 @@
 
 #include <errno.h>   /* errno */
 #include <fcntl.h>   /* fallocate, FALLOC_FL_* */
-#include <time.h>    /* clock_gettime */
 
 int gs_sys_commit(int fd, uint64_t off, uint64_t len)
 {
@@ -31,11 +30,4 @@ int gs_sys_release(int fd, uint64_t off, uint64_t len)
     if (len == 0) return 0;
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0) return 0;
     return -errno;
-}
-
-uint64_t gs_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

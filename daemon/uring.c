@@ -1,6 +1,6 @@
 /* uring.c: the data plane's waiter on io_uring.
  *
- * Overview: shm/malloc.h; contract: daemon/waiter.h. Every doorbell eventfd
+ * Overview: shm/overview.h; contract: daemon/waiter.h. Every doorbell eventfd
  * (and the control eventfd) has one outstanding IORING_OP_READ; a completion
  * means it rang, and the read is armed again. Removing a slot cancels its
  * read; its descriptor is closed when the cancelled read completes, since the

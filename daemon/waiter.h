@@ -1,6 +1,6 @@
 /* waiter.h: how the data plane sleeps: on every client's doorbell at once.
  *
- * Overview: shm/malloc.h; user: daemon/dataplane.c. Two backends implement
+ * Overview: shm/overview.h; user: daemon/dataplane.c. Two backends implement
  * the same small contract, chosen at start (redis's ae_* habit):
  *   uring.c   io_uring: one outstanding read per doorbell eventfd.
  *   epoll.c   epoll: the fallback where io_uring cannot be set up

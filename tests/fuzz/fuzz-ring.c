@@ -1,9 +1,9 @@
 /* fuzz-ring.c: the heap side against a hostile client's ring entries and
  * scribbles (libFuzzer target, with a replay/random main for ctest).
  *
- * Overview: shm/malloc.h; rings: shm/ring.h; the daemon's dispatch:
- * daemon/dataplane.c (serve, handle_request; the dispatch itself is
- * gs_heap_serve_entry, called here as there). Each input runs on
+ * Overview: shm/overview.h; rings: shm/ring.h; the daemon's dispatch:
+ * the serve unit (daemon/serve.c: gs_serve_ring, gs_serve_slot_close),
+ * called here as the data plane calls it. Each input runs on
  * a fresh heap (daemon/heap.h: 256 MiB, 4 slots) with two claimed slots, so a
  * failing input replays exactly.
  *
@@ -49,7 +49,8 @@
 #include <string.h>   /* memcpy, memset */
 
 #include "heap_internal.h"
-#include "../unit/check.h"
+#include "serve.h"
+#include "check.h"
 
 #define FZ_HEAP_SIZE (UINT64_C(256) << 20)
 #define FZ_MAX_SLOTS 4u
@@ -78,8 +79,8 @@ enum { /* scribble targets, (c1 >> 1) & 15 */
 typedef struct fz_client {
     int slot;           /* heap slot index */
     uint32_t pid;
-    uint32_t cq_tail;   /* mirrors dp_slot_t.cq_tail */
-    uint32_t large[GS_RING_ENTRIES]; /* mirrors dp_slot_t.large */
+    uint32_t sq_tail;   /* the client's side of its ring */
+    gs_serve_slot_t srv; /* the server's side, as the data plane keeps it */
     /* The spans this client believes it caches, from its completions: the
      * heap side must agree (it may not take one away, nor add one). */
     uint64_t cached[(FZ_MAX_SPANS + 63u) / 64u];
@@ -116,7 +117,7 @@ static struct {
 
 static gs_ring_t *ring_of(fz_t *f, uint32_t slot)
 {
-    return &((gs_slot_t *)(f->h->data + f->hdr0.slots_off + (uint64_t)slot * f->hdr0.slot_size))->ring;
+    return &gs_slot_in(f->h->data, f->hdr0.slots_off, f->hdr0.slot_size, slot)->ring;
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -146,7 +147,7 @@ static gs_side_t *side_for(fz_t *f, uint32_t sid, gs_mspan_t **sp)
 
 static gs_notice_t *notice_for(fz_t *f, uint32_t sid) /* what a client computes from the header */
 {
-    return (gs_notice_t *)(f->h->data + f->hdr0.notice_off) + sid;
+    return gs_notice_in(f->h->data, f->hdr0.notice_off, sid);
 }
 
 /* client/free.c gs_notice_push, against the header as created. */
@@ -200,7 +201,7 @@ static void scribble(fz_t *f, fz_client_t *cl, uint32_t sid, const uint8_t *c)
     case T_FREEINDEX: if (side) SCRIBBLE32(&side->xfreeindex); break;
     case T_TINY: if (side) SCRIBBLE64(&side->xtiny); break;
     case T_SLOT: { /* the slot words the heap side writes (and reads back at claim) */
-        gs_slot_t *sl = (gs_slot_t *)(h->data + f->hdr0.slots_off + (uint64_t)cl->slot * f->hdr0.slot_size);
+        gs_slot_t *sl = gs_slot_in(h->data, f->hdr0.slots_off, f->hdr0.slot_size, (uint32_t)cl->slot);
         if (c[2] & 1u) sl->generation = (uint32_t)value_of(f, c, sl->generation);
         else sl->pid = (uint32_t)value_of(f, c, sl->pid);
         break;
@@ -211,7 +212,7 @@ static void scribble(fz_t *f, fz_client_t *cl, uint32_t sid, const uint8_t *c)
     case T_HEAD: SCRIBBLE32(&h->hdr->xnotice_head); break;
     case T_CQHEAD: SCRIBBLE32(&ring_of(f, (uint32_t)cl->slot)->xcq_head); break;
     case T_STATS: {
-        gs_slot_t *sl = (gs_slot_t *)(h->data + f->hdr0.slots_off + (uint64_t)cl->slot * f->hdr0.slot_size);
+        gs_slot_t *sl = gs_slot_in(h->data, f->hdr0.slots_off, f->hdr0.slot_size, (uint32_t)cl->slot);
         SCRIBBLE64(&sl->stats[c[2] % GS_NUM_SIZE_CLASSES].xallocs);
         SCRIBBLE64(&sl->xlarge_frees);
         break;
@@ -523,31 +524,34 @@ static void check_drained(fz_t *f)
 
 /* ---- the data plane's parts ------------------------------------------------ */
 
-/* dataplane.c serve(), for one entry: room in the completion ring (its head is
- * untrusted), serve_entry, the completion, the large-object memo. */
+/* One entry through the ring, as a client submits it and the data plane
+ * serves it (gs_serve_ring); then what the client relies on. A client waits
+ * while its completion ring is full: then the entry is taken back. */
 static void serve_one(fz_t *f, fz_client_t *cl, const gs_sqe_t *e, bool client_reads)
 {
     gs_heap_t *h = f->h;
     gs_ring_t *r = ring_of(f, (uint32_t)cl->slot);
-    uint32_t used = cl->cq_tail - gs_load_acquire(&r->xcq_head);
-    if (used > GS_RING_ENTRIES) used = 0;
-    if (used == GS_RING_ENTRIES) { /* the client is not reading its completions */
+    uint32_t cq_tail = cl->srv.cq_tail;
+    memcpy(&r->sq[cl->sq_tail % GS_RING_ENTRIES], e, sizeof *e);
+    gs_store_release(&r->xsq_tail, cl->sq_tail + 1u);
+    gs_heap_drain_notices(h); /* the pass's one drain, as in the data plane */
+    uint64_t bad0 = h->bad_requests;
+    gs_serve_ring(h, (uint32_t)cl->slot, &cl->srv, NULL);
+    if (cl->srv.cq_tail == cq_tail) { /* the client is not reading its completions */
+        gs_store_release(&r->xsq_tail, cl->sq_tail);
         fz_cov.skipped++;
         return;
     }
+    FZ_CHECK(f, cl->srv.cq_tail == cq_tail + 1u && cl->srv.sq_head == cl->sq_tail + 1u,
+             "one entry, %u completions", cl->srv.cq_tail - cq_tail);
+    cl->sq_tail++;
     gs_cqe_t c;
-    memset(&c, 0, sizeof c);
-    c.tag = e->tag;
-    uint64_t bad0 = h->bad_requests;
-    c.result = gs_heap_serve_entry(h, (uint32_t)cl->slot, e, &c);
+    memcpy(&c, &r->cq[cq_tail % GS_RING_ENTRIES], sizeof c);
+    FZ_CHECK(f, c.tag == e->tag && gs_load_acquire(&r->xcq_tail) == cl->srv.cq_tail, "completion not published");
     unsigned op = e->op < GS_OP_MAX ? e->op : GS_OP_MAX;
     if (c.result >= 0) fz_cov.ok[op]++;
     else fz_cov.err[op]++;
     if (e->op == GS_OP_REFILL && c.result > 0) fz_cov.spans_got += (unsigned)c.result;
-    cl->large[cl->cq_tail % GS_RING_ENTRIES] = e->op == GS_OP_LARGE_ALLOC && c.result == 0 ? c.sid : 0;
-    memcpy(&r->cq[cl->cq_tail % GS_RING_ENTRIES], &c, sizeof c);
-    cl->cq_tail++;
-    gs_store_release(&r->xcq_tail, cl->cq_tail);
 
     /* What the client relies on. */
     if (e->op == GS_OP_REFILL) {
@@ -595,32 +599,27 @@ static void serve_one(fz_t *f, fz_client_t *cl, const gs_sqe_t *e, bool client_r
     } else {
         FZ_CHECK(f, c.result <= 0, "op %u: result %d", e->op, c.result);
     }
-    if (client_reads) gs_store_release(&r->xcq_head, cl->cq_tail);
+    if (client_reads) gs_store_release(&r->xcq_head, cl->srv.cq_tail);
 }
 
 static void client_attach(fz_t *f, fz_client_t *cl)
 {
     cl->pid = f->next_pid++;
     cl->slot = gs_heap_slot_claim(f->h, cl->pid);
-    cl->cq_tail = 0;
-    memset(cl->large, 0, sizeof cl->large);
+    cl->sq_tail = 0;
+    if (cl->slot >= 0) gs_serve_slot_open(f->h, (uint32_t)cl->slot, &cl->srv);
     memset(cl->cached, 0, sizeof cl->cached);
     cl->ncached = 0;
 }
 
-/* ctl.c conn_detach: dataplane.c handle_request(REQ_REMOVE), then
- * gs_heap_slot_reclaim. */
+/* ctl.c conn_detach: the data plane's remove (gs_serve_slot_close: abandon
+ * unread large objects), then gs_heap_slot_reclaim. */
 static void client_detach(fz_t *f, fz_client_t *cl)
 {
     if (cl->slot < 0) return;
-    gs_ring_t *r = ring_of(f, (uint32_t)cl->slot);
-    uint32_t head = gs_load_acquire(&r->xcq_head);
-    if (cl->cq_tail - head > GS_RING_ENTRIES) head = cl->cq_tail;
-    for (uint32_t k = head; k != cl->cq_tail; k++) {
-        uint32_t sid = cl->large[k % GS_RING_ENTRIES];
-        if (sid) fz_cov.abandoned += gs_heap_large_abandon(f->h, (uint32_t)cl->slot, sid) == 0;
-    }
-    memset(cl->large, 0, sizeof cl->large);
+    uint64_t frees0 = f->h->large_frees;
+    gs_serve_slot_close(f->h, (uint32_t)cl->slot, &cl->srv);
+    fz_cov.abandoned += f->h->large_frees - frees0;
     fz_cov.detaches++;
     FZ_CHECK(f, gs_heap_slot_reclaim(f->h, (uint32_t)cl->slot) == 0, "reclaim of slot %d failed", cl->slot);
     FZ_CHECK(f, f->h->slots[cl->slot].cached.count == 0, "slot %d still caches spans", cl->slot);
@@ -697,7 +696,7 @@ static void one_entry(fz_t *f, gs_sqe_t e)
         if (!f->hostile) check_drained(f);
     }
     if (c0 & FZ_BGSWEEP) {
-        gs_heap_bgsweep(f->h, c[2]);
+        gs_heap_bgsweep(f->h, c[2], NULL);
         if (c[7] & 0x80u) gs_heap_scavenge(f->h, 0);
     }
     if (c0 & FZ_RECLAIM) {

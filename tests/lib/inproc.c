@@ -1,40 +1,73 @@
-/* seam_local.c: the seam as a direct call into an in-process heap side.
+/* inproc.c: the seam as a ring round trip served in this process by the daemon's serve unit.
  *
- * Overview: shm/malloc.h; the seam: client/client.h. The heap side is
- * single-threaded, so every call takes one mutex. The client half maps the
- * segment itself (data read-write, meta through an O_RDONLY descriptor), as
- * a client of the daemon does.
+ * Overview: shm/overview.h; the seam: client/client.h; the serve unit:
+ * daemon/serve.h. The heap side is single-threaded, so every call takes one
+ * mutex (the heap lock). A request goes through the slot's real ring: the
+ * entry is written and published as libgoshm's ring seam does, one serve
+ * pass runs (drain the notice stack, gs_serve_ring), and the completion is
+ * read back. The client half maps the segment itself (data read-write, meta
+ * through an O_RDONLY descriptor), as a client of the daemon does.
  */
 #define _GNU_SOURCE
-#include "local.h"
+#include "inproc.h"
 
 #include <errno.h>  /* errno */
 #include <stdlib.h> /* calloc, free */
+#include <string.h> /* memcpy */
 #include <unistd.h> /* close, getpid */
 
 #include "client.h"
+#include "serve.h"
 
 typedef struct local_seam {
     gs_heap_t *heap;
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* the heap lock */
     uint32_t slot;
+    gs_serve_slot_t srv; /* the server's side of the slot's ring */
+    uint32_t sq_tail, cq_head, tag; /* the client's side */
 } local_seam_t;
+
+/* One request, one serve pass, one completion; mu held. */
+static int32_t roundtrip(local_seam_t *s, gs_sqe_t *e, gs_cqe_t *c)
+{
+    gs_ring_t *r = s->srv.ring;
+    e->tag = ++s->tag;
+    memcpy(&r->sq[s->sq_tail % GS_RING_ENTRIES], e, sizeof *e);
+    s->sq_tail++;
+    gs_store_release(&r->xsq_tail, s->sq_tail);
+    gs_heap_drain_notices(s->heap); /* the pass's one drain */
+    if (!gs_serve_ring(s->heap, s->slot, &s->srv, NULL) || gs_load_acquire(&r->xcq_tail) != s->cq_head + 1u)
+        gs_throw("inproc: the serve unit did not answer");
+    memcpy(c, &r->cq[s->cq_head % GS_RING_ENTRIES], sizeof *c);
+    s->cq_head++;
+    gs_store_release(&r->xcq_head, s->cq_head);
+    if (c->tag != e->tag) gs_throw("inproc: completion out of order");
+    return c->result;
+}
 
 static int l_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, uint32_t want, uint32_t *sids)
 {
     local_seam_t *s = p;
+    if (nback > GS_RING_MAX_BATCH || want > GS_RING_MAX_BATCH) return -EINVAL;
+    gs_sqe_t e = {.op = GS_OP_REFILL, .spanclass = sc, .want = (uint8_t)want, .nback = (uint8_t)nback};
+    memcpy(e.back, back, nback * sizeof *back);
+    gs_cqe_t c;
     pthread_mutex_lock(&s->mu);
-    int rc = gs_heap_refill_batch(s->heap, s->slot, sc, back, nback, want, sids);
+    int rc = roundtrip(s, &e, &c);
     pthread_mutex_unlock(&s->mu);
+    if (rc > 0) memcpy(sids, c.sids, (size_t)rc * sizeof *sids);
     return rc;
 }
 
 static int l_large(void *p, uint64_t npages, uint32_t *sid)
 {
     local_seam_t *s = p;
+    gs_sqe_t e = {.op = GS_OP_LARGE_ALLOC, .npages = npages};
+    gs_cqe_t c;
     pthread_mutex_lock(&s->mu);
-    int rc = gs_heap_large_alloc(s->heap, s->slot, npages, sid);
+    int rc = roundtrip(s, &e, &c);
     pthread_mutex_unlock(&s->mu);
+    *sid = c.sid;
     return rc;
 }
 
@@ -42,6 +75,7 @@ static int l_close(void *p)
 {
     local_seam_t *s = p;
     pthread_mutex_lock(&s->mu);
+    gs_serve_slot_close(s->heap, s->slot, &s->srv);
     int rc = gs_heap_slot_reclaim(s->heap, s->slot);
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -74,6 +108,7 @@ goshm_t *gs_local_open(const gs_heap_config_t *cfg)
         goto fail;
     }
     s->slot = (uint32_t)slot;
+    gs_serve_slot_open(s->heap, s->slot, &s->srv);
     /* The heap side's own mappings: one address per byte, so that thread
      * sanitizers can pair the two sides' atomics. (The service maps the meta
      * memfd read-only in each client; tests/multiproc cover that.) */
@@ -118,8 +153,7 @@ void gs_local_collect(goshm_t *h)
 {
     local_seam_t *s = h->seam;
     pthread_mutex_lock(&s->mu);
-    gs_heap_drain_notices(s->heap);
-    gs_heap_bgsweep(s->heap, UINT32_MAX / 2u);
+    gs_heap_bgsweep(s->heap, UINT32_MAX / 2u, NULL); /* drains first */
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -1,14 +1,18 @@
-/* local.h: a heap whose heap side runs inside this process.
+/* inproc.h: a heap whose heap side runs inside this process (a test and benchmark helper).
  *
- * Overview: shm/malloc.h. The same segment, side tables, offsets and engine
- * as the service, with the seam as a direct call under a mutex instead of the
- * shared ring. For unit tests and engine benchmarks; not installed.
+ * Overview: shm/overview.h. The same segment, side tables, offsets, engine
+ * and ring dispatch as the service: the seam writes ring entries into the
+ * slot's ring and serves them at once with the daemon's serve unit
+ * (daemon/serve.c), under a mutex, instead of waiting for the data plane.
+ * It sees both halves (libgoshm's internals and the heap side), so it lives
+ * above both, like Go's export_test.go; libgoshm and goshmd never link it.
+ * For unit tests and engine benchmarks; not installed.
  */
-#ifndef GOSHM_LOCAL_H
-#define GOSHM_LOCAL_H
+#ifndef GOSHM_INPROC_H
+#define GOSHM_INPROC_H
 
-#include "../daemon/heap.h"
 #include "goshm/goshm.h"
+#include "heap.h"
 
 /* Create a heap and attach to it in this process. NULL with errno on error. */
 goshm_t *gs_local_open(const gs_heap_config_t *cfg);
@@ -19,4 +23,4 @@ void gs_local_unlock(goshm_t *h);
 /* Drain notices and sweep all full spans, under the lock. */
 void gs_local_collect(goshm_t *h);
 
-#endif /* GOSHM_LOCAL_H */
+#endif /* GOSHM_INPROC_H */

@@ -11,7 +11,7 @@
 #include "check.h"
 #include "client.h"
 #include "heap_internal.h"
-#include "local.h"
+#include "inproc.h"
 
 int main(void)
 {

@@ -7,7 +7,7 @@
 
 #include "check.h"
 #include "client.h"
-#include "local.h"
+#include "inproc.h"
 
 static int all_zero(const unsigned char *p, size_t n)
 {

@@ -11,7 +11,7 @@
 #include "check.h"
 #include "client.h"
 #include "heap_internal.h"
-#include "local.h"
+#include "inproc.h"
 
 #define NTHREADS 2
 #define OPS (2000000 / TEST_SCALE)

@@ -9,7 +9,7 @@
 #include "check.h"
 #include "client.h"
 #include "heap_internal.h"
-#include "local.h"
+#include "inproc.h"
 
 static goshm_t *H;
 
