@@ -37,7 +37,7 @@
 #include <unistd.h>    /* getpid */
 
 #include "goshm/goshm.h"
-#include "local.h"
+#include "inproc.h"
 
 #ifdef GOSHM_BENCH_HAVE_MIMALLOC
 #include <mimalloc.h>

@@ -1,7 +1,7 @@
 /* fuzz-ctl.c: the control protocol's decoder (libFuzzer target, with a
  * replay/random main for ctest).
  *
- * Overview: shm/malloc.h; messages: proto/goshm.proto. Every packet a peer
+ * Overview: shm/overview.h; messages: proto/goshm.proto. Every packet a peer
  * sends is one packed message decoded by protobuf-c: goshmd decodes Requests
  * (daemon/ctl.c on_conn_readable), clients and goshmctl decode Replies
  * (client/service.c, tools/goshmctl.c). The input is one packet, fed to both:
@@ -24,7 +24,7 @@
 
 #include "goshm.pb-c.h"
 #include "segment.h" /* GS_ABI_VERSION */
-#include "../unit/check.h"
+#include "check.h"
 
 #define FZ_MAX_PACKET (64u * 1024u) /* GS_CTL_MAX_PACKET, daemon/ctl.h */
 

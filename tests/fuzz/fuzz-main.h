@@ -1,6 +1,6 @@
 /* fuzz-main.h: the main() of the fuzz targets when not built for libFuzzer.
  *
- * Overview: shm/malloc.h. Included by tests/fuzz/fuzz-*.c under
+ * Overview: shm/overview.h. Included by tests/fuzz/fuzz-*.c under
  * #ifndef GOSHM_LIBFUZZER. Usage:
  *   fuzz-X [-runs=N] [-seed=S] [-minimize] [FILE|DIR ...]
  * replays every FILE (every regular file of each DIR), then runs N

@@ -23,8 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../service/harness.h"
-#include "../unit/check.h"
+#include "harness.h"
+#include "check.h"
 #include "goshm/goshm.h"
 #include "sizeclasses.h"
 

@@ -23,8 +23,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../service/harness.h"
-#include "../unit/check.h"
+#include "harness.h"
+#include "check.h"
 #include "goshm/goshm.h"
 
 #define MESSAGES (200000 / TEST_SCALE)

@@ -1,6 +1,6 @@
 /* harness.h: the service tests' harness: a real goshmd per test, its stats.
  *
- * Overview of the engine: shm/malloc.h; the protocol: proto/goshm.proto.
+ * Overview of the engine: shm/overview.h; the protocol: proto/goshm.proto.
  *
  * gsh_start runs the goshmd binary given as argv[1] (or $GOSHMD) on a socket
  * in a fresh directory under /tmp, with the arguments in $GOSHMD_ARGS

@@ -1,6 +1,6 @@
 /* test-ctl-garbage.c: Description: the control socket survives hostile input.
  *
- * Overview of the engine: shm/malloc.h; the protocol: proto/goshm.proto; the
+ * Overview of the engine: shm/overview.h; the protocol: proto/goshm.proto; the
  * daemon's side: daemon/ctl.c. Starts the real goshmd (argv[1] or $GOSHMD;
  * $GOSHMD_ARGS and further arguments are passed to it, e.g. --force-epoll)
  * on a socket in a fresh
@@ -34,7 +34,7 @@
 #include <time.h>       /* clock_gettime, nanosleep */
 #include <unistd.h>     /* fork, execv */
 
-#include "../unit/check.h"
+#include "check.h"
 #include "goshm.pb-c.h"
 #include "segment.h" /* GS_ABI_VERSION, gs_seg_header_t */
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Description: systemd-analyze verify on the generated goshmd.service and
-# goshmd.socket (systemd/). Overview of the engine: shm/malloc.h.
+# goshmd.socket (systemd/). Overview of the engine: shm/overview.h.
 #
 # Usage: test-systemd-units.sh UNIT_DIR GOSHMD
 #   UNIT_DIR  the build directory holding the generated units
