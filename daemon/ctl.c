@@ -1,6 +1,8 @@
-/* ctl.c: goshmd's control plane: socket set-up, connections, the protocol.
+/* ctl.c: goshmd's control plane: connections and the protocol's handlers (Attach, Detach, Stats).
  *
- * Overview: shm/overview.h; API and threading: daemon/ctl.h; messages:
+ * Overview: shm/overview.h; API and threading: daemon/ctl.h; the listening
+ * socket and peer checks: daemon/listen.c; the Stats reply's contents:
+ * daemon/ctlstats.c; messages:
  * proto/goshm.proto. One `struct event` per connection on raw descriptors
  * (bufferevents cannot carry SCM_RIGHTS). A connection is:
  *
@@ -26,263 +28,22 @@
 #include <poll.h>         /* poll, POLLRDHUP */
 #include <stdarg.h>       /* va_list */
 #include <stdio.h>        /* snprintf */
-#include <stdlib.h>       /* calloc, free, strtol */
+#include <stdlib.h>       /* calloc, free */
 #include <string.h>       /* memset, strerror */
 #include <sys/socket.h>   /* accept4, recvmsg, sendmsg */
-#include <sys/stat.h>     /* stat, mkdir, umask */
-#include <sys/un.h>       /* sockaddr_un */
-#include <time.h>         /* clock_gettime */
 #include <unistd.h>       /* close, pread, unlink */
 
+#include "clock.h"
+#include "ctlstats.h"
 #include "goshm.pb-c.h"
 #include "log.h"
-#include "sockpath.h" /* gs_default_socket_path */
 
-#define SD_LISTEN_FDS_START 3
 #define ACCEPT_BATCH 16              /* connections accepted per wakeup */
 #define ACCEPT_BACKOFF_MS 100        /* pause after EMFILE and friends */
 #define MAX_SPARE_CONNS 64u          /* connections beyond max_clients (stats, pending attaches) */
 #define STRAY_FDS 16                 /* descriptors a client may wrongly send us in one packet */
 #define MAX_REFUSED 16               /* refused peers kept until their request arrives */
 #define REFUSED_LINGER_MS 1000       /* ... or this long */
-
-/* ---- socket set-up -------------------------------------------------------- */
-
-static int set_nonblock_cloexec(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-    int fdfl = fcntl(fd, F_GETFD);
-    if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0) return -1;
-    return 0;
-}
-
-/* LISTEN_PID == our pid and LISTEN_FDS >= 1: the socket is fd 3.
- * Returns 1 if activated (s->fd set), 0 if not, -1 on error. */
-static int socket_from_systemd(gs_ctl_socket_t *s, char *err, size_t errlen)
-{
-    const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
-    if (!pid_s || !fds_s) return 0;
-    char *end;
-    errno = 0;
-    long pid = strtol(pid_s, &end, 10);
-    if (errno || *end || pid != (long)getpid()) return 0; /* meant for another process */
-    errno = 0;
-    long nfds = strtol(fds_s, &end, 10);
-    if (errno || *end || nfds < 1) return 0;
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_FDNAMES");
-
-    int fd = SD_LISTEN_FDS_START;
-    int type = 0, listening = 0, domain = 0;
-    socklen_t len = sizeof type;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-        snprintf(err, errlen, "socket activation: fd 3 is not a socket: %s", strerror(errno));
-        return -1;
-    }
-    len = sizeof listening;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) listening = 0;
-    len = sizeof domain;
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) domain = -1;
-    if (domain != AF_UNIX || type != SOCK_SEQPACKET || !listening) {
-        snprintf(err, errlen,
-                 "socket activation: fd 3 must be a listening Unix SOCK_SEQPACKET socket "
-                 "(ListenSequentialPacket= in the .socket unit)");
-        return -1;
-    }
-    if (set_nonblock_cloexec(fd) != 0) {
-        snprintf(err, errlen, "socket activation: fcntl: %s", strerror(errno));
-        return -1;
-    }
-    for (long i = 1; i < nfds && i < 1024; i++) {
-        gs_log_warn("socket activation: ignoring extra descriptor %ld", SD_LISTEN_FDS_START + i);
-        close((int)(SD_LISTEN_FDS_START + i));
-    }
-    s->fd = fd;
-    s->activated = true;
-    return 1;
-}
-
-/* mkdir -p for the socket's directory; new directories get `mode` exactly. */
-static int make_dirs(const char *dir, mode_t mode, bool *created_last, char *err, size_t errlen)
-{
-    char *p = strdup(dir);
-    if (!p) { snprintf(err, errlen, "out of memory"); return -1; }
-    *created_last = false;
-    int rc = 0;
-    size_t n = strlen(p);
-    for (size_t i = 1; i <= n && rc == 0; i++) {
-        if (p[i] != '/' && p[i] != '\0') continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, mode) == 0) {
-            if (chmod(p, mode) != 0) { /* mkdir's mode went through the umask */
-                snprintf(err, errlen, "chmod %s: %s", p, strerror(errno));
-                rc = -1;
-            }
-            *created_last = (c == '\0');
-        } else if (errno != EEXIST) {
-            snprintf(err, errlen, "cannot create directory %s: %s", p, strerror(errno));
-            rc = -1;
-        } else {
-            *created_last = false;
-        }
-        p[i] = c;
-    }
-    free(p);
-    return rc;
-}
-
-static int socket_bind(gs_ctl_socket_t *s, const gs_config_t *cfg, char *err, size_t errlen)
-{
-    bool by_default = cfg->socket == NULL;
-    if (by_default) {
-        char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        if (gs_default_socket_path(buf, sizeof buf) != 0) {
-            snprintf(err, errlen, "the default socket path is too long (set --socket or a shorter $XDG_RUNTIME_DIR)");
-            return -1;
-        }
-        s->path = strdup(buf);
-    } else {
-        s->path = strdup(cfg->socket);
-    }
-    if (!s->path) { snprintf(err, errlen, "out of memory"); return -1; }
-
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    size_t plen = strlen(s->path);
-    if (plen >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "socket path too long (%zu bytes, at most %zu): %s", plen, sizeof sa.sun_path - 1,
-                 s->path);
-        return -1;
-    }
-    memcpy(sa.sun_path, s->path, plen + 1);
-
-    /* Who may connect: the file modes are a first fence, SO_PEERCRED the real
-     * check (ctl.c:peer_allowed). Other users need search permission on the
-     * directory and write permission on the socket to connect at all. */
-    bool gids = cfg->allow_gid.n > 0, uids = cfg->allow_uid.n > 0;
-    mode_t dir_mode = 0700 | (gids ? 0050 : 0) | (uids ? 0011 : 0);
-    mode_t sock_mode = 0600 | (gids ? 0060 : 0) | (uids ? 0066 : 0);
-    gid_t group = gids ? (gid_t)cfg->allow_gid.v[0] : (gid_t)-1;
-
-    char *dir = strdup(s->path);
-    if (!dir) { snprintf(err, errlen, "out of memory"); return -1; }
-    char *slash = strrchr(dir, '/');
-    int rc = 0;
-    if (slash && slash != dir) {
-        *slash = '\0';
-        bool created = false;
-        rc = make_dirs(dir, dir_mode, &created, err, errlen);
-        if (rc == 0 && created && gids && chown(dir, (uid_t)-1, group) != 0)
-            gs_log_warn("cannot give %s to group %u: %s", dir, (unsigned)group, strerror(errno));
-        struct stat st;
-        if (rc == 0 && stat(dir, &st) != 0) {
-            snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-            rc = -1;
-        } else if (rc == 0 && !S_ISDIR(st.st_mode)) {
-            snprintf(err, errlen, "%s is not a directory", dir);
-            rc = -1;
-        } else if (rc == 0 && (st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
-            snprintf(err, errlen, "refusing a socket in %s: anyone may write there", dir);
-            rc = -1;
-        } else if (rc == 0 && by_default && st.st_uid != geteuid()) {
-            /* e.g. /tmp/goshm-$UID made by someone else to catch our clients */
-            snprintf(err, errlen, "refusing the default socket in %s: owned by uid %u, not by us", dir,
-                     (unsigned)st.st_uid);
-            rc = -1;
-        }
-    }
-    free(dir);
-    if (rc) return -1;
-
-    /* An existing file: a live daemon is an error, a stale socket goes. */
-    struct stat st;
-    if (lstat(s->path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, errlen, "%s exists and is not a socket", s->path);
-            return -1;
-        }
-        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (probe < 0) { snprintf(err, errlen, "socket: %s", strerror(errno)); return -1; }
-        int c = connect(probe, (struct sockaddr *)&sa, sizeof sa);
-        int e = errno;
-        close(probe);
-        if (c == 0) {
-            snprintf(err, errlen, "another goshmd is already listening on %s", s->path);
-            return -1;
-        }
-        if (e == EPROTOTYPE) {
-            snprintf(err, errlen, "%s is in use by another kind of socket", s->path);
-            return -1;
-        }
-        if (e != ECONNREFUSED) {
-            snprintf(err, errlen, "cannot probe %s: %s", s->path, strerror(e));
-            return -1;
-        }
-        gs_log_info("removing stale socket %s", s->path);
-        if (unlink(s->path) != 0 && errno != ENOENT) {
-            snprintf(err, errlen, "cannot remove stale socket %s: %s", s->path, strerror(errno));
-            return -1;
-        }
-    }
-
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) { snprintf(err, errlen, "socket: %s", strerror(errno)); return -1; }
-    /* The socket file is born with its final mode: no window where it is
-     * looser. umask is process-wide; no other thread exists yet. */
-    mode_t old = umask(~sock_mode & 0777);
-    int b = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    int e = errno;
-    umask(old);
-    if (b != 0) {
-        snprintf(err, errlen, "cannot bind %s: %s%s", s->path, strerror(e),
-                 e == EADDRINUSE ? " (another goshmd starting?)" : "");
-        close(fd);
-        return -1;
-    }
-    if (lstat(s->path, &st) == 0) {
-        s->dev = st.st_dev;
-        s->ino = st.st_ino;
-    }
-    s->fd = fd; /* from here on gs_ctl_socket_close unlinks it */
-    if (gids && chown(s->path, (uid_t)-1, group) != 0)
-        gs_log_warn("cannot give %s to group %u: %s", s->path, (unsigned)group, strerror(errno));
-    if (listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "listen %s: %s", s->path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-int gs_ctl_socket_open(gs_ctl_socket_t *s, const gs_config_t *cfg, char *err, size_t errlen)
-{
-    memset(s, 0, sizeof *s);
-    s->fd = -1;
-    int a = socket_from_systemd(s, err, errlen);
-    if (a < 0) return -1;
-    if (a > 0) {
-        if (cfg->socket) gs_log_info("socket activation: using the socket systemd passed, not %s", cfg->socket);
-        return 0;
-    }
-    if (socket_bind(s, cfg, err, errlen) != 0) {
-        gs_ctl_socket_close(s);
-        return -1;
-    }
-    return 0;
-}
-
-void gs_ctl_socket_close(gs_ctl_socket_t *s)
-{
-    if (s->fd >= 0 && !s->activated && s->path) {
-        struct stat st;
-        if (lstat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino) unlink(s->path);
-    }
-    if (s->fd >= 0) close(s->fd);
-    s->fd = -1;
-    free(s->path);
-    s->path = NULL;
-}
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -315,13 +76,6 @@ struct gs_ctl {
     gs_conn_t *by_slot[GS_MAX_SLOTS];
     uint8_t *rxbuf;                 /* GS_CTL_MAX_PACKET bytes: one packet at a time */
 };
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 unsigned gs_ctl_attached(const gs_ctl_t *ctl) { return ctl->nattached; }
 
@@ -361,7 +115,8 @@ static int send_reply(int fd, const Goshm__Reply *rep, const int *fds, unsigned 
     return (size_t)n == len ? 0 : -EMSGSIZE;
 }
 
-static void send_error(gs_conn_t *c, int code, const char *text)
+/* The one Error reply: Error{code, text}. 0 or -errno. */
+static int send_error(int fd, int code, const char *text)
 {
     Goshm__Error er = GOSHM__ERROR__INIT;
     er.code = code;
@@ -369,13 +124,12 @@ static void send_error(gs_conn_t *c, int code, const char *text)
     Goshm__Reply rep = GOSHM__REPLY__INIT;
     rep.msg_case = GOSHM__REPLY__MSG_ERROR;
     rep.error = &er;
-    int rc = send_reply(c->fd, &rep, NULL, 0);
-    if (rc) gs_log_debug("pid %ld: could not send error: %s", (long)c->pid, strerror(-rc));
+    return send_reply(fd, &rep, NULL, 0);
 }
 
 /* The client's slot goes back to the heap: the data plane lets go of it
- * first, then the heap returns its cached spans (shm/overview.h, "Crash
- * safety"). */
+ * first (abandoning large objects the client never read), then the heap
+ * returns its cached spans (daemon/slot.c). */
 static void conn_detach(gs_conn_t *c, const char *how)
 {
     if (c->slot < 0) return;
@@ -421,7 +175,8 @@ static void conn_fail(gs_conn_t *c, int code, const char *fmt, ...)
     va_end(ap);
     gs_log_warn("pid %ld uid %u: %s (%s); closing the connection", (long)c->pid, (unsigned)c->uid, text,
                 strerrorname_np(code) ? strerrorname_np(code) : "?");
-    send_error(c, code, text);
+    int rc = send_error(c->fd, code, text);
+    if (rc) gs_log_debug("pid %ld: could not send error: %s", (long)c->pid, strerror(-rc));
     conn_close(c, "gone after an error");
 }
 
@@ -506,106 +261,25 @@ static bool handle_detach(gs_conn_t *c)
     return false;
 }
 
-/* Per-client numbers, read under heap_lock. */
-typedef struct client_row {
-    uint32_t pid, slot, cached;
-    uint64_t allocs, frees, large_allocs, large_frees;
-} client_row_t;
-
 static bool handle_stats(gs_conn_t *c)
 {
     gs_ctl_t *ctl = c->ctl;
-    enum { NCLASSES = GS_NUM_SIZE_CLASSES - 1 };
-    gs_heap_stats_t *st = malloc(sizeof *st);
-    client_row_t *rows = calloc(ctl->nattached ? ctl->nattached : 1, sizeof *rows);
-    Goshm__ClassStats *cls = calloc(NCLASSES, sizeof *cls);
-    Goshm__ClassStats **clp = calloc(NCLASSES, sizeof *clp);
-    Goshm__ClientStats *cli = calloc(ctl->nattached ? ctl->nattached : 1, sizeof *cli);
-    Goshm__ClientStats **clip = calloc(ctl->nattached ? ctl->nattached : 1, sizeof *clip);
-    bool ok = st && rows && cls && clp && cli && clip;
-    if (!ok) {
+    int64_t pid_of[GS_MAX_SLOTS];
+    for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) pid_of[i] = ctl->by_slot[i] ? (int64_t)ctl->by_slot[i]->pid : -1;
+    Goshm__Reply *rep = gs_ctl_stats_reply(ctl->heap, ctl->heap_lock, ctl->dp, pid_of, ctl->nattached,
+                                           (gs_now_ns() - ctl->start_ns) / 1000000u);
+    if (!rep) {
         conn_fail(c, ENOMEM, "out of memory building statistics");
-        goto out;
+        return false;
     }
-
-    unsigned n = 0;
-    pthread_mutex_lock(ctl->heap_lock);
-    gs_heap_stats(ctl->heap, st);
-    for (uint32_t s = 0; s < GS_MAX_SLOTS && n < ctl->nattached; s++) {
-        const gs_conn_t *owner = ctl->by_slot[s];
-        if (!owner) continue;
-        client_row_t *r = &rows[n++];
-        r->pid = (uint32_t)owner->pid;
-        r->slot = s;
-        r->cached = gs_heap_slot_cached_spans(ctl->heap, s);
-        gs_heap_slot_counts(ctl->heap, s, &r->allocs, &r->frees, &r->large_allocs, &r->large_frees);
-    }
-    pthread_mutex_unlock(ctl->heap_lock);
-
-    Goshm__HeapStats hs = GOSHM__HEAP_STATS__INIT;
-    hs.reserved_bytes = st->reserved_bytes;
-    hs.committed_bytes = st->committed_bytes;
-    hs.in_use_bytes = st->in_use_bytes;
-    hs.idle_bytes = st->idle_bytes;
-    hs.released_bytes = st->released_bytes;
-    hs.metadata_bytes = st->metadata_bytes;
-    hs.grown_bytes = st->grown_bytes;
-    hs.span_bytes = st->span_bytes;
-    hs.large_objects = st->large_objects;
-    hs.large_allocs = st->large_allocs;
-    hs.large_frees = st->large_frees;
-    hs.notices = st->notices;
-    hs.bad_requests = st->bad_requests;
-    hs.bad_ring_entries = gs_dp_bad_entries(ctl->dp);
-
-    for (unsigned i = 0; i < NCLASSES; i++) {
-        const gs_class_stats_t *cs = &st->classes[i + 1];
-        goshm__class_stats__init(&cls[i]);
-        cls[i].size = gs_class_size[i + 1];
-        cls[i].objects_in_use = cs->objects_in_use;
-        cls[i].allocs = cs->allocs;
-        cls[i].frees = cs->frees;
-        cls[i].spans = cs->spans;
-        clp[i] = &cls[i];
-    }
-    for (unsigned i = 0; i < n; i++) {
-        goshm__client_stats__init(&cli[i]);
-        cli[i].pid = rows[i].pid;
-        cli[i].slot = rows[i].slot;
-        cli[i].cached_spans = rows[i].cached;
-        cli[i].allocs = rows[i].allocs;
-        cli[i].frees = rows[i].frees;
-        cli[i].large_allocs = rows[i].large_allocs;
-        cli[i].large_frees = rows[i].large_frees;
-        clip[i] = &cli[i];
-    }
-
-    Goshm__StatsReply sr = GOSHM__STATS_REPLY__INIT;
-    sr.heap = &hs;
-    sr.n_classes = NCLASSES;
-    sr.classes = clp;
-    sr.n_clients = n;
-    sr.clients = clip;
-    sr.backend = (char *)gs_dp_backend(ctl->dp);
-    sr.uptime_ms = (mono_ns() - ctl->start_ns) / 1000000u;
-    sr.daemon_pid = (uint32_t)getpid();
-    Goshm__Reply rep = GOSHM__REPLY__INIT;
-    rep.msg_case = GOSHM__REPLY__MSG_STATS;
-    rep.stats = &sr;
-    int rc = send_reply(c->fd, &rep, NULL, 0);
+    int rc = send_reply(c->fd, rep, NULL, 0);
+    gs_ctl_stats_free(rep);
     if (rc < 0) {
         gs_log_warn("pid %ld: sending statistics failed: %s", (long)c->pid, strerror(-rc));
         conn_close(c, "gone while reading statistics");
-        ok = false;
+        return false;
     }
-out:
-    free(st);
-    free(rows);
-    free(cls);
-    free(clp);
-    free(cli);
-    free(clip);
-    return ok;
+    return true;
 }
 
 /* Close every descriptor a received message carried; returns how many. */
@@ -696,40 +370,6 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accepting ------------------------------------------------------------ */
 
-static bool id_in(const gs_idlist_t *l, uint32_t id)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (l->v[i] == id) return true;
-    return false;
-}
-
-/* The peer's supplementary groups (SO_PEERGROUPS, Linux 4.13) against
- * --allow-gid. */
-static bool peer_groups_allowed(int fd, const gs_idlist_t *allow)
-{
-    socklen_t len = 0;
-    gid_t *g = NULL;
-    for (int tries = 0; tries < 3; tries++) {
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) break;
-        if (errno != ERANGE || len == 0) { free(g); return false; }
-        gid_t *ng = realloc(g, len);
-        if (!ng) { free(g); return false; }
-        g = ng;
-    }
-    bool ok = false;
-    for (size_t i = 0; g && i < len / sizeof(gid_t) && !ok; i++) ok = id_in(allow, g[i]);
-    free(g);
-    return ok;
-}
-
-static bool peer_allowed(const gs_ctl_t *ctl, int fd, const struct ucred *cr)
-{
-    if (cr->uid == 0 || cr->uid == geteuid()) return true;
-    if (id_in(&ctl->cfg->allow_uid, cr->uid)) return true;
-    if (ctl->cfg->allow_gid.n == 0) return false;
-    return id_in(&ctl->cfg->allow_gid, cr->gid) || peer_groups_allowed(fd, &ctl->cfg->allow_gid);
-}
-
 /* A refused peer's request arrived (or it waited too long): read and drop
  * what it sent, then close. Closing a Unix socket with unread packets would
  * reset the peer's connection before it reads our Error. */
@@ -752,29 +392,19 @@ static void on_refused_readable(evutil_socket_t fd, short what, void *arg)
     conn_close(c, "refused");
 }
 
-/* Answer Error{code, text} at once, and close the connection when the peer's
- * first request arrives (see on_refused_readable), after REFUSED_LINGER_MS at
- * the latest. Beyond MAX_REFUSED such peers, close at once. */
-static void refuse(gs_ctl_t *ctl, int fd, const struct ucred *cr, int code, const char *text)
+/* The one connection set-up: a connection watched for requests (or, when
+ * refused, for its first packet, at most *linger). NULL if out of memory;
+ * fd is then still the caller's. */
+static gs_conn_t *conn_new(gs_ctl_t *ctl, int fd, const struct ucred *cr, bool refused, const struct timeval *linger)
 {
-    Goshm__Error er = GOSHM__ERROR__INIT;
-    er.code = code;
-    er.message = (char *)text;
-    Goshm__Reply rep = GOSHM__REPLY__INIT;
-    rep.msg_case = GOSHM__REPLY__MSG_ERROR;
-    rep.error = &er;
-    if (send_reply(fd, &rep, NULL, 0) != 0 || ctl->nrefused >= MAX_REFUSED) {
-        close(fd);
-        return;
-    }
     gs_conn_t *c = calloc(1, sizeof *c);
-    struct timeval tv = {REFUSED_LINGER_MS / 1000, (REFUSED_LINGER_MS % 1000) * 1000};
-    if (c) c->ev = event_new(ctl->base, fd, EV_READ, on_refused_readable, c);
-    if (!c || !c->ev || event_add(c->ev, &tv) != 0) {
-        if (c && c->ev) event_free(c->ev);
+    if (!c) return NULL;
+    c->ev = refused ? event_new(ctl->base, fd, EV_READ, on_refused_readable, c)
+                    : event_new(ctl->base, fd, EV_READ | EV_PERSIST, on_conn_readable, c);
+    if (!c->ev || event_add(c->ev, linger) != 0) {
+        if (c->ev) event_free(c->ev);
         free(c);
-        close(fd);
-        return;
+        return NULL;
     }
     c->ctl = ctl;
     c->fd = fd;
@@ -782,11 +412,28 @@ static void refuse(gs_ctl_t *ctl, int fd, const struct ucred *cr, int code, cons
     c->uid = cr->uid;
     c->gid = cr->gid;
     c->slot = -1;
-    c->refused = true;
+    c->refused = refused;
     c->next = ctl->conns;
     if (ctl->conns) ctl->conns->prev = c;
     ctl->conns = c;
-    ctl->nrefused++;
+    if (refused)
+        ctl->nrefused++;
+    else
+        ctl->nconns++;
+    return c;
+}
+
+/* Answer Error{code, text} at once, and close the connection when the peer's
+ * first request arrives (see on_refused_readable), after REFUSED_LINGER_MS at
+ * the latest. Beyond MAX_REFUSED such peers, close at once. */
+static void refuse(gs_ctl_t *ctl, int fd, const struct ucred *cr, int code, const char *text)
+{
+    if (send_error(fd, code, text) != 0 || ctl->nrefused >= MAX_REFUSED) {
+        close(fd);
+        return;
+    }
+    struct timeval tv = {REFUSED_LINGER_MS / 1000, (REFUSED_LINGER_MS % 1000) * 1000};
+    if (!conn_new(ctl, fd, cr, true, &tv)) close(fd);
 }
 
 static void accept_one(gs_ctl_t *ctl, int fd)
@@ -798,7 +445,7 @@ static void accept_one(gs_ctl_t *ctl, int fd)
         close(fd);
         return;
     }
-    if (!peer_allowed(ctl, fd, &cr)) {
+    if (!gs_peer_allowed(ctl->cfg, fd, &cr)) {
         char text[64];
         snprintf(text, sizeof text, "uid %u not allowed", (unsigned)cr.uid);
         gs_log_warn("pid %ld: %s (see --allow-uid, --allow-gid)", (long)cr.pid, text);
@@ -812,30 +459,11 @@ static void accept_one(gs_ctl_t *ctl, int fd)
         refuse(ctl, fd, &cr, EAGAIN, text);
         return;
     }
-    gs_conn_t *c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!conn_new(ctl, fd, &cr, false, NULL)) {
         gs_log_warn("pid %ld: out of memory for a connection", (long)cr.pid);
         refuse(ctl, fd, &cr, ENOMEM, "out of memory");
         return;
     }
-    c->ctl = ctl;
-    c->fd = fd;
-    c->pid = cr.pid;
-    c->uid = cr.uid;
-    c->gid = cr.gid;
-    c->slot = -1;
-    c->ev = event_new(ctl->base, fd, EV_READ | EV_PERSIST, on_conn_readable, c);
-    if (!c->ev || event_add(c->ev, NULL) != 0) {
-        gs_log_warn("pid %ld: cannot watch the connection", (long)cr.pid);
-        if (c->ev) event_free(c->ev);
-        free(c);
-        refuse(ctl, fd, &cr, ENOMEM, "out of memory");
-        return;
-    }
-    c->next = ctl->conns;
-    if (ctl->conns) ctl->conns->prev = c;
-    ctl->conns = c;
-    ctl->nconns++;
     gs_log_debug("connection from pid %ld uid %u", (long)cr.pid, (unsigned)cr.uid);
 }
 
@@ -888,7 +516,7 @@ gs_ctl_t *gs_ctl_start(struct event_base *base, int listen_fd, const gs_config_t
     ctl->dp = dp;
     ctl->listen_fd = listen_fd;
     ctl->meta_ro_fd = -1;
-    ctl->start_ns = mono_ns();
+    ctl->start_ns = gs_now_ns();
     ctl->max_conns = cfg->max_clients + MAX_SPARE_CONNS;
     ctl->rxbuf = malloc(GS_CTL_MAX_PACKET);
     if (!ctl->rxbuf) { snprintf(err, errlen, "out of memory"); goto fail; }

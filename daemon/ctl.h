@@ -1,5 +1,6 @@
-/* ctl.h: goshmd's control plane: the Unix socket, peer checks, and the
- * protobuf-c protocol (proto/goshm.proto): Attach, Detach, Stats.
+/* ctl.h: goshmd's control plane: connections and the protobuf-c protocol
+ * (proto/goshm.proto): Attach, Detach, Stats. The listening socket and peer
+ * checks: daemon/listen.h.
  *
  * Overview: shm/overview.h. Everything here runs on the daemon's libevent
  * loop (the main thread). The control plane owns the listening event, every
@@ -20,32 +21,15 @@
 #include <pthread.h>   /* pthread_mutex_t */
 #include <stdbool.h>   /* bool */
 #include <stddef.h>    /* size_t */
-#include <sys/types.h> /* dev_t, ino_t */
 
 #include "config.h"
 #include "dataplane.h"
 #include "heap.h"
+#include "listen.h"
 
 struct event_base;
 
 #define GS_CTL_MAX_PACKET (64u * 1024u) /* one Request or Reply */
-
-/* The listening socket, bound by us or passed by systemd. */
-typedef struct gs_ctl_socket {
-    int fd;                 /* -1: none */
-    char *path;             /* what we bound, or NULL under socket activation */
-    bool activated;         /* passed by systemd: never unlink it */
-    dev_t dev;              /* identity of the socket file we created, so */
-    ino_t ino;              /* that we only ever unlink our own */
-} gs_ctl_socket_t;
-
-/* Take the socket systemd passed (LISTEN_PID/LISTEN_FDS), or bind cfg's path
- * (default: shm/sockpath.h), creating its directory and replacing a stale
- * socket. Call before any thread starts (bind runs under a tightened umask).
- * 0 or -1 with err set. */
-int gs_ctl_socket_open(gs_ctl_socket_t *s, const gs_config_t *cfg, char *err, size_t errlen);
-/* Close the socket; unlink the file if we created it and it is still ours. */
-void gs_ctl_socket_close(gs_ctl_socket_t *s);
 
 typedef struct gs_ctl gs_ctl_t;
 

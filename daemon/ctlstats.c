@@ -1,0 +1,106 @@
+/* ctlstats.c: the Stats reply: the heap's statistics and per-client rows marshalled into protobuf-c.
+ *
+ * Overview: shm/overview.h; API: daemon/ctlstats.h. One allocation holds the
+ * whole message, so it is freed in one call on every path.
+ */
+#include "ctlstats.h"
+
+#include <stdlib.h> /* calloc, free */
+#include <unistd.h> /* getpid */
+
+enum { NCLASSES = GS_NUM_SIZE_CLASSES - 1 };
+
+/* Per-client numbers, read under heap_lock. */
+typedef struct client_row {
+    uint32_t pid, slot, cached;
+    uint64_t allocs, frees, large_allocs, large_frees;
+} client_row_t;
+
+typedef struct stats_msg {
+    Goshm__Reply rep; /* first: what the caller gets */
+    Goshm__StatsReply sr;
+    Goshm__HeapStats hs;
+    gs_heap_stats_t st;
+    Goshm__ClassStats cls[NCLASSES];
+    Goshm__ClassStats *clp[NCLASSES];
+    client_row_t rows[GS_MAX_SLOTS];
+    Goshm__ClientStats cli[GS_MAX_SLOTS];
+    Goshm__ClientStats *clip[GS_MAX_SLOTS];
+} stats_msg_t;
+
+Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs_dataplane_t *dp,
+                                 const int64_t pid_of[GS_MAX_SLOTS], unsigned nattached, uint64_t uptime_ms)
+{
+    stats_msg_t *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    gs_heap_stats_t *st = &m->st;
+
+    unsigned n = 0;
+    pthread_mutex_lock(heap_lock);
+    gs_heap_stats(heap, st);
+    for (uint32_t s = 0; s < GS_MAX_SLOTS && n < nattached; s++) {
+        if (pid_of[s] < 0) continue;
+        client_row_t *r = &m->rows[n++];
+        r->pid = (uint32_t)pid_of[s];
+        r->slot = s;
+        r->cached = gs_heap_slot_cached_spans(heap, s);
+        gs_heap_slot_counts(heap, s, &r->allocs, &r->frees, &r->large_allocs, &r->large_frees);
+    }
+    pthread_mutex_unlock(heap_lock);
+
+    Goshm__HeapStats *hs = &m->hs;
+    goshm__heap_stats__init(hs);
+    hs->reserved_bytes = st->reserved_bytes;
+    hs->committed_bytes = st->committed_bytes;
+    hs->in_use_bytes = st->in_use_bytes;
+    hs->idle_bytes = st->idle_bytes;
+    hs->released_bytes = st->released_bytes;
+    hs->metadata_bytes = st->metadata_bytes;
+    hs->grown_bytes = st->grown_bytes;
+    hs->span_bytes = st->span_bytes;
+    hs->large_objects = st->large_objects;
+    hs->large_allocs = st->large_allocs;
+    hs->large_frees = st->large_frees;
+    hs->notices = st->notices;
+    hs->bad_requests = st->bad_requests;
+    hs->bad_ring_entries = gs_dp_bad_entries(dp);
+
+    for (unsigned i = 0; i < NCLASSES; i++) {
+        const gs_class_stats_t *cs = &st->classes[i + 1];
+        goshm__class_stats__init(&m->cls[i]);
+        m->cls[i].size = gs_class_size[i + 1];
+        m->cls[i].objects_in_use = cs->objects_in_use;
+        m->cls[i].allocs = cs->allocs;
+        m->cls[i].frees = cs->frees;
+        m->cls[i].spans = cs->spans;
+        m->clp[i] = &m->cls[i];
+    }
+    for (unsigned i = 0; i < n; i++) {
+        goshm__client_stats__init(&m->cli[i]);
+        m->cli[i].pid = m->rows[i].pid;
+        m->cli[i].slot = m->rows[i].slot;
+        m->cli[i].cached_spans = m->rows[i].cached;
+        m->cli[i].allocs = m->rows[i].allocs;
+        m->cli[i].frees = m->rows[i].frees;
+        m->cli[i].large_allocs = m->rows[i].large_allocs;
+        m->cli[i].large_frees = m->rows[i].large_frees;
+        m->clip[i] = &m->cli[i];
+    }
+
+    Goshm__StatsReply *sr = &m->sr;
+    goshm__stats_reply__init(sr);
+    sr->heap = hs;
+    sr->n_classes = NCLASSES;
+    sr->classes = m->clp;
+    sr->n_clients = n;
+    sr->clients = m->clip;
+    sr->backend = (char *)gs_dp_backend(dp);
+    sr->uptime_ms = uptime_ms;
+    sr->daemon_pid = (uint32_t)getpid();
+    goshm__reply__init(&m->rep);
+    m->rep.msg_case = GOSHM__REPLY__MSG_STATS;
+    m->rep.stats = sr;
+    return &m->rep;
+}
+
+void gs_ctl_stats_free(Goshm__Reply *rep) { free(rep); } /* rep is the first member of its stats_msg_t */
