@@ -1,7 +1,7 @@
 /* client.h: libgoshm's private state: the attached heap, mcaches, the seam.
  *
  * Overview: shm/overview.h. The cache side reaches the heap side only through
- * the seam (gs_seam_ops_t): refill a span class, hand a span back, allocate a
+ * the seam (client/seam.h): refill a span class, hand a span back, allocate a
  * large object. Frees need no seam call at all: they set bits in side records
  * and push span ids on the notice stack, both in shared memory.
  */
@@ -14,19 +14,9 @@
 
 #include "mspan.h"
 #include "report.h"
+#include "seam.h"
 #include "goshm/goshm.h"
 
-typedef struct gs_seam_ops {
-    /* Hand back back[0..nback) and get up to `want` spans of `spanclass`
-     * with free slots into sids[]. The spans handed back are gone either
-     * way. Returns the number got (0 only when want is 0), or -errno. */
-    int (*refill)(void *seam, uint32_t spanclass, const uint32_t *back, uint32_t nback, uint32_t want,
-                  uint32_t *sids);
-    /* A span of npages for one large object. 0 or -errno. */
-    int (*large_alloc)(void *seam, uint64_t npages, uint32_t *sid);
-    /* Close the seam: the heap side reclaims the slot. */
-    int (*close)(void *seam);
-} gs_seam_ops_t;
 
 #define GS_BATCH GS_RING_MAX_BATCH
 

@@ -1,6 +1,6 @@
 /* goshmctl.c: talk to a running goshmd: wait for it, print its statistics.
  *
- * Overview: shm/malloc.h; protocol: proto/goshm.proto; the daemon's side:
+ * Overview: shm/overview.h; protocol: proto/goshm.proto; the daemon's side:
  * daemon/ctl.c. goshmctl only sends StatsRequest, which needs no Attach, so
  * it never holds a client slot. Exit status: 0 success, 1 the daemon did
  * not answer (or refused), 2 usage error.
@@ -8,25 +8,24 @@
 #define _GNU_SOURCE
 #include <errno.h>      /* errno */
 #include <math.h>       /* isfinite */
-#include <poll.h>       /* poll */
 #include <stdbool.h>    /* bool */
 #include <stdint.h>     /* uint64_t */
 #include <stdio.h>      /* printf */
 #include <stdlib.h>     /* strtod, malloc */
 #include <string.h>     /* strcmp, strerror */
-#include <sys/socket.h> /* socket, connect, recvmsg */
-#include <sys/un.h>     /* sockaddr_un */
-#include <time.h>       /* clock_gettime, nanosleep */
+#include <sys/un.h>     /* sockaddr_un: the path limit */
+#include <time.h>       /* nanosleep */
 #include <unistd.h>     /* close */
 
+#include "clock.h"      /* gs_now_ns */
+#include "ctlclient.h"  /* gs_ctl_connect, gs_ctl_send, gs_ctl_recv */
 #include "goshm.pb-c.h"
-#include "sockpath.h" /* gs_client_socket_path */
+#include "sockpath.h"   /* gs_client_socket_path */
 
 #ifndef GOSHM_VERSION
 #define GOSHM_VERSION "unknown"
 #endif
 
-#define MAX_PACKET (64u * 1024u)   /* proto/goshm.proto: one Reply per packet */
 #define WAIT_RETRY_MS 50
 #define DEFAULT_TIMEOUT_S 10.0
 
@@ -64,12 +63,7 @@ static int usage_error(const char *what, const char *arg)
     return 2;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+static double now_s(void) { return (double)gs_now_ns() * 1e-9; }
 
 /* ---- one exchange ------------------------------------------------------------ */
 
@@ -79,107 +73,41 @@ typedef struct query {
     const char *step;      /* what failed: "connect", "send", ... */
 } query_t;
 
-/* Connect, send a StatsRequest, wait for the reply until `deadline`. */
+/* Connect, send a StatsRequest, wait for the reply until `deadline`
+ * (proto/ctlclient.h, the protocol client libgoshm uses too). */
 static void query_stats(const char *path, double deadline, query_t *q)
 {
     q->reply = NULL;
     q->err = 0;
     q->step = NULL;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, path, strlen(path) + 1); /* length checked by the caller */
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    int fd = gs_ctl_connect(path); /* length checked by the caller */
     if (fd < 0) {
-        q->err = errno;
-        q->step = "socket";
-        return;
-    }
-    uint8_t *buf = NULL;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        q->err = errno;
+        q->err = -fd;
         q->step = "connect";
-        goto out;
+        return;
     }
     Goshm__StatsRequest sreq = GOSHM__STATS_REQUEST__INIT;
     Goshm__Request req = GOSHM__REQUEST__INIT;
     req.msg_case = GOSHM__REQUEST__MSG_STATS;
     req.stats = &sreq;
-    uint8_t out[16];
-    size_t len = goshm__request__get_packed_size(&req);
-    if (len > sizeof out) {
-        q->err = EMSGSIZE;
-        q->step = "pack";
-        goto out;
+    int rc = gs_ctl_send(fd, &req);
+    /* A daemon that refuses us (EPERM) answers at once and hangs up, maybe
+     * before our request went out: its Error is still queued. */
+    if (rc && rc != -EPIPE && rc != -ECONNRESET) {
+        q->err = -rc;
+        q->step = "send";
+        close(fd);
+        return;
     }
-    goshm__request__pack(&req, out);
-    if (send(fd, out, len, MSG_NOSIGNAL) != (ssize_t)len) {
-        /* A daemon that refuses us (EPERM) answers at once and hangs up,
-         * maybe before our request went out: its Error is still queued. */
-        if (errno != EPIPE && errno != ECONNRESET) {
-            q->err = errno;
-            q->step = "send";
-            goto out;
-        }
+    double left = deadline - now_s();
+    rc = left <= 0 ? -ETIMEDOUT : gs_ctl_recv(fd, &q->reply, NULL, 0, (int)(left * 1000.0) + 1);
+    if (rc < 0) {
+        q->err = -rc;
+        q->step = rc == -ETIMEDOUT     ? "waiting for the reply"
+                  : rc == -ECONNRESET  ? "recv (the daemon closed the connection)"
+                  : rc == -EPROTO      ? "unpacking the reply"
+                                       : "recv";
     }
-    buf = malloc(MAX_PACKET);
-    if (!buf) {
-        q->err = ENOMEM;
-        q->step = "malloc";
-        goto out;
-    }
-    for (;;) {
-        double left = deadline - now_s();
-        if (left <= 0) {
-            q->err = ETIMEDOUT;
-            q->step = "waiting for the reply";
-            goto out;
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = poll(&p, 1, (int)(left * 1000.0) + 1);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            q->err = errno;
-            q->step = "poll";
-            goto out;
-        }
-        if (r > 0) break;
-    }
-    union {
-        struct cmsghdr hdr;
-        char space[CMSG_SPACE(sizeof(int) * 4)];
-    } cbuf;
-    struct iovec iov = {.iov_base = buf, .iov_len = MAX_PACKET};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.space, .msg_controllen = sizeof cbuf};
-    ssize_t n = recvmsg(fd, &mh, MSG_TRUNC | MSG_CMSG_CLOEXEC);
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-        for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-            int sfd;
-            memcpy(&sfd, CMSG_DATA(cm) + i * sizeof(int), sizeof sfd);
-            close(sfd);
-        }
-    }
-    if (n < 0) {
-        q->err = errno;
-        q->step = "recv";
-        goto out;
-    }
-    if (n == 0) {
-        q->err = ECONNRESET;
-        q->step = "recv (the daemon closed the connection)";
-        goto out;
-    }
-    if ((size_t)n > MAX_PACKET) {
-        q->err = EMSGSIZE;
-        q->step = "recv";
-        goto out;
-    }
-    q->reply = goshm__reply__unpack(NULL, (size_t)n, buf);
-    if (!q->reply) {
-        q->err = EPROTO;
-        q->step = "unpacking the reply";
-    }
-out:
-    free(buf);
     close(fd);
 }
 

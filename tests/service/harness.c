@@ -13,29 +13,23 @@
 #include <stdlib.h>     /* getenv, atexit */
 #include <string.h>     /* strlen, strerror */
 #include <sys/prctl.h>  /* PR_SET_PDEATHSIG */
-#include <sys/socket.h> /* socket */
 #include <sys/stat.h>   /* stat */
-#include <sys/un.h>     /* sockaddr_un */
 #include <sys/wait.h>   /* waitpid */
-#include <time.h>       /* clock_gettime, nanosleep */
+#include <time.h>       /* nanosleep */
 #include <unistd.h>     /* fork, execv */
 
+#include "clock.h"
+#include "ctlclient.h"
 #include "goshm.pb-c.h"
 
 extern char **environ;
 
 #define MAX_ARGS 64
-#define STATS_PACKET 65536
 
 static gsh_daemon_t *running; /* for the exit handler */
 static pid_t owner;           /* the process that started it */
 
-uint64_t gsh_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+uint64_t gsh_now_ms(void) { return gs_now_ns() / 1000000u; }
 
 void gsh_sleep_ms(unsigned ms)
 {
@@ -276,53 +270,23 @@ int gsh_stop(gsh_daemon_t *d)
 int gsh_stats(const char *sock, gsh_stats_t *st)
 {
     memset(st, 0, sizeof *st);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int rc = 0;
-    uint8_t *buf = NULL;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        rc = -errno;
-        goto out;
-    }
+    int fd = gs_ctl_connect(sock);
+    if (fd < 0) return fd;
     Goshm__StatsRequest sr = GOSHM__STATS_REQUEST__INIT;
     Goshm__Request req = GOSHM__REQUEST__INIT;
     req.msg_case = GOSHM__REQUEST__MSG_STATS;
     req.stats = &sr;
-    uint8_t out[64];
-    size_t n = goshm__request__pack(&req, out);
-    if (send(fd, out, n, MSG_NOSIGNAL) != (ssize_t)n) {
-        rc = -errno;
-        goto out;
-    }
-    buf = malloc(STATS_PACKET);
-    if (!buf) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    ssize_t r;
-    do r = recv(fd, buf, STATS_PACKET, 0);
-    while (r < 0 && errno == EINTR);
-    if (r <= 0) {
-        rc = r == 0 ? -ECONNRESET : -errno;
-        goto out;
-    }
-    Goshm__Reply *rep = goshm__reply__unpack(NULL, (size_t)r, buf);
-    if (!rep) {
-        rc = -EPROTO;
-        goto out;
-    }
+    Goshm__Reply *rep = NULL;
+    int rc = gs_ctl_send(fd, &req);
+    if (!rc) rc = gs_ctl_recv(fd, &rep, NULL, 0, 5000);
+    close(fd);
+    if (rc < 0) return rc;
     if (rep->msg_case != GOSHM__REPLY__MSG_STATS || !rep->stats->heap) {
         if (rep->msg_case == GOSHM__REPLY__MSG_ERROR)
             fprintf(stderr, "harness: StatsRequest refused: %d %s\n", rep->error->code,
                     rep->error->message ? rep->error->message : "");
         goshm__reply__free_unpacked(rep, NULL);
-        rc = -EPROTO;
-        goto out;
+        return -EPROTO;
     }
     const Goshm__HeapStats *hs = rep->stats->heap;
     st->reserved_bytes = hs->reserved_bytes;
@@ -346,10 +310,7 @@ int gsh_stats(const char *sock, gsh_stats_t *st)
     snprintf(st->backend, sizeof st->backend, "%s", rep->stats->backend ? rep->stats->backend : "");
     st->daemon_pid = rep->stats->daemon_pid;
     goshm__reply__free_unpacked(rep, NULL);
-out:
-    free(buf);
-    close(fd);
-    return rc;
+    return 0;
 }
 
 int gsh_wait_for(const char *sock, gsh_stats_t *st, bool (*pred)(const gsh_stats_t *, void *), void *arg,

@@ -35,6 +35,8 @@
 #include <unistd.h>     /* fork, execv */
 
 #include "check.h"
+#include "clock.h"
+#include "ctlclient.h"
 #include "goshm.pb-c.h"
 #include "segment.h" /* GS_ABI_VERSION, gs_seg_header_t */
 
@@ -51,12 +53,7 @@ static char sock_path[128];
 static pid_t daemon_pid;
 static int attached_fds[MAX_CLIENTS]; /* left attached for the SIGTERM check */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static uint64_t now_ms(void) { return gs_now_ns() / 1000000u; }
 
 static void sleep_ms(unsigned ms)
 {
@@ -76,17 +73,13 @@ static uint64_t rng(void)
 
 /* ---- talking to the daemon ------------------------------------------------- */
 
+/* The well-formed side of the conversation goes through the protocol
+ * client libgoshm and goshmctl use (proto/ctlclient.h); the garbage below
+ * is hand-made. */
 static int connect_daemon(void)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    int fd = gs_ctl_connect(sock_path);
+    return fd < 0 ? -1 : fd;
 }
 
 static int send_packet(int fd, const void *buf, size_t len, int pass_fd)
@@ -139,29 +132,11 @@ static void reply_free(reply_t *r)
 static void recv_reply(int fd, reply_t *r)
 {
     memset(r, 0, sizeof *r);
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, REPLY_TIMEOUT_MS) <= 0) {
-        r->timeout = true;
-        return;
-    }
-    static uint8_t buf[MAX_PACKET];
-    union {
-        struct cmsghdr hdr;
-        char space[CMSG_SPACE(sizeof(int) * 4)];
-    } cbuf;
-    struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.space, .msg_controllen = sizeof cbuf};
-    ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n >= 0 && cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k && r->nfds < 4; i++) memcpy(&r->fds[r->nfds++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-    }
-    if (n <= 0) {
-        r->closed = true;
-        return;
-    }
-    r->msg = goshm__reply__unpack(NULL, (size_t)n, buf);
+    int n = gs_ctl_recv(fd, &r->msg, r->fds, 4, REPLY_TIMEOUT_MS);
+    if (n >= 0) r->nfds = (unsigned)n;
+    else if (n == -ETIMEDOUT) r->timeout = true;
+    else if (n != -EPROTO && n != -EMSGSIZE) r->closed = true;
+    if (!r->msg) r->nfds = 0;
 }
 
 static int error_code(const reply_t *r)

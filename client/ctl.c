@@ -1,0 +1,84 @@
+/* ctl.c: libgoshm's conversation with goshmd's control socket: Attach, Detach, is the daemon there.
+ *
+ * Overview: shm/overview.h; the messages: proto/goshm.proto; the framing:
+ * proto/ctlclient.h (shared with goshmctl and the tests). Attach receives
+ * the layout and three descriptors (data memfd, meta memfd read-only,
+ * doorbell); the connection stays open while attached: its closing is how
+ * the daemon learns that this process died.
+ */
+#define _GNU_SOURCE
+#include "client.h"
+
+#include <errno.h>  /* errno */
+#include <poll.h>   /* poll */
+#include <unistd.h> /* close, getpid */
+
+#include "ctlclient.h"
+
+/* Attach over a fresh connection: fills seam->sock, doorbell; returns the
+ * reply's slot and the data/meta descriptors. */
+int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uint64_t *data_size)
+{
+    int fd = gs_ctl_connect(s->path);
+    if (fd < 0) return fd;
+    Goshm__Attach at = GOSHM__ATTACH__INIT;
+    at.abi_version = GS_ABI_VERSION;
+    at.pid = (uint32_t)getpid();
+    Goshm__Request req = GOSHM__REQUEST__INIT;
+    req.msg_case = GOSHM__REQUEST__MSG_ATTACH;
+    req.attach = &at;
+    int rc = gs_ctl_send(fd, &req);
+    Goshm__Reply *rep = NULL;
+    int fds[3] = {-1, -1, -1};
+    if (!rc) rc = gs_ctl_recv(fd, &rep, fds, 3, -1);
+    if (rc < 0) {
+        close(fd);
+        return rc == -ECONNRESET ? -ECONNREFUSED : rc;
+    }
+    if (rep->msg_case == GOSHM__REPLY__MSG_ERROR) {
+        rc = rep->error->code > 0 ? -rep->error->code : -EPROTO;
+        if (rep->error->message && *rep->error->message)
+            gs_printf("goshm: attach to %s refused: %s\n", s->path, rep->error->message);
+    } else if (rep->msg_case != GOSHM__REPLY__MSG_ATTACH || rc != 3 || rep->attach->abi_version != GS_ABI_VERSION) {
+        rc = -EPROTO;
+    } else {
+        *slot = rep->attach->slot;
+        *data_size = rep->attach->data_size;
+        s->epoch = rep->attach->epoch;
+        rc = 0;
+    }
+    goshm__reply__free_unpacked(rep, NULL);
+    if (rc) {
+        for (int i = 0; i < 3; i++)
+            if (fds[i] >= 0) close(fds[i]);
+        close(fd);
+        return rc;
+    }
+    s->sock = fd;
+    s->doorbell = fds[2];
+    *data_fd = fds[0];
+    *meta_fd = fds[1];
+    return 0;
+}
+
+int gs_svc_detach(svc_seam_t *s)
+{
+    if (s->sock < 0 || s->pid != gs_svc_pid()) return 0; /* a fork child never reattached */
+    Goshm__Detach d = GOSHM__DETACH__INIT;
+    Goshm__Request req = GOSHM__REQUEST__INIT;
+    req.msg_case = GOSHM__REQUEST__MSG_DETACH;
+    req.detach = &d;
+    int rc = gs_ctl_send(s->sock, &req);
+    Goshm__Reply *rep = NULL;
+    if (!rc && gs_ctl_recv(s->sock, &rep, NULL, 0, -1) >= 0) {
+        if (rep->msg_case != GOSHM__REPLY__MSG_DETACH) rc = -EPROTO;
+        goshm__reply__free_unpacked(rep, NULL);
+    }
+    return rc;
+}
+
+bool gs_svc_daemon_gone(svc_seam_t *s)
+{
+    struct pollfd p = {.fd = s->sock, .events = POLLIN};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLIN));
+}

@@ -1,0 +1,108 @@
+/* fork.c: libgoshm across fork(): the child forgets the parent's mcaches and gets a slot of its own.
+ *
+ * Overview: shm/overview.h. The child inherits the parent's mcaches, slot
+ * and connection, none of which it may use (the parent's mcaches own those
+ * spans). An atfork handler empties the child's mcaches without giving
+ * anything back, drops the parent's connection, and leaves the seam's pid
+ * the parent's, so that the next seam call (client/ring.c) reattaches the
+ * child to a slot of its own. Objects from before the fork stay valid: the
+ * mapping is shared.
+ */
+#define _GNU_SOURCE
+#include "client.h"
+
+#include <errno.h>     /* ESTALE */
+#include <stdatomic.h> /* atomic_* */
+#include <string.h>    /* memset */
+#include <unistd.h>    /* close, getpid */
+
+static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
+/* This process's pid, refreshed in fork children: glibc's getpid() is a
+ * system call, too slow for every round trip. */
+static _Atomic pid_t self_pid;
+
+pid_t gs_svc_pid(void)
+{
+    pid_t p = atomic_load_explicit(&self_pid, memory_order_relaxed);
+    if (!p) {
+        p = getpid();
+        atomic_store_explicit(&self_pid, p, memory_order_relaxed);
+    }
+    return p;
+}
+static svc_seam_t *all_seams;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void) { pthread_mutex_lock(&all_mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&all_mu); }
+
+static void atfork_child(void)
+{
+    atomic_store_explicit(&self_pid, getpid(), memory_order_relaxed);
+    for (svc_seam_t *s = all_seams; s; s = s->next) {
+        struct goshm *h = s->h;
+        /* The parent's mcaches own their spans: forget them, give nothing back. */
+        for (gs_mcache_t *c = h->caches; c; c = c->next) {
+            memset(c->alloc, 0, sizeof c->alloc);
+            memset(c->nstash, 0, sizeof c->nstash);
+            memset(c->nback, 0, sizeof c->nback);
+            c->tiny_next = NULL;
+            c->last = NULL;
+        }
+        pthread_mutex_init(&h->lock, NULL);
+        pthread_mutex_init(&s->mu, NULL);
+        if (s->sock >= 0) close(s->sock);
+        if (s->doorbell >= 0) close(s->doorbell);
+        s->sock = s->doorbell = -1;
+        /* s->pid stays the parent's: the next seam call reattaches. */
+    }
+    pthread_mutex_init(&all_mu, NULL);
+}
+
+static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
+
+/* In a fork child: a slot of our own on the same heap. s->mu held. */
+int gs_svc_reattach(svc_seam_t *s)
+{
+    uint32_t slot;
+    int data_fd, meta_fd;
+    uint64_t data_size;
+    uint64_t epoch = s->epoch;
+    int rc = gs_svc_attach(s, &slot, &data_fd, &meta_fd, &data_size);
+    if (rc) return rc;
+    close(data_fd); /* the mapping survived the fork */
+    close(meta_fd);
+    struct goshm *h = s->h;
+    if (s->epoch != epoch || data_size != h->data_size || slot >= h->hdr->max_slots) {
+        close(s->sock);
+        close(s->doorbell);
+        s->sock = s->doorbell = -1;
+        return -ESTALE; /* a different heap answers at that path now */
+    }
+    h->slot = slot;
+    h->slotp = gs_slot_in(h->data, h->hdr->slots_off, h->hdr->slot_size, slot);
+    s->ring = &h->slotp->ring;
+    s->sq_tail = s->cq_head = 0;
+    s->pid = gs_svc_pid();
+    return 0;
+}
+
+void gs_svc_register(svc_seam_t *s)
+{
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&all_mu);
+    s->next = all_seams;
+    all_seams = s;
+    pthread_mutex_unlock(&all_mu);
+}
+
+void gs_svc_unregister(svc_seam_t *s)
+{
+    pthread_mutex_lock(&all_mu);
+    for (svc_seam_t **pp = &all_seams; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    pthread_mutex_unlock(&all_mu);
+}

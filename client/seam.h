@@ -1,0 +1,64 @@
+/* seam.h: the seam between libgoshm's cache side and the heap side, and libgoshm's side of goshmd.
+ *
+ * Overview: shm/overview.h ("Allocating a small object", step 4). The cache
+ * side (client/mcache.c) reaches the heap side only through gs_seam_ops_t:
+ * refill a span class, allocate a large object, close. Over goshmd the seam
+ * is this process's slot's ring (client/ring.c), set up by an Attach on the
+ * control socket (client/ctl.c) and re-set-up in fork children
+ * (client/fork.c); goshm_attach/goshm_detach are client/service.c. The
+ * engine tests' in-process seam is tests/lib/inproc.c.
+ */
+#ifndef GOSHM_SEAM_H
+#define GOSHM_SEAM_H
+
+#include <pthread.h>   /* pthread_mutex_t */
+#include <stdbool.h>   /* bool */
+#include <stdint.h>    /* uint*_t */
+#include <sys/types.h> /* pid_t */
+
+#include "ring.h"
+
+typedef struct gs_seam_ops {
+    /* Hand back back[0..nback) and get up to `want` spans of `spanclass`
+     * with free slots into sids[]. The spans handed back are gone either
+     * way. Returns the number got (0 only when want is 0), or -errno. */
+    int (*refill)(void *seam, uint32_t spanclass, const uint32_t *back, uint32_t nback, uint32_t want,
+                  uint32_t *sids);
+    /* A span of npages for one large object. 0 or -errno. */
+    int (*large_alloc)(void *seam, uint64_t npages, uint32_t *sid);
+    /* Close the seam: the heap side reclaims the slot. */
+    int (*close)(void *seam);
+} gs_seam_ops_t;
+
+/* The seam over goshmd: one per attached heap. */
+typedef struct svc_seam {
+    struct goshm *h;
+    int sock;             /* control connection, -1 after fork until reattach */
+    int doorbell;         /* this slot's eventfd */
+    gs_ring_t *ring;
+    pthread_mutex_t mu;   /* one request batch at a time */
+    uint32_t sq_tail, cq_head, tag;
+    uint64_t epoch;
+    pid_t pid;            /* the process the slot belongs to */
+    char path[108];
+    struct svc_seam *next; /* all attached heaps, for fork */
+} svc_seam_t;
+
+/* "ctl.c": Attach over a fresh connection (fills s->sock, s->doorbell,
+ * s->epoch; returns the slot and the data/meta descriptors); Detach; is the
+ * daemon gone? */
+int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uint64_t *data_size);
+int gs_svc_detach(svc_seam_t *s);
+bool gs_svc_daemon_gone(svc_seam_t *s);
+
+/* "ring.c": the seam's operations over the slot's ring. */
+extern const gs_seam_ops_t gs_svc_ops;
+
+/* "fork.c": this process's pid (cheap), the registry of attached heaps,
+ * and the fork child's reattach (s->mu held). */
+pid_t gs_svc_pid(void);
+void gs_svc_register(svc_seam_t *s);
+void gs_svc_unregister(svc_seam_t *s);
+int gs_svc_reattach(svc_seam_t *s);
+
+#endif /* GOSHM_SEAM_H */
