@@ -23,6 +23,7 @@
 #include "mspan.h"  /* bitmaps, sweeping */
 #include "clock.h"  /* gs_now_ns */
 #include "report.h" /* gs_throw */
+#include "spanlist.h" /* gs_spanlist_t */
 
 #define GS_TLSF_SL_LOG 4
 #define GS_TLSF_SL     (1u << GS_TLSF_SL_LOG)
@@ -46,12 +47,11 @@ enum { /* per-page state, gs_heap.pagestate */
     GS_PAGE_READY = 1,    /* Ready: backed by fallocate; may be dirty */
 };
 
-typedef struct gs_list { uint32_t head, count; } gs_list_t;
 
 typedef struct gs_u64vec { uint64_t *v; uint32_t n, cap; } gs_u64vec_t;
 
 typedef struct gs_central {
-    gs_list_t partial, full;
+    gs_spanlist_t partial, full;
     uint64_t daemon_frees;  /* frees merged by heap-side sweeps */
     uint64_t departed_allocs, departed_frees; /* from reclaimed slots */
 } gs_central_t;
@@ -59,7 +59,7 @@ typedef struct gs_central {
 typedef struct gs_slot_state {
     bool in_use;
     uint32_t pid;
-    gs_list_t cached;       /* spans this slot caches */
+    gs_spanlist_t cached;       /* spans this slot caches */
 } gs_slot_state_t;
 
 /* The segment's layout, as the heap side set it. The copy in the data
@@ -98,10 +98,10 @@ struct gs_heap {
      * pages ([1], "warm") and one for fully released runs ([0]). [heap lock] */
     uint32_t fl_bitmap[2];
     uint32_t sl_bitmap[2][GS_TLSF_FL];
-    uint32_t bins[2][GS_TLSF_FL][GS_TLSF_SL];
+    gs_spanlist_t bins[2][GS_TLSF_FL][GS_TLSF_SL];
     uint32_t bgsweep_cursor;    /* [heap lock] gs_heap_bgsweep's place in the span table */
     uint8_t *pagestate;         /* [heap lock] GS_PAGE_* per heap page */
-    uint32_t scav_head, scav_tail; /* [heap lock] free runs with ready pages, oldest first */
+    gs_spanlist_t scav;         /* [heap lock] free runs with ready pages, oldest first (scav links) */
     uint64_t ready_pages;       /* [heap lock] pages in state READY (in use or idle) */
     uint64_t idle_ready_pages;  /* [heap lock] READY pages in free runs */
     uint64_t free_pages;        /* [heap lock] pages in free runs */
@@ -133,9 +133,9 @@ int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, bool 
 void gs_mheap_free_span(gs_heap_t *h, uint32_t sid); /* side record too */
 
 /* "mcentral.c": span lists (Go's mSpanList) and the mcentrals. */
-void gs_list_push(gs_heap_t *h, gs_list_t *l, uint32_t sid, uint32_t which);
-void gs_list_remove(gs_heap_t *h, gs_list_t *l, uint32_t sid);
-gs_list_t *gs_list_of(gs_heap_t *h, const gs_mspan_t *s); /* NULL: on none */
+void gs_list_push(gs_heap_t *h, gs_spanlist_t *l, uint32_t sid, uint32_t which);
+void gs_list_remove(gs_heap_t *h, gs_spanlist_t *l, uint32_t sid);
+gs_spanlist_t *gs_list_of(gs_heap_t *h, const gs_mspan_t *s); /* NULL: on none */
 /* Put an uncached, swept small span where `live` says it belongs. */
 void gs_mcentral_place(gs_heap_t *h, uint32_t sid, uint32_t live);
 /* Take a cached span back from its owner and sweep it. */

@@ -18,31 +18,24 @@
 
 #include <errno.h> /* EINVAL */
 
-/* ---- span lists (Go's mSpanList) --------------------------------------- */
+/* ---- span lists on the mcentrals and owners ------------------------------- */
 
-void gs_list_push(gs_heap_t *h, gs_list_t *l, uint32_t sid, uint32_t which)
+/* The span lists proper are daemon/spanlist.h; these also say which list
+ * (gs_mspan_t.list) the span is on. */
+void gs_list_push(gs_heap_t *h, gs_spanlist_t *l, uint32_t sid, uint32_t which)
 {
-    gs_mspan_t *s = gs_span(h, sid);
-    s->prev = 0;
-    s->next = l->head;
-    if (l->head) gs_span(h, l->head)->prev = sid;
-    l->head = sid;
-    l->count++;
-    s->list = which;
+    gs_spanlist_push(h->spans, l, sid, GS_LINK_LIST);
+    gs_span(h, sid)->list = which;
 }
 
-void gs_list_remove(gs_heap_t *h, gs_list_t *l, uint32_t sid)
+void gs_list_remove(gs_heap_t *h, gs_spanlist_t *l, uint32_t sid)
 {
-    gs_mspan_t *s = gs_span(h, sid);
-    if (s->prev) gs_span(h, s->prev)->next = s->next;
-    else l->head = s->next;
-    if (s->next) gs_span(h, s->next)->prev = s->prev;
-    s->next = s->prev = 0;
-    s->list = GS_LIST_NONE;
-    l->count--;
+    gs_assert_internal(l->count > 0 && gs_span(h, sid)->list != GS_LIST_NONE);
+    gs_spanlist_remove(h->spans, l, sid, GS_LINK_LIST);
+    gs_span(h, sid)->list = GS_LIST_NONE;
 }
 
-gs_list_t *gs_list_of(gs_heap_t *h, const gs_mspan_t *s)
+gs_spanlist_t *gs_list_of(gs_heap_t *h, const gs_mspan_t *s)
 {
     switch (s->list) {
     case GS_LIST_PARTIAL: return &h->central[s->spanclass].partial;
@@ -116,6 +109,7 @@ void gs_mcentral_uncache(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = gs_span(h, sid);
     gs_side_t *side = gs_side_of(h, s);
+    gs_assert_internal(s->list == GS_LIST_CACHED && s->owner != 0);
     gs_list_remove(h, &h->slots[s->owner - 1u].cached, sid);
     s->owner = 0;
     /* Dekker with freers: clear the owner, then sweep. A freer either sees
@@ -156,10 +150,8 @@ int gs_heap_refill_batch(gs_heap_t *h, uint32_t slot, uint32_t spanclass, const 
     if (want == 0) return 0;
     if (!gs_heap_slot_in_use(h, slot) || !spanclass_ok(spanclass)) return gs_heap_bad(h);
     uint32_t got = 0;
-    while (got < want) {
-        int rc = cache_span(h, slot, spanclass, &sids[got]);
-        if (rc) return got ? (int)got : rc;
-        got++;
-    }
-    return (int)got;
+    int rc = 0;
+    while (got < want && (rc = cache_span(h, slot, spanclass, &sids[got])) == 0) got++;
+    gs_assert_expensive(h);
+    return got ? (int)got : rc;
 }

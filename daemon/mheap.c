@@ -49,11 +49,7 @@ static void bin_insert(gs_heap_t *h, uint32_t sid)
     gs_mspan_t *s = gs_span(h, sid);
     uint32_t fl, sl, w = s->ready_pages != 0;
     mapping(s->npages, &fl, &sl);
-    uint32_t head = h->bins[w][fl][sl];
-    s->next = head;
-    s->prev = 0;
-    if (head) gs_span(h, head)->prev = sid;
-    h->bins[w][fl][sl] = sid;
+    gs_spanlist_push(h->spans, &h->bins[w][fl][sl], sid, GS_LINK_LIST);
     h->fl_bitmap[w] |= 1u << fl;
     h->sl_bitmap[w][fl] |= 1u << sl;
     s->list = GS_LIST_BIN;
@@ -64,14 +60,11 @@ static void bin_remove(gs_heap_t *h, uint32_t sid)
     gs_mspan_t *s = gs_span(h, sid);
     uint32_t fl, sl, w = s->ready_pages != 0;
     mapping(s->npages, &fl, &sl);
-    if (s->prev) gs_span(h, s->prev)->next = s->next;
-    else h->bins[w][fl][sl] = s->next;
-    if (s->next) gs_span(h, s->next)->prev = s->prev;
-    if (!h->bins[w][fl][sl]) {
+    gs_spanlist_remove(h->spans, &h->bins[w][fl][sl], sid, GS_LINK_LIST);
+    if (!h->bins[w][fl][sl].head) {
         h->sl_bitmap[w][fl] &= ~(1u << sl);
         if (!h->sl_bitmap[w][fl]) h->fl_bitmap[w] &= ~(1u << fl);
     }
-    s->next = s->prev = 0;
     s->list = GS_LIST_NONE;
 }
 
@@ -85,7 +78,7 @@ static uint32_t bin_find_in(gs_heap_t *h, uint32_t w, uint32_t fl, uint32_t sl)
         slmap = h->sl_bitmap[w][fl];
     }
     sl = (uint32_t)__builtin_ctz(slmap);
-    return h->bins[w][fl][sl];
+    return h->bins[w][fl][sl].head;
 }
 
 /* A free run of at least n pages, or 0. Rounds n up to the next sub-bin
@@ -108,25 +101,13 @@ static uint32_t bin_find(gs_heap_t *h, uint64_t n)
 
 /* ---- scavenge list: free runs with READY pages, oldest first ----------- */
 
-static void scav_append(gs_heap_t *h, uint32_t sid)
-{
-    gs_mspan_t *s = gs_span(h, sid);
-    s->scav_next = 0;
-    s->scav_prev = h->scav_tail;
-    if (h->scav_tail) gs_span(h, h->scav_tail)->scav_next = sid;
-    else h->scav_head = sid;
-    h->scav_tail = sid;
-}
+static void scav_append(gs_heap_t *h, uint32_t sid) { gs_spanlist_append(h->spans, &h->scav, sid, GS_LINK_SCAV); }
 
 static void scav_remove(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = gs_span(h, sid);
     if (!s->ready_pages) return;
-    if (s->scav_prev) gs_span(h, s->scav_prev)->scav_next = s->scav_next;
-    else h->scav_head = s->scav_next;
-    if (s->scav_next) gs_span(h, s->scav_next)->scav_prev = s->scav_prev;
-    else h->scav_tail = s->scav_prev;
-    s->scav_next = s->scav_prev = 0;
+    gs_spanlist_remove(h->spans, &h->scav, sid, GS_LINK_SCAV);
 }
 
 /* ---- free runs --------------------------------------------------------- */
@@ -315,7 +296,7 @@ void gs_mheap_free(gs_heap_t *h, uint32_t sid)
 uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
 {
     uint64_t now = gs_now_ns(), released = 0;
-    uint32_t sid = h->scav_head;
+    uint32_t sid = h->scav.head;
     while (sid) {
         gs_mspan_t *s = gs_span(h, sid);
         uint32_t next = s->scav_next;

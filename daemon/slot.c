@@ -53,6 +53,7 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
     /* A removal is a serve pass of its own: frees the dead client made into
      * spans it no longer owns are swept now, not at the next tick. */
     gs_heap_drain_notices(h);
+    gs_assert_expensive(h);
     return 0;
 }
 

@@ -43,7 +43,7 @@ static int notice(gs_heap_t *h, uint32_t sid, bool from_stack)
         gs_sweep_large(h, sid);
         return 0;
     }
-    gs_list_t *l = gs_list_of(h, s);
+    gs_spanlist_t *l = gs_list_of(h, s);
     if (!l) return 0;
     gs_list_remove(h, l, sid);
     gs_mcentral_place(h, sid, gs_sweep_span(h, s));
@@ -116,5 +116,6 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices)
             swept++;
         }
     }
+    gs_assert_expensive(h);
     return swept;
 }

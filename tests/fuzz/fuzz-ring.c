@@ -335,7 +335,7 @@ static void tlsf_mapping(uint64_t n, uint32_t *fl, uint32_t *sl) /* daemon/mheap
 }
 
 /* A private list (next/prev through span records) of `count` spans. */
-static bool list_ok(gs_heap_t *h, const gs_list_t *l, uint32_t list, uint32_t owner, uint32_t sc)
+static bool list_ok(gs_heap_t *h, const gs_spanlist_t *l, uint32_t list, uint32_t owner, uint32_t sc)
 {
     uint32_t n = 0, prev = 0;
     for (uint32_t sid = l->head; sid; sid = gs_span(h, sid)->next, n++) {
@@ -430,7 +430,7 @@ static void invariants(fz_t *f)
             bool flbit = (h->fl_bitmap[w] >> fl) & 1u;
             FZ_CHECK(f, flbit == (h->sl_bitmap[w][fl] != 0), "bins[%u]: fl bitmap bit %u", w, fl);
             for (uint32_t sl = 0; sl < GS_TLSF_SL; sl++) {
-                uint32_t head = h->bins[w][fl][sl];
+                uint32_t head = h->bins[w][fl][sl].head;
                 FZ_CHECK(f, (head != 0) == ((h->sl_bitmap[w][fl] >> sl) & 1u), "bins[%u][%u][%u]: bitmap", w, fl, sl);
                 uint32_t prev = 0, n = 0;
                 for (uint32_t sid = head; sid; sid = gs_span(h, sid)->next, n++) {
@@ -453,7 +453,7 @@ static void invariants(fz_t *f)
              (unsigned long long)free_ready);
     /* Scavenge list: the free runs with ready pages. */
     uint32_t nscav = 0, prev = 0;
-    for (uint32_t sid = h->scav_head; sid; sid = gs_span(h, sid)->scav_next, nscav++) {
+    for (uint32_t sid = h->scav.head; sid; sid = gs_span(h, sid)->scav_next, nscav++) {
         gs_mspan_t *s = sid < h->span_bump ? gs_span(h, sid) : NULL;
         if (!s || nscav > h->span_bump || s->state != GS_SPAN_FREE || !s->ready_pages || s->scav_prev != prev) {
             FZ_CHECK(f, false, "scavenge list: bad entry %u", sid);
@@ -461,7 +461,7 @@ static void invariants(fz_t *f)
         }
         prev = sid;
     }
-    FZ_CHECK(f, nscav == free_ready && h->scav_tail == prev, "scavenge list: %u runs, %llu with ready pages", nscav,
+    FZ_CHECK(f, nscav == free_ready && h->scav.tail == prev, "scavenge list: %u runs, %llu with ready pages", nscav,
              (unsigned long long)free_ready);
 
     /* Side records: each in-use span has its own, none of them on a free list. */
