@@ -106,9 +106,9 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
 static int s_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, uint32_t want, uint32_t *sids)
 {
     svc_seam_t *s = p;
-    if (nback > GS_RING_MAX_BATCH || want > GS_RING_MAX_BATCH) return -EINVAL;
-    gs_sqe_t e = {.op = GS_OP_REFILL, .spanclass = sc, .want = (uint8_t)want, .nback = (uint8_t)nback};
-    memcpy(e.back, back, nback * sizeof *back);
+    gs_sqe_t e;
+    int erc = gs_sqe_refill(&e, sc, back, nback, want);
+    if (erc) return erc;
     gs_cqe_t c;
     int rc = roundtrip(s, &e, 1, &c);
     if (rc) return rc;
@@ -121,7 +121,8 @@ static int s_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, 
 
 static int s_large(void *p, uint64_t npages, uint32_t *sid)
 {
-    gs_sqe_t e = {.op = GS_OP_LARGE_ALLOC, .npages = npages};
+    gs_sqe_t e;
+    gs_sqe_large(&e, npages);
     gs_cqe_t c;
     int rc = roundtrip(p, &e, 1, &c);
     if (rc) return rc;

@@ -32,7 +32,9 @@
 #ifndef GOSHM_RING_H
 #define GOSHM_RING_H
 
+#include <errno.h>  /* EINVAL */
 #include <stdint.h> /* uint*_t */
+#include <string.h> /* memcpy, memset */
 
 #include "atomic.h"
 
@@ -91,5 +93,28 @@ typedef struct gs_ring {
 } gs_ring_t;
 
 _Static_assert(sizeof(gs_ring_t) == 5 * GS_CACHELINE + 2 * GS_RING_ENTRIES * 64, "ring layout");
+
+/* A client's REFILL entry (the one encoding: libgoshm's ring, client/ring.c,
+ * and the in-process seam, tests/lib/inproc.c). 0, or -EINVAL when the
+ * batch does not fit an entry. */
+static inline int gs_sqe_refill(gs_sqe_t *e, uint32_t spanclass, const uint32_t *back, uint32_t nback, uint32_t want)
+{
+    if (nback > GS_RING_MAX_BATCH || want > GS_RING_MAX_BATCH) return -EINVAL;
+    memset(e, 0, sizeof *e);
+    e->op = GS_OP_REFILL;
+    e->spanclass = spanclass;
+    e->want = (uint8_t)want;
+    e->nback = (uint8_t)nback;
+    memcpy(e->back, back, nback * sizeof *back);
+    return 0;
+}
+
+/* A client's LARGE_ALLOC entry. */
+static inline void gs_sqe_large(gs_sqe_t *e, uint64_t npages)
+{
+    memset(e, 0, sizeof *e);
+    e->op = GS_OP_LARGE_ALLOC;
+    e->npages = npages;
+}
 
 #endif /* GOSHM_RING_H */

@@ -23,8 +23,9 @@
 #include <string.h>    /* strncmp */
 #include <sys/stat.h>  /* stat */
 #include <sys/wait.h>  /* waitpid */
-#include <time.h>      /* clock_gettime */
 #include <unistd.h>    /* fork */
+
+#include "clock.h"     /* gs_now_ns */
 
 typedef struct fz_main_opts {
     unsigned long long runs, seed;
@@ -119,12 +120,7 @@ static int fz_write_file(const char *path, const uint8_t *data, size_t len)
     return fclose(fp) == 0 && w == len ? 0 : -1;
 }
 
-static double fz_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+static double fz_now(void) { return (double)gs_now_ns() * 1e-9; }
 
 /* Does the input fail (check failure, crash, sanitizer report)? In a child. */
 static int fz_fails_forked(fz_run_fn run, const uint8_t *data, size_t len)

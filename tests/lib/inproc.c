@@ -48,9 +48,9 @@ static int32_t roundtrip(local_seam_t *s, gs_sqe_t *e, gs_cqe_t *c)
 static int l_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, uint32_t want, uint32_t *sids)
 {
     local_seam_t *s = p;
-    if (nback > GS_RING_MAX_BATCH || want > GS_RING_MAX_BATCH) return -EINVAL;
-    gs_sqe_t e = {.op = GS_OP_REFILL, .spanclass = sc, .want = (uint8_t)want, .nback = (uint8_t)nback};
-    memcpy(e.back, back, nback * sizeof *back);
+    gs_sqe_t e;
+    int erc = gs_sqe_refill(&e, sc, back, nback, want);
+    if (erc) return erc;
     gs_cqe_t c;
     pthread_mutex_lock(&s->mu);
     int rc = roundtrip(s, &e, &c);
@@ -62,7 +62,8 @@ static int l_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, 
 static int l_large(void *p, uint64_t npages, uint32_t *sid)
 {
     local_seam_t *s = p;
-    gs_sqe_t e = {.op = GS_OP_LARGE_ALLOC, .npages = npages};
+    gs_sqe_t e;
+    gs_sqe_large(&e, npages);
     gs_cqe_t c;
     pthread_mutex_lock(&s->mu);
     int rc = roundtrip(s, &e, &c);
