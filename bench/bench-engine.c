@@ -43,8 +43,8 @@
 #include <mimalloc.h>
 #endif
 
-/* <malloc.h> would find the engine's shm/malloc.h first on the include path;
- * glibc, jemalloc, tcmalloc and mimalloc all provide this one. */
+/* Declared here rather than through <malloc.h>: glibc, jemalloc, tcmalloc and
+ * mimalloc all provide this one. */
 extern size_t malloc_usable_size(void *p);
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))

@@ -38,6 +38,33 @@
  *   daemon heap  the mheap's free-run bins, per-page states, mcentral lists:
  *                private memory of the process that owns the heap.
  *
+ * Processes, threads and the ring
+ * -------------------------------
+ *   goshmd      one process. Its main thread runs the libevent loop: the
+ *               control plane (daemon/listen.c, daemon/ctl.c: Attach,
+ *               Detach, Stats over a SOCK_SEQPACKET socket) and a 100 ms
+ *               housekeeping tick (notices, background sweep, scavenger).
+ *               The data-plane thread (daemon/dataplane.c) polls every
+ *               attached client's ring while there is work and sleeps on
+ *               their doorbells (io_uring, or epoll) when idle. One lock,
+ *               the heap lock, serialises every call into the heap side.
+ *   a client    any process linking libgoshm, any number of threads. Each
+ *               thread allocates from its own mcache without a lock or a
+ *               system call; frees are atomic ORs in shared memory. Only a
+ *               refill or a large allocation goes to the daemon.
+ *   the ring    one per client slot, in the data memfd (shm/ring.h): the
+ *               client writes an entry (REFILL, RELEASE, LARGE_ALLOC,
+ *               NOTICE), publishes the tail, rings the doorbell only if
+ *               the daemon asked for it, and spins, then sleeps on a futex
+ *               (client/ring.c). The data plane drains the notice stack
+ *               once per pass, then serves each ring through the serve unit
+ *               (daemon/serve.c: decode, validate, call the heap, answer);
+ *               the in-process seam of the engine tests (tests/lib/inproc.c)
+ *               and the ring fuzzer call the same unit. A client that dies
+ *               is noticed by its control connection closing: the daemon
+ *               frees the large objects it never read and reclaims its slot
+ *               (daemon/slot.c).
+ *
  * Allocating a small object (client/malloc.c)
  * -------------------------------------------
  *   1. Round the size up to a size class (gs_size_to_class, tables generated

@@ -1,6 +1,6 @@
 /* sockpath.h: the default control socket path, one rule for every program.
  *
- * Overview: shm/overview.h. The contract (DESIGN.md): /run/goshm/goshmd.sock for
+ * Overview: shm/overview.h. The project's design contract: /run/goshm/goshmd.sock for
  * root, else $XDG_RUNTIME_DIR/goshm/goshmd.sock, else /tmp/goshm-$UID/goshmd.sock.
  */
 #ifndef GOSHM_SOCKPATH_H

@@ -11,7 +11,7 @@
  *
  *   goshm-demo [--socket PATH] [--messages N]
  *
- * Overview of the allocator: shm/malloc.h.
+ * Overview of the allocator: shm/overview.h.
  */
 #define _GNU_SOURCE
 #include <errno.h>
