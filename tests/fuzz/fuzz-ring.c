@@ -534,7 +534,9 @@ static void serve_one(fz_t *f, fz_client_t *cl, const gs_sqe_t *e, bool client_r
     uint32_t cq_tail = cl->srv.cq_tail;
     memcpy(&r->sq[cl->sq_tail % GS_RING_ENTRIES], e, sizeof *e);
     gs_store_release(&r->xsq_tail, cl->sq_tail + 1u);
-    gs_heap_drain_notices(h); /* the pass's one drain, as in the data plane */
+    /* No drain here: the data plane drains once per pass, before it serves;
+     * what client_act pushed stands for notices that arrived since. The
+     * entry's FZ_DRAIN bit and background sweeps drain. */
     uint64_t bad0 = h->bad_requests;
     gs_serve_ring(h, (uint32_t)cl->slot, &cl->srv, NULL);
     if (cl->srv.cq_tail == cq_tail) { /* the client is not reading its completions */
