@@ -31,24 +31,27 @@
 
 enum { REQ_NONE = 0, REQ_ADD, REQ_REMOVE };
 
+/* Who touches what: [thread] only the data-plane thread (add and remove
+ * reach it as requests); [immutable] set before the thread starts;
+ * [heap lock] what srv's calls into the heap need. */
 typedef struct dp_slot {
-    bool active;
-    gs_serve_slot_t srv;
+    bool active;              /* [thread] */
+    gs_serve_slot_t srv;      /* [thread]; its heap calls under the heap lock */
 } dp_slot_t;
 
 struct gs_dataplane {
-    gs_heap_t *heap;
-    pthread_mutex_t *heap_lock;
-    gs_dataplane_config_t cfg;
-    gs_waiter_t *w;
-    int ctl_fd;
+    gs_heap_t *heap;            /* [immutable] called under *heap_lock */
+    pthread_mutex_t *heap_lock; /* [immutable] the heap lock (daemon/main.c) */
+    gs_dataplane_config_t cfg;  /* [immutable] */
+    gs_waiter_t *w;             /* [thread] after start */
+    int ctl_fd;                 /* [immutable] eventfd: wakes the thread */
     pthread_t thread;
-    _Atomic int stop;
-    uint32_t max_slots;
-    dp_slot_t *slots;
-    _Atomic uint64_t bad_entries;
+    _Atomic int stop;           /* release by gs_dp_stop, acquire by the thread */
+    uint32_t max_slots;         /* [immutable] */
+    dp_slot_t *slots;           /* [thread] */
+    _Atomic uint64_t bad_entries; /* relaxed: a statistic */
 
-    /* One add/remove request at a time from the control plane. */
+    /* One add/remove request at a time from the control plane, under mu. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     _Atomic int req_pending;

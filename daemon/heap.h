@@ -55,7 +55,9 @@ uint32_t gs_heap_slot_cached_spans(gs_heap_t *h, uint32_t slot);
 void gs_heap_slot_counts(gs_heap_t *h, uint32_t slot, uint64_t *allocs, uint64_t *frees, uint64_t *large_allocs,
                          uint64_t *large_frees);
 
-/* The seam's requests. Each returns 0 or -errno. */
+/* The requests daemon/serve.c decodes from ring entries (gs_heap_refill:
+ * one span, for tests). Each returns 0 or -errno. None drains the notice
+ * stack: the caller drains once per serve pass. */
 int gs_heap_refill(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t *sid);
 int gs_heap_release(gs_heap_t *h, uint32_t slot, uint32_t sid);
 /* Hand back back[0..nback), then get up to `want` spans into sids[]: the

@@ -1,10 +1,10 @@
-/* largealloc.c: large objects: one span each, allocated and abandoned (Go's mheap.allocLarge path).
+/* largealloc.c: large objects: one span each (Go's mheap.allocLarge path).
  *
  * Overview: shm/overview.h. A large object is a span of its own, state
  * GS_SPAN_LARGE, with one allocated slot. Its owner frees it like any object
  * (the freed bit, then a notice); daemon/sweep.c gives the span back. An
- * object whose allocation its client never read (it died first) is abandoned
- * by the serve unit's memo (daemon/serve.c).
+ * object whose allocation its client never read (it died first) is
+ * abandoned with its slot (daemon/slot.c).
  */
 #include "heap_internal.h"
 
@@ -20,17 +20,5 @@ int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *
     gs_span(h, sid)->list = GS_LIST_LARGE;
     h->large_allocs++;
     *out = sid;
-    return 0;
-}
-
-int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid)
-{
-    if (sid == 0 || sid >= h->span_bump || gs_span(h, sid)->state != GS_SPAN_LARGE) return gs_heap_bad(h);
-    gs_mspan_t *s = gs_span(h, sid);
-    /* As if freed: if some process did free it meanwhile, the bit is set
-     * already and this changes nothing. */
-    gs_fetch_or_seqcst(&gs_side_freed(gs_side_of(h, s), s->awords)[0], UINT64_C(1));
-    gs_sweep_large(h, sid);
-    (void)slot;
     return 0;
 }

@@ -1,12 +1,13 @@
-/* slot.c: client slots: claim, reclaim, and what a slot reports (the life of a slot on the heap side).
+/* slot.c: client slots: claim, abandon, reclaim, and what a slot reports (the life of a slot on the heap side).
  *
  * Overview: shm/overview.h; the slot's shared record: shm/segment.h
  * (gs_slot_t). A client claims a slot when it attaches; the slot owns the
  * spans its mcaches cache. Reclaim, when the client detaches or dies, takes
  * every cached span back with the freeindex the client published, so the
- * slots it had not handed out become free again. The slot's ring is served
- * by daemon/serve.c, whose gs_serve_slot_close abandons the large objects a
- * dead client never read before the slot is reclaimed here.
+ * slots it had not handed out become free again. Before that, the large
+ * objects a dead client never read are abandoned: the serve unit, which
+ * remembers which completions carried one (daemon/serve.c,
+ * gs_serve_slot_close), names them to gs_heap_large_abandon.
  */
 #include "heap_internal.h"
 
@@ -36,6 +37,19 @@ int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
 bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot)
 {
     return slot < h->cfg.max_slots && h->slots[slot].in_use;
+}
+
+/* A large object whose allocation the client never read: free it. */
+int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid)
+{
+    if (sid == 0 || sid >= h->span_bump || gs_span(h, sid)->state != GS_SPAN_LARGE) return gs_heap_bad(h);
+    gs_mspan_t *s = gs_span(h, sid);
+    /* As if freed: if some process did free it meanwhile, the bit is set
+     * already and this changes nothing. */
+    gs_fetch_or_seqcst(&gs_side_freed(gs_side_of(h, s), s->awords)[0], UINT64_C(1));
+    gs_sweep_large(h, sid);
+    (void)slot;
+    return 0;
 }
 
 int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
