@@ -80,8 +80,15 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* ---- control socket ----------------------------------------------------- */
 
+/* Connect to the daemon, but only to one we trust (shm/sockpath.h): the
+ * socket's directory first, the listener's credentials once connected.
+ * Nothing is sent before both checks passed. */
 static int ctl_connect(const char *path)
 {
+    char why[256];
+    int rc = gs_socket_check_path(path, why, sizeof why);
+    if (rc == -EACCES) gs_printf("goshm: not attaching to %s: %s\n", path, why);
+    if (rc) return rc;
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -95,6 +102,12 @@ static int ctl_connect(const char *path)
         int e = errno;
         close(fd);
         return -e;
+    }
+    rc = gs_socket_check_peer(fd, why, sizeof why);
+    if (rc) {
+        if (rc == -EACCES) gs_printf("goshm: not attaching to %s: %s\n", path, why);
+        close(fd);
+        return rc;
     }
     return fd;
 }
