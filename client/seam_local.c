@@ -29,11 +29,11 @@ static int l_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, 
     return rc;
 }
 
-static int l_large(void *p, uint64_t npages, uint32_t *sid)
+static int l_large(void *p, uint64_t npages, uint32_t align_shift, uint32_t *sid)
 {
     local_seam_t *s = p;
     pthread_mutex_lock(&s->mu);
-    int rc = gs_heap_large_alloc(s->heap, s->slot, npages, sid);
+    int rc = gs_heap_large_alloc_aligned(s->heap, s->slot, npages, align_shift, sid);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

@@ -311,9 +311,9 @@ static int s_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, 
     return c.result;
 }
 
-static int s_large(void *p, uint64_t npages, uint32_t *sid)
+static int s_large(void *p, uint64_t npages, uint32_t align_shift, uint32_t *sid)
 {
-    gs_sqe_t e = {.op = GS_OP_LARGE_ALLOC, .npages = npages};
+    gs_sqe_t e = {.op = GS_OP_LARGE_ALLOC, .npages = npages, .want = (uint8_t)align_shift};
     gs_cqe_t c;
     int rc = roundtrip(p, &e, 1, &c);
     if (rc) return rc;

@@ -110,10 +110,10 @@ static int span_init(gs_heap_t *h, uint32_t sid, uint32_t spanclass, bool large)
     return 0;
 }
 
-static int new_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, bool large, uint32_t *out)
+static int new_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, uint64_t align, bool large, uint32_t *out)
 {
     uint32_t sid;
-    int rc = gs_mheap_alloc(h, npages, &sid);
+    int rc = gs_mheap_alloc_aligned(h, npages, align, &sid);
     if (rc) return rc;
     rc = span_init(h, sid, spanclass, large);
     if (rc) {
@@ -158,7 +158,7 @@ int gs_heap_refill(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t *ou
         gs_list_push(h, &c->full, cand, GS_LIST_FULL);
     }
     if (!sid) {
-        int rc = new_span(h, spanclass, gs_class_npages[sizeclass], false, &sid);
+        int rc = new_span(h, spanclass, gs_class_npages[sizeclass], 1, false, &sid);
         if (rc) return rc;
     }
     gs_mspan_t *s = gs_span(h, sid);
@@ -222,11 +222,16 @@ int gs_heap_refill_batch(gs_heap_t *h, uint32_t slot, uint32_t spanclass, const 
 
 int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *out)
 {
-    if (!slot_ok(h, slot)) return bad(h);
+    return gs_heap_large_alloc_aligned(h, slot, npages, 0, out);
+}
+
+int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t *out)
+{
+    if (!slot_ok(h, slot) || align_shift > GS_LARGE_MAX_ALIGN_SHIFT) return bad(h);
     if (npages == 0 || npages > h->max_pages) return -ENOMEM;
     gs_heap_drain_notices(h);
     uint32_t sid;
-    int rc = new_span(h, 0, npages, true, &sid);
+    int rc = new_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
     if (rc) return rc;
     gs_span(h, sid)->list = GS_LIST_LARGE;
     h->large_allocs++;
@@ -360,7 +365,7 @@ int32_t gs_heap_serve_entry(gs_heap_t *h, uint32_t slot, const gs_sqe_t *e, gs_c
         if (e->want > GS_RING_MAX_BATCH || e->nback > GS_RING_MAX_BATCH) return -EINVAL;
         return gs_heap_refill_batch(h, slot, e->spanclass, e->back, e->nback, e->want, c->sids);
     case GS_OP_RELEASE: return gs_heap_release(h, slot, e->sid);
-    case GS_OP_LARGE_ALLOC: return gs_heap_large_alloc(h, slot, e->npages, &c->sid);
+    case GS_OP_LARGE_ALLOC: return gs_heap_large_alloc_aligned(h, slot, e->npages, e->want, &c->sid);
     case GS_OP_NOTICE:
         if (e->sid) return gs_heap_notice(h, e->sid);
         gs_heap_drain_notices(h);

@@ -64,6 +64,9 @@ GOSHM_API void *goshm_aligned_alloc(goshm_t *h, size_t alignment, size_t size) G
  * that is not a live object is reported on stderr and aborts the process
  * (GOSHM_DEBUG=badfree=warn: report and continue). */
 GOSHM_API void goshm_free(goshm_t *h, void *p);
+/* The usable size of the live object p (at least what was asked for); 0 for
+ * NULL, and 0 with errno EINVAL for a pointer that is not a live object of
+ * this heap (freed, interior, foreign). */
 GOSHM_API size_t goshm_usable_size(goshm_t *h, const void *p);
 
 GOSHM_API goshm_off_t goshm_off(goshm_t *h, const void *p);   /* pointer -> offset */
