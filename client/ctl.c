@@ -14,13 +14,27 @@
 #include <unistd.h> /* close, getpid */
 
 #include "ctlclient.h"
+#include "sockpath.h" /* gs_socket_check_path, gs_socket_check_peer */
 
 /* Attach over a fresh connection: fills seam->sock, doorbell; returns the
  * reply's slot and the data/meta descriptors. */
 int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uint64_t *data_size)
 {
-    int fd = gs_ctl_connect(s->path);
+    /* Only to a daemon we trust (shm/sockpath.h): the socket's directory
+     * first, the listener's credentials once connected. Nothing is sent
+     * before both checks passed. */
+    char why[256];
+    int fd = gs_socket_check_path(s->path, why, sizeof why);
+    if (fd == -EACCES) gs_printf("goshm: not attaching to %s: %s\n", s->path, why);
     if (fd < 0) return fd;
+    fd = gs_ctl_connect(s->path);
+    if (fd < 0) return fd;
+    int trc = gs_socket_check_peer(fd, why, sizeof why);
+    if (trc) {
+        if (trc == -EACCES) gs_printf("goshm: not attaching to %s: %s\n", s->path, why);
+        close(fd);
+        return trc;
+    }
     Goshm__Attach at = GOSHM__ATTACH__INIT;
     at.abi_version = GS_ABI_VERSION;
     at.pid = (uint32_t)getpid();

@@ -67,9 +67,21 @@ void gs_notice_push(struct goshm *h, uint32_t sid)
     /* No wakeup: the heap side drains the stack before every refill. */
 }
 
-static void bad_free(const char *why, const gs_lookup_t *l)
+/* The byte size of the objects of l's span, as far as the lookup got (0:
+ * not known). Reads only the read-only span record. */
+static uint64_t object_size(const gs_lookup_t *l)
 {
-    gs_report_bad_free(why, l->off, l->sid, l->span ? gs_spanclass_sizeclass(l->span->spanclass) : 0);
+    const gs_mspan_t *m = l->span;
+    if (!m) return 0;
+    if (m->state == GS_SPAN_LARGE) return m->npages64 << GS_PAGE_SHIFT;
+    if (m->state != GS_SPAN_SMALL) return 0;
+    if (gs_spanclass_tiny(m->spanclass)) return GS_TINY_HALF;
+    return m->elemsize;
+}
+
+void gs_bad_free(const char *why, const void *p, const gs_lookup_t *l)
+{
+    gs_report_bad_free(why, p, l->off, l->sid, object_size(l));
 }
 
 void goshm_free(goshm_t *h, void *p)
@@ -82,7 +94,7 @@ void goshm_free(goshm_t *h, void *p)
     gs_lookup_t l;
     const char *why = lookup(h, p, &l);
     if (gs_unlikely(why != NULL)) {
-        bad_free(why, &l);
+        gs_bad_free(why, p, &l);
         return;
     }
     const gs_mspan_t *m = l.span;
@@ -95,7 +107,7 @@ void goshm_free(goshm_t *h, void *p)
         uint64_t old = gs_fetch_and_seqcst(&freed[l.idx / 64u], ~bit);
         if (!(old & bit)) {
             /* Not live: nothing was changed, the record is as it was. */
-            bad_free("double free (tiny object not live)", &l);
+            gs_bad_free("double free (tiny object not live)", p, &l);
             return;
         }
         uint64_t partner = UINT64_C(1) << ((l.idx ^ 1u) % 64u);
@@ -111,17 +123,17 @@ void goshm_free(goshm_t *h, void *p)
     if (!(gs_load_relaxed(&alloc[w]) & bit)) {
         uint32_t fi = gs_load_acquire(&side->xfreeindex);
         if (l.idx >= fi && !(gs_load_relaxed(&alloc[w]) & bit)) {
-            bad_free("double free (slot not allocated)", &l);
+            gs_bad_free("double free (slot not allocated)", p, &l);
             return;
         }
     }
     /* After the OR the object is gone: the heap side may sweep the span,
      * give it back and reuse its record. Read the record before. */
     bool large = m->state == GS_SPAN_LARGE;
-    uint32_t sizeclass = gs_spanclass_sizeclass(m->spanclass);
+    uint64_t objsize = object_size(&l);
     uint64_t old = gs_fetch_or_seqcst(&freed[w], bit);
     if (old & bit) {
-        gs_report_bad_free("double free", l.off, l.sid, sizeclass);
+        gs_report_bad_free("double free", p, l.off, l.sid, objsize);
         return;
     }
     if (large) gs_fetch_add_relaxed(&h->slotp->xlarge_frees, 1);
@@ -130,11 +142,38 @@ void goshm_free(goshm_t *h, void *p)
     if (gs_mspan_owner(m) == 0) gs_notice_push(h, l.sid);
 }
 
+/* Is the object l found live? The same tests as goshm_free makes, without
+ * changing anything: a tiny half's bit in the freed words is set while it
+ * is live; a slot is allocated when allocBits or the owner's freeindex says
+ * so, and live when its freed bit is clear. */
+static bool is_live(const gs_lookup_t *l)
+{
+    const gs_mspan_t *m = l->span;
+    gs_side_t *side = l->side;
+    _Atomic uint64_t *alloc = gs_side_alloc(side);
+    _Atomic uint64_t *freed = gs_side_freed(side, m->awords);
+    uint32_t w = l->idx / 64u;
+    uint64_t bit = UINT64_C(1) << (l->idx % 64u);
+    if (gs_spanclass_tiny(m->spanclass)) return (gs_load_acquire(&freed[w]) & bit) != 0;
+    if (!(gs_load_relaxed(&alloc[w]) & bit)) {
+        uint32_t fi = gs_load_acquire(&side->xfreeindex);
+        if (l->idx >= fi && !(gs_load_relaxed(&alloc[w]) & bit)) return false;
+    }
+    return (gs_load_acquire(&freed[w]) & bit) == 0;
+}
+
 size_t goshm_usable_size(goshm_t *h, const void *p)
 {
     if (!p) return 0;
     gs_lookup_t l;
-    if (gs_lookup(h, p, &l) != NULL) return 0;
+    const char *why = gs_lookup(h, p, &l);
+    if (!why && !is_live(&l)) why = "not a live object (freed?)";
+    if (why) {
+        /* Not an object of ours: no size to give; EINVAL like a bad free,
+         * but not reported (asking is not freeing). */
+        errno = EINVAL;
+        return 0;
+    }
     if (l.span->state == GS_SPAN_LARGE) return (size_t)(l.span->npages64 << GS_PAGE_SHIFT);
     if (gs_spanclass_tiny(l.span->spanclass)) return GS_TINY_HALF;
     return l.span->elemsize;

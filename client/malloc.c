@@ -10,7 +10,9 @@
 #include <errno.h>  /* errno */
 #include <string.h> /* memset, memcpy */
 
-static void *large_alloc(goshm_t *h, size_t size, bool *zero)
+/* A large object of `size` bytes starting on a multiple of 2^align_shift
+ * pages (the data mapping is arena aligned, so that is its address too). */
+static void *large_alloc(goshm_t *h, size_t size, uint32_t align_shift, bool *zero)
 {
     uint64_t npages = ((uint64_t)size + GS_PAGE_SIZE - 1u) >> GS_PAGE_SHIFT;
     if (size > (SIZE_MAX >> 1) || npages > h->hdr->max_pages) {
@@ -18,7 +20,7 @@ static void *large_alloc(goshm_t *h, size_t size, bool *zero)
         return NULL;
     }
     uint32_t sid;
-    int rc = h->ops->large_alloc(h->seam, npages, &sid);
+    int rc = h->ops->large_alloc(h->seam, npages, align_shift, &sid);
     if (rc) {
         errno = -rc;
         return NULL;
@@ -50,7 +52,7 @@ static inline void *alloc_impl(goshm_t *h, size_t size, bool *zero)
         return p;
     }
     if (size == 0) return alloc_impl(h, 1, zero); /* a unique, freeable pointer */
-    return large_alloc(h, size, zero);
+    return large_alloc(h, size, 0, zero);
 }
 
 void *goshm_malloc(goshm_t *h, size_t size)
@@ -82,11 +84,16 @@ void *goshm_realloc(goshm_t *h, void *p, size_t size)
     gs_lookup_t l;
     const char *why = gs_lookup(h, p, &l);
     if (why) {
-        gs_report_bad_free(why, l.off, l.sid, l.span ? gs_spanclass_sizeclass(l.span->spanclass) : 0);
+        gs_bad_free(why, p, &l);
         errno = EINVAL;
         return NULL;
     }
     size_t have = goshm_usable_size(h, p);
+    if (have == 0) { /* found, but not live: realloc of a freed object */
+        gs_bad_free("realloc of an object that is not live", p, &l);
+        errno = EINVAL;
+        return NULL;
+    }
     /* Keep the block when it fits and is not more than twice too large. */
     if (size <= have && size >= have / 2u) return p;
     void *q = goshm_malloc(h, size);
@@ -98,20 +105,28 @@ void *goshm_realloc(goshm_t *h, void *p, size_t size)
 
 void *goshm_aligned_alloc(goshm_t *h, size_t alignment, size_t size)
 {
-    if (alignment == 0 || (alignment & (alignment - 1u)) != 0 || alignment > GS_PAGE_SIZE) {
+    /* Any power of two up to an arena (64 MiB): the data mapping is arena
+     * aligned in every process (shm/mapping.c), so an offset's alignment is
+     * the address's. */
+    if (alignment == 0 || (alignment & (alignment - 1u)) != 0 ||
+        alignment > ((size_t)GS_PAGE_SIZE << GS_LARGE_MAX_ALIGN_SHIFT)) {
         errno = EINVAL;
         return NULL;
     }
     if (alignment <= 16u) return goshm_malloc(h, size < alignment ? alignment : size);
     size_t need = size < alignment ? alignment : size;
-    if (need <= GS_MAX_SMALL_SIZE) {
+    if (alignment <= GS_PAGE_SIZE && need <= GS_MAX_SMALL_SIZE) {
         /* Spans start on heap pages (8 KiB), so a class whose size is a
          * multiple of the alignment yields only aligned slots. */
         for (uint32_t c = gs_size_to_class(need); c < GS_NUM_SIZE_CLASSES; c++)
             if (gs_class_size[c] % alignment == 0) return goshm_malloc(h, gs_class_size[c]);
     }
-    /* Large objects are page aligned. */
-    return goshm_malloc(h, need > GS_MAX_SMALL_SIZE ? need : GS_MAX_SMALL_SIZE + 1u);
+    /* A large object, its span started on an aligned page by the page heap:
+     * the pointer is the span's start, so goshm_free takes it as it is. */
+    uint32_t shift = 0;
+    while (((size_t)GS_PAGE_SIZE << shift) < alignment) shift++;
+    bool zero;
+    return large_alloc(h, size > GS_MAX_SMALL_SIZE ? size : GS_MAX_SMALL_SIZE + 1u, shift, &zero);
 }
 
 goshm_off_t goshm_off(goshm_t *h, const void *p)

@@ -119,10 +119,10 @@ static int s_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, 
     return c.result;
 }
 
-static int s_large(void *p, uint64_t npages, uint32_t *sid)
+static int s_large(void *p, uint64_t npages, uint32_t align_shift, uint32_t *sid)
 {
     gs_sqe_t e;
-    gs_sqe_large(&e, npages);
+    gs_sqe_large(&e, npages, align_shift);
     gs_cqe_t c;
     int rc = roundtrip(p, &e, 1, &c);
     if (rc) return rc;

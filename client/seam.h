@@ -24,8 +24,9 @@ typedef struct gs_seam_ops {
      * way. Returns the number got (0 only when want is 0), or -errno. */
     int (*refill)(void *seam, uint32_t spanclass, const uint32_t *back, uint32_t nback, uint32_t want,
                   uint32_t *sids);
-    /* A span of npages for one large object. 0 or -errno. */
-    int (*large_alloc)(void *seam, uint64_t npages, uint32_t *sid);
+    /* A span of npages for one large object, starting on a multiple of
+     * 2^align_shift pages (0..GS_LARGE_MAX_ALIGN_SHIFT). 0 or -errno. */
+    int (*large_alloc)(void *seam, uint64_t npages, uint32_t align_shift, uint32_t *sid);
     /* Close the seam: the heap side reclaims the slot. */
     int (*close)(void *seam);
 } gs_seam_ops_t;

@@ -10,10 +10,13 @@
 
 #include <ctype.h>    /* isspace */
 #include <errno.h>    /* errno */
+#include <grp.h>      /* getgrnam_r */
+#include <pwd.h>      /* getpwnam_r */
 #include <stdio.h>    /* FILE, getline, snprintf */
-#include <stdlib.h>   /* strtoull, free */
+#include <stdlib.h>   /* strtoull, free, getenv */
 #include <string.h>   /* strcmp, strchr, strerror */
-#include <unistd.h>   /* geteuid, getuid */
+#include <sys/stat.h> /* fstat */
+#include <unistd.h>   /* geteuid, getuid, sysconf */
 
 #include "segment.h" /* GS_MAX_SLOTS */
 #include "log.h"            /* gs_log_parse_level */
@@ -21,6 +24,8 @@
 #ifndef GOSHM_VERSION
 #define GOSHM_VERSION "unknown"
 #endif
+
+_Static_assert(GS_MIN_HEAP_SIZE == GS_ARENA_SIZE, "the smallest heap is one arena");
 
 void gs_config_init(gs_config_t *cfg)
 {
@@ -101,8 +106,45 @@ static int idlist_push(gs_idlist_t *l, uint32_t id)
     return 0;
 }
 
-/* "1000,1001" -> appended; a later source replaces an earlier one's list. */
-static int parse_idlist(gs_idlist_t *l, const char *s, int source, const char *what, char *err, size_t errlen)
+/* A user (want_group false) or group name -> its id. 0, or -1 with err set:
+ * an unknown name, or a lookup that failed (NSS down, out of memory). */
+static int lookup_name(const char *name, bool want_group, const char *what, uint32_t *id, char *err, size_t errlen)
+{
+    long hint = sysconf(want_group ? _SC_GETGR_R_SIZE_MAX : _SC_GETPW_R_SIZE_MAX);
+    size_t cap = hint > 0 ? (size_t)hint : 1024;
+    for (;;) {
+        char *buf = malloc(cap);
+        if (!buf) { snprintf(err, errlen, "out of memory"); return -1; }
+        int rc;
+        bool found;
+        if (want_group) {
+            struct group g, *res = NULL;
+            rc = getgrnam_r(name, &g, buf, cap, &res);
+            found = rc == 0 && res;
+            if (found) *id = (uint32_t)g.gr_gid;
+        } else {
+            struct passwd pw, *res = NULL;
+            rc = getpwnam_r(name, &pw, buf, cap, &res);
+            found = rc == 0 && res;
+            if (found) *id = (uint32_t)pw.pw_uid;
+        }
+        free(buf);
+        if (rc == ERANGE && cap < (1u << 20)) { cap *= 2; continue; }
+        if (found && *id != UINT32_MAX) return 0;
+        if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM)
+            snprintf(err, errlen, "%s: unknown %s '%s' (want a %s name or a number)", what,
+                     want_group ? "group" : "user", name, want_group ? "group" : "user");
+        else
+            snprintf(err, errlen, "%s: cannot look up %s '%s': %s", what, want_group ? "group" : "user", name,
+                     strerror(rc));
+        return -1;
+    }
+}
+
+/* "1000,alice" -> appended; a later source replaces an earlier one's list.
+ * A token that starts with a digit is a number; anything else is a name. */
+static int parse_idlist(gs_idlist_t *l, const char *s, int source, const char *what, bool groups, char *err,
+                        size_t errlen)
 {
     if (l->source != source) {
         l->n = 0;
@@ -114,10 +156,18 @@ static int parse_idlist(gs_idlist_t *l, const char *s, int source, const char *w
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char *tok = strndup(p, len);
         if (!tok) { snprintf(err, errlen, "out of memory"); return -1; }
-        uint32_t id;
-        /* (uid_t)-1 means "no change" to the kernel: never a valid id. */
-        int bad = gs_parse_u32(tok, 0, UINT32_MAX - 1, &id);
-        if (bad) snprintf(err, errlen, "%s: bad id '%s' in '%s' (want numbers: 1000,1001)", what, tok, s);
+        uint32_t id = 0;
+        int bad;
+        if (*tok >= '0' && *tok <= '9') {
+            /* (uid_t)-1 means "no change" to the kernel: never a valid id. */
+            bad = gs_parse_u32(tok, 0, UINT32_MAX - 1, &id);
+            if (bad) snprintf(err, errlen, "%s: bad id '%s' in '%s' (want numbers or names: 1000,alice)", what, tok, s);
+        } else if (!*tok) {
+            bad = -1;
+            snprintf(err, errlen, "%s: empty entry in '%s' (want numbers or names: 1000,alice)", what, s);
+        } else {
+            bad = lookup_name(tok, groups, what, &id, err, errlen);
+        }
         free(tok);
         if (bad) return -1;
         if (idlist_push(l, id)) { snprintf(err, errlen, "out of memory"); return -1; }
@@ -142,11 +192,19 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
         return set_string(&cfg->socket, value, err, errlen);
     }
     if (strcmp(key, "size") == 0) {
-        if (gs_parse_size(value, &cfg->size) || cfg->size == 0) {
+        uint64_t v;
+        if (gs_parse_size(value, &v)) {
             snprintf(err, errlen, "size: bad value '%s' (want bytes with an optional K, M, G or T suffix, e.g. 16G)",
                      value);
             return -1;
         }
+        /* The limits are checked before rounding, so rounding cannot wrap. */
+        if (v < GS_MIN_HEAP_SIZE || v > GS_MAX_HEAP_SIZE) {
+            snprintf(err, errlen, "size: '%s' is out of range (want %lluM .. %lluT bytes)", value,
+                     (unsigned long long)(GS_MIN_HEAP_SIZE >> 20), (unsigned long long)(GS_MAX_HEAP_SIZE >> 40));
+            return -1;
+        }
+        cfg->size = (v + GS_ARENA_SIZE - 1) & ~(GS_ARENA_SIZE - 1); /* whole arenas */
         return 0;
     }
     if (strcmp(key, "max-clients") == 0) {
@@ -156,8 +214,8 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
         }
         return 0;
     }
-    if (strcmp(key, "allow-uid") == 0) return parse_idlist(&cfg->allow_uid, value, source, key, err, errlen);
-    if (strcmp(key, "allow-gid") == 0) return parse_idlist(&cfg->allow_gid, value, source, key, err, errlen);
+    if (strcmp(key, "allow-uid") == 0) return parse_idlist(&cfg->allow_uid, value, source, key, false, err, errlen);
+    if (strcmp(key, "allow-gid") == 0) return parse_idlist(&cfg->allow_gid, value, source, key, true, err, errlen);
     if (strcmp(key, "scavenge-delay") == 0) {
         /* Bounded so that the delay in nanoseconds fits comfortably. */
         if (gs_parse_u32(value, 0, 86400000u, &cfg->scavenge_delay_ms)) {
@@ -203,45 +261,108 @@ static char *trim(char *s)
     return s;
 }
 
+/* Cut the line at a '#' outside quotes. */
+static void strip_comment(char *s)
+{
+    char quote = 0;
+    for (; *s; s++) {
+        if (quote) {
+            if (*s == quote) quote = 0;
+        } else if (*s == '"' || *s == '\'') {
+            quote = *s;
+        } else if (*s == '#') {
+            *s = '\0';
+            return;
+        }
+    }
+}
+
+/* Remove one pair of matching quotes around a value. 0, or -1 if a quote
+ * is not matched. */
+static int unquote(char **value)
+{
+    char *v = *value;
+    size_t n = strlen(v);
+    bool starts = v[0] == '"' || v[0] == '\'';
+    bool ends = n > 0 && (v[n - 1] == '"' || v[n - 1] == '\'');
+    if (!starts && !ends) return 0;
+    if (!starts || !ends || n < 2 || v[0] != v[n - 1]) return -1;
+    v[n - 1] = '\0';
+    *value = v + 1;
+    return strchr(*value, v[0]) ? -1 : 0; /* a quote inside: "a"b" */
+}
+
 int gs_config_load_file(gs_config_t *cfg, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "re");
     if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
+        fclose(f);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)GS_CONFIG_MAX_BYTES) {
+        snprintf(err, errlen, "config file %s: %s", path,
+                 S_ISDIR(st.st_mode) ? "is a directory, not a file"
+                 : !S_ISREG(st.st_mode) ? "not a regular file"
+                                        : "too large for a config file (at most 1 MiB)");
+        fclose(f);
         return -1;
     }
     char *line = NULL;
     size_t cap = 0;
     unsigned lineno = 0;
     int rc = 0;
-    while (getline(&line, &cap, f) >= 0) {
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = '\0';
+        /* Text only: a NUL or another control byte means a binary file (or
+         * the wrong file), whose "lines" would be read as garbage options. */
+        for (ssize_t k = 0; k < len && rc == 0; k++) {
+            unsigned char c = (unsigned char)line[k];
+            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+                snprintf(err, errlen, "config file %s:%u: not a text file (control byte 0x%02x)", path, lineno, c);
+                rc = -1;
+            } else if (c == 0x7f) {
+                snprintf(err, errlen, "config file %s:%u: not a text file (byte 0x7f)", path, lineno);
+                rc = -1;
+            }
+        }
+        if (rc) break;
+        strip_comment(line);
         char *s = trim(line);
         if (!*s) continue;
         char *eq = strchr(s, '=');
         if (!eq) {
-            snprintf(err, errlen, "%s:%u: expected 'key = value', got '%s'", path, lineno, s);
+            snprintf(err, errlen, "config file %s:%u: expected 'name = value', got '%s'", path, lineno, s);
             rc = -1;
             break;
         }
         *eq = '\0';
         char *key = trim(s), *value = trim(eq + 1);
         if (strcmp(key, "config") == 0) {
-            snprintf(err, errlen, "%s:%u: 'config' cannot be set in a config file", path, lineno);
+            snprintf(err, errlen, "config file %s:%u: 'config' cannot be set in a config file", path, lineno);
+            rc = -1;
+            break;
+        }
+        if (unquote(&value)) {
+            snprintf(err, errlen, "config file %s:%u: %s: unmatched quote in %s", path, lineno, key, value);
             rc = -1;
             break;
         }
         char why[256];
         if (gs_config_set(cfg, key, value, GS_CFG_FROM_FILE, why, sizeof why)) {
-            snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
+            snprintf(err, errlen, "config file %s:%u: %s", path, lineno, why);
             rc = -1;
             break;
         }
     }
     if (rc == 0 && ferror(f)) {
-        snprintf(err, errlen, "%s: read error", path);
+        snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
         rc = -1;
     }
     free(line);
@@ -271,7 +392,10 @@ static const optdef_t *next_option(int argc, char **argv, int *i, const char **v
     const char *arg = argv[*i];
     if (arg[0] != '-' || arg[1] != '-' || arg[2] == '\0') {
         if (strcmp(arg, "-h") == 0) { *value = NULL; return &options[HELP_INDEX]; }
-        snprintf(err, errlen, "unexpected argument '%s'", arg);
+        if (arg[0] == '-' && arg[1] != '\0')
+            snprintf(err, errlen, "unknown option %s", arg);
+        else
+            snprintf(err, errlen, "unexpected argument '%s' (goshmd takes options only)", arg);
         return NULL;
     }
     const char *name = arg + 2;
@@ -296,7 +420,7 @@ static const optdef_t *next_option(int argc, char **argv, int *i, const char **v
         }
         return o;
     }
-    snprintf(err, errlen, "unknown option '%.*s'", (int)(len + 2), arg);
+    snprintf(err, errlen, "unknown option %.*s", (int)(len + 2), arg);
     return NULL;
 }
 
@@ -329,6 +453,10 @@ gs_config_action_t gs_config_parse(gs_config_t *cfg, int argc, char **argv, char
             return GS_CONFIG_ERROR;
         }
     }
+    /* Precedence: --socket, then the file, then $GOSHM_SOCKET (the clients'
+     * variable, so one setting serves both sides), then the default. */
+    const char *env = getenv("GOSHM_SOCKET");
+    if (!cfg->socket && env && *env && set_string(&cfg->socket, env, err, errlen)) return GS_CONFIG_ERROR;
     return GS_CONFIG_RUN;
 }
 
@@ -339,26 +467,32 @@ void gs_config_usage(const char *prog)
            "Runs in the foreground and logs to stderr.\n"
            "\n"
            "Options (also settable in a config file, see --config):\n"
-           "  --socket PATH        control socket (a Unix SOCK_SEQPACKET socket). Default:\n"
+           "  --socket PATH        control socket (a Unix SOCK_SEQPACKET socket). The first of:\n"
+           "                         --socket, 'socket' in the config file, $GOSHM_SOCKET\n"
+           "                         (the variable the clients read), the default:\n"
            "                         /run/goshm/" GS_SOCKET_NAME "                 when run as root,\n"
            "                         $XDG_RUNTIME_DIR/goshm/" GS_SOCKET_NAME "     if that is set,\n"
            "                         /tmp/goshm-$UID/" GS_SOCKET_NAME "            otherwise.\n"
            "                       Missing directories are created with mode 0700. A stale\n"
            "                       socket is replaced; a live daemon on it is an error.\n"
            "                       Under systemd socket activation the passed socket is used.\n"
-           "  --size BYTES         heap capacity; K, M, G, T suffixes (powers of 1024).\n"
-           "                       Default 16G. The reservation is sparse: it costs nothing\n"
-           "                       until objects are allocated, so a large value is cheap.\n"
-           "  --config FILE        read 'name = value' lines (the option names below without\n"
-           "                       '--'; '#' starts a comment). Command-line options win.\n"
+           "  --size BYTES         heap capacity in bytes; K, M, G, T suffixes are powers of\n"
+           "                       1024 (16G = 16GB = 16GiB). At least 64M, at most 64T;\n"
+           "                       rounded up to whole 64 MiB arenas. Default 16G. The\n"
+           "                       reservation is sparse: it costs nothing until objects\n"
+           "                       are allocated, so a large value is cheap.\n"
+           "  --config FILE        read settings from a text file (see Config file below).\n"
+           "                       Command-line options win over the file.\n"
            "  --max-clients N      client processes attached at once, 1..%u. Default %u.\n"
-           "  --allow-uid UID[,UID...]\n"
-           "                       also accept these users (the daemon's own user and root\n"
-           "                       are always accepted). Makes the socket 0666 and its new\n"
+           "  --allow-uid USER[,USER...]\n"
+           "                       also accept these users, by name or number (the daemon's\n"
+           "                       own user and root are always accepted). Makes the socket\n"
+           "                       0666 and its new\n"
            "                       directory 0711: the daemon checks every peer's credentials.\n"
-           "  --allow-gid GID[,GID...]\n"
-           "                       also accept peers whose group is one of these. Makes the\n"
-           "                       socket 0660 and its new directory 0750, group GID.\n"
+           "  --allow-gid GROUP[,GROUP...]\n"
+           "                       also accept peers whose group is one of these, by name or\n"
+           "                       number. Makes the socket 0660 and its new directory 0750,\n"
+           "                       owned by the first group.\n"
            "  --scavenge-delay MS  give idle memory back to the system after it has been free\n"
            "                       this long, in milliseconds. Default %u.\n"
            "  --spin-us US         the data plane polls this long after its last work before\n"
@@ -369,6 +503,19 @@ void gs_config_usage(const char *prog)
            "  --log-level LEVEL    error, warn, info or debug. Default info.\n"
            "  -h, --help           show this help and exit.\n"
            "  --version            show the version and exit.\n"
+           "\n"
+           "Config file: one 'name = value' per line, names as the options above without\n"
+           "'--' (force-epoll = yes|no). '#' starts a comment, blank lines are ignored, and a\n"
+           "value may be quoted with matching \"...\" or '...' (the quotes are removed; a '#'\n"
+           "inside them is kept). The file must be a regular text file of at most 1 MiB.\n"
+           "  # /etc/goshm/goshmd.conf\n"
+           "  socket = \"/run/goshm/goshmd.sock\"\n"
+           "  size = 64G\n"
+           "  allow-uid = alice,1001\n"
+           "\n"
+           "Exit status: 0 after a clean stop (or --help, --version), 1 if the daemon could\n"
+           "not start or failed, 2 for a bad option, value or config file (the message names\n"
+           "it). Every option is checked before anything starts.\n"
            "\n"
            "Signals: SIGTERM or SIGINT stop the daemon cleanly (clients' slots are reclaimed\n"
            "and the socket is removed). With NOTIFY_SOCKET set, readiness is reported to\n"

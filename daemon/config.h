@@ -15,6 +15,11 @@
 #include <sys/types.h> /* uid_t, gid_t */
 
 #define GS_DEFAULT_SIZE           (UINT64_C(16) << 30) /* 16 GiB, sparse */
+/* --size: bytes, at least one arena, at most what the heap can address;
+ * rounded up to whole 64 MiB arenas after the range check. */
+#define GS_MIN_HEAP_SIZE          (UINT64_C(64) << 20) /* one arena: GS_ARENA_SIZE */
+#define GS_MAX_HEAP_SIZE          (UINT64_C(1) << 46)  /* 64 TiB: daemon/heap.c's limit */
+#define GS_CONFIG_MAX_BYTES       (1u << 20)           /* a config file is text, at most 1 MiB */
 #define GS_DEFAULT_MAX_CLIENTS    64u
 #define GS_DEFAULT_SCAVENGE_MS    1000u
 /* Longer than waking a sleeping thread costs (measured ~100 us on a 2-vCPU
@@ -54,13 +59,19 @@ typedef enum gs_config_action {
 void gs_config_init(gs_config_t *cfg);
 void gs_config_free(gs_config_t *cfg);
 
-/* Parse argv (and the --config file it names) over the defaults. */
+/* Parse argv (and the --config file it names) over the defaults. The socket
+ * path is, first found: --socket, the file's socket, $GOSHM_SOCKET, the
+ * default (shm/sockpath.h). */
 gs_config_action_t gs_config_parse(gs_config_t *cfg, int argc, char **argv, char *err, size_t errlen);
 
 /* Set one option by its long name, as the config file spells it. */
 int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int source, char *err, size_t errlen);
 
-/* Read a config file: `key = value` lines, '#' comments, blank lines. */
+/* Read a config file: `key = value` lines, '#' comments, blank lines; a
+ * value may be quoted with matching "..." or '...' (the quotes are removed,
+ * '#' inside them is kept). A directory, a non-regular file, a file larger
+ * than GS_CONFIG_MAX_BYTES or one holding NUL or other control bytes is
+ * refused. */
 int gs_config_load_file(gs_config_t *cfg, const char *path, char *err, size_t errlen);
 
 /* Print --help to stdout. */

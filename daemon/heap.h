@@ -66,6 +66,9 @@ int gs_heap_release(gs_heap_t *h, uint32_t slot, uint32_t sid);
 int gs_heap_refill_batch(gs_heap_t *h, uint32_t slot, uint32_t spanclass, const uint32_t *back, uint32_t nback,
                          uint32_t want, uint32_t *sids);
 int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *sid);
+/* The same, the span starting on a multiple of 2^align_shift pages
+ * (0..GS_LARGE_MAX_ALIGN_SHIFT; above: -EINVAL, a bad request). */
+int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t *sid);
 /* A large object whose allocation the client never read (it died first):
  * free it. Returns 0 or -EINVAL. */
 int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);

@@ -125,11 +125,17 @@ void gs_sidefree(gs_heap_t *h, uint64_t off, uint32_t awords, uint32_t fwords);
 
 /* "mheap.c" */
 int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *sid);   /* sets .needzero */
+/* The same, starting on a heap page that is a multiple of `align` (a power
+ * of two; 1: any). */
+int gs_mheap_alloc_aligned(gs_heap_t *h, uint64_t npages, uint64_t align, uint32_t *sid);
 void gs_mheap_free(gs_heap_t *h, uint32_t sid);
 void gs_mheap_publish(gs_heap_t *h, uint32_t sid);                  /* page map -> sid */
 
 /* "mheap.c": spans carved from free runs, and given back. */
-int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, bool large, uint32_t *sid);
+/* A span of npages starting on a multiple of `align` pages, set up for
+ * spanclass (or as one large object) and published in the page map. */
+int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, uint64_t align, bool large,
+                        uint32_t *sid);
 void gs_mheap_free_span(gs_heap_t *h, uint32_t sid); /* side record too */
 
 /* "mcentral.c": span lists (Go's mSpanList) and the mcentrals. */

@@ -12,10 +12,15 @@
 
 int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *out)
 {
-    if (!gs_heap_slot_in_use(h, slot)) return gs_heap_bad(h);
+    return gs_heap_large_alloc_aligned(h, slot, npages, 0, out);
+}
+
+int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t *out)
+{
+    if (!gs_heap_slot_in_use(h, slot) || align_shift > GS_LARGE_MAX_ALIGN_SHIFT) return gs_heap_bad(h);
     if (npages == 0 || npages > h->max_pages) return -ENOMEM;
     uint32_t sid;
-    int rc = gs_mheap_alloc_span(h, 0, npages, true, &sid);
+    int rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
     if (rc) return rc;
     gs_span(h, sid)->list = GS_LIST_LARGE;
     h->large_allocs++;

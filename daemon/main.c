@@ -21,6 +21,7 @@
 #include <stdio.h>        /* fprintf, snprintf */
 #include <stdlib.h>       /* getenv */
 #include <string.h>       /* strlen, strerror */
+#include <sys/prctl.h>    /* prctl, PR_SET_DUMPABLE */
 #include <sys/socket.h>   /* socket, sendto */
 #include <sys/un.h>       /* sockaddr_un */
 #include <unistd.h>       /* close, getpid */
@@ -175,6 +176,12 @@ static int daemon_start(gs_daemon_t *d)
 int main(int argc, char **argv)
 {
     gs_daemon_t d = {0};
+    /* Not dumpable: processes of our own uid (clients, in the default setup)
+     * can then neither ptrace us nor open /proc/PID/mem to write the heap's
+     * private state, and no core file spills the heap. Before anything else,
+     * so no descriptor or mapping exists while we are still dumpable. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fprintf(stderr, "goshmd: warning: prctl(PR_SET_DUMPABLE, 0): %s\n", strerror(errno));
     signal(SIGPIPE, SIG_IGN);
     gs_config_init(&d.cfg);
     char err[512];

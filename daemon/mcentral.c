@@ -83,7 +83,7 @@ static int cache_span(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t 
         gs_list_push(h, &c->full, cand, GS_LIST_FULL);
     }
     if (!sid) {
-        int rc = gs_mheap_alloc_span(h, spanclass, gs_class_npages[gs_spanclass_sizeclass(spanclass)], false, &sid);
+        int rc = gs_mheap_alloc_span(h, spanclass, gs_class_npages[gs_spanclass_sizeclass(spanclass)], 1, false, &sid);
         if (rc) return rc;
     }
     gs_mspan_t *s = gs_span(h, sid);

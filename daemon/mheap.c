@@ -99,6 +99,20 @@ static uint32_t bin_find(gs_heap_t *h, uint64_t n)
     return sid ? sid : bin_find_in(h, 0, fl, sl);
 }
 
+/* The free run at the top of the grown heap if it holds n pages, or 0.
+ * bin_find rounds up to a sub-bin boundary, so it can miss a run that is
+ * large enough but sits in the bin of n itself: after grow() that is the run
+ * grow just made (top free pages + the new arenas), and without this check a
+ * request the heap can serve would fail, or grow the heap for nothing. */
+static uint32_t top_run(gs_heap_t *h, uint64_t n)
+{
+    if (h->heap_pages == 0) return 0;
+    uint32_t sid = gs_load_relaxed(&h->pagemap[h->heap_pages - 1u]);
+    if (!sid) return 0;
+    const gs_mspan_t *s = gs_span(h, sid);
+    return s->state == GS_SPAN_FREE && s->start + s->npages == h->heap_pages && s->npages >= n ? sid : 0;
+}
+
 /* ---- scavenge list: free runs with READY pages, oldest first ----------- */
 
 static void scav_append(gs_heap_t *h, uint32_t sid) { gs_spanlist_append(h->spans, &h->scav, sid, GS_LINK_SCAV); }
@@ -216,14 +230,23 @@ static uint64_t count_ready(const gs_heap_t *h, uint64_t start, uint64_t n)
     return c;
 }
 
-int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *out)
+int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *out) { return gs_mheap_alloc_aligned(h, npages, 1, out); }
+
+int gs_mheap_alloc_aligned(gs_heap_t *h, uint64_t npages, uint64_t align, uint32_t *out)
 {
-    if (npages == 0 || npages > h->max_pages || npages > UINT32_MAX) return -ENOMEM;
-    uint32_t sid = bin_find(h, npages);
+    if (align == 0 || (align & (align - 1)) != 0 || align > GS_PAGES_PER_ARENA) return -EINVAL;
+    /* A run of npages + align - 1 holds an aligned run of npages. Heap page
+     * 0 starts an arena (arena_off is arena aligned), so page alignment is
+     * offset alignment. */
+    uint64_t need = npages + align - 1u;
+    if (npages == 0 || need > h->max_pages || need > UINT32_MAX) return -ENOMEM;
+    uint32_t sid = bin_find(h, need);
+    if (!sid) sid = top_run(h, need);
     if (!sid) {
-        int rc = grow(h, npages);
+        int rc = grow(h, need);
         if (rc) return rc;
-        sid = bin_find(h, npages);
+        sid = bin_find(h, need);
+        if (!sid) sid = top_run(h, need);
         if (!sid) return -ENOMEM;
     }
     gs_mspan_t *s = gs_span(h, sid);
@@ -231,6 +254,30 @@ int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *out)
     scav_remove(h, sid);
     uint64_t start = s->start, total = s->npages, ready_total = s->ready_pages;
     uint64_t now = gs_now_ns();
+
+    /* Split off the head below the aligned start as its own free run (before
+     * anything is committed: the slack costs no memory). */
+    uint64_t head = ((start + align - 1u) & ~(align - 1u)) - start;
+    if (head) {
+        uint32_t hid = gs_span_record_alloc(h);
+        if (!hid) {
+            free_run(h, sid, start, total, ready_total, s->freed_at_ns);
+            return -ENOMEM;
+        }
+        gs_mspan_t *r = gs_span(h, hid);
+        uint64_t ready_head = ready_total ? count_ready(h, start, head) : 0;
+        r->state = GS_SPAN_FREE;
+        r->start = (uint32_t)start;
+        r->npages = (uint32_t)head;
+        r->ready_pages = (uint32_t)ready_head;
+        r->freed_at_ns = s->freed_at_ns;
+        set_tags(h, hid);
+        bin_insert(h, hid);
+        if (ready_head) scav_append(h, hid);
+        start += head;
+        total -= head;
+        ready_total -= ready_head;
+    }
     uint64_t ready_mine = ready_total ? count_ready(h, start, npages) : 0;
 
     /* Split: the tail goes back as its own free run. */
@@ -352,10 +399,11 @@ static int span_init(gs_heap_t *h, uint32_t sid, uint32_t spanclass, bool large)
     return 0;
 }
 
-int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, bool large, uint32_t *out)
+int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, uint64_t align, bool large,
+                        uint32_t *out)
 {
     uint32_t sid;
-    int rc = gs_mheap_alloc(h, npages, &sid);
+    int rc = gs_mheap_alloc_aligned(h, npages, align, &sid);
     if (rc) return rc;
     rc = span_init(h, sid, spanclass, large);
     if (rc) {

@@ -83,11 +83,18 @@ uint64_t gs_badfree_count(void)
     return atomic_load_explicit(&badfree_count, memory_order_relaxed);
 }
 
-void gs_report_bad_free(const char *why, uint64_t off, uint32_t sid, uint32_t sizeclass)
+void gs_report_bad_free(const char *why, const void *addr, uint64_t off, uint32_t sid, uint64_t objsize)
 {
     atomic_fetch_add_explicit(&badfree_count, 1, memory_order_relaxed);
-    gs_printf("goshm: bad free: %s: offset 0x%llx span %u size class %u\n", why,
-              (unsigned long long)off, sid, sizeclass);
+    unsigned long long a = (unsigned long long)(uintptr_t)addr;
+    if (off == 0)
+        gs_printf("goshm: bad free: %s: address 0x%llx\n", why, a);
+    else if (objsize == 0)
+        gs_printf("goshm: bad free: %s: address 0x%llx (heap offset 0x%llx, span %u)\n", why, a,
+                  (unsigned long long)off, sid);
+    else
+        gs_printf("goshm: bad free: %s: address 0x%llx (heap offset 0x%llx, span %u, object size %llu bytes)\n",
+                  why, a, (unsigned long long)off, sid, (unsigned long long)objsize);
     if (gs_badfree_mode() == GS_BADFREE_ABORT) {
         gs_printf("goshm: aborting (set GOSHM_DEBUG=badfree=warn to report and continue)\n");
         abort();

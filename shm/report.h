@@ -3,7 +3,7 @@
  * Overview: shm/overview.h. Recoverable errors are returned (NULL or -1 with
  * errno at the API boundary). Broken invariants of this process throw. A bad
  * free (a pointer that is not a live object of this heap) is reported with its
- * offset, span and size class; by default the process then aborts, and with
+ * address, and its offset, span and object size when it is inside the heap; by default the process then aborts, and with
  * GOSHM_DEBUG=badfree=warn it continues. It never corrupts the heap.
  */
 #ifndef GOSHM_REPORT_H
@@ -22,9 +22,11 @@ int gs_badfree_mode(void);
 /* Counter of reported bad frees in this process (tests read it). */
 uint64_t gs_badfree_count(void);
 
-/* Report a bad free: why, the offset freed, its span id (0 if none) and size
- * class; then abort unless GOSHM_DEBUG=badfree=warn. */
-void gs_report_bad_free(const char *why, uint64_t off, uint32_t sid, uint32_t sizeclass);
+/* Report a bad free: why, the address freed, and what the heap knows of it:
+ * its offset in the data mapping (0: outside the heap, only the address is
+ * printed), its span id (0 if none) and the object's size in bytes (0 if
+ * not known); then abort unless GOSHM_DEBUG=badfree=warn. */
+void gs_report_bad_free(const char *why, const void *addr, uint64_t off, uint32_t sid, uint64_t objsize);
 
 /* Write a formatted line to stderr without allocating (a small subset of
  * printf: %s %u %lu %llu %x %lx %llx %d %ld). */

@@ -51,14 +51,21 @@ enum {
      * per span. */
     GS_OP_REFILL = 1,
     GS_OP_RELEASE = 2,     /* sid: hand a cached span back */
-    GS_OP_LARGE_ALLOC = 3, /* npages -> sid */
+    GS_OP_LARGE_ALLOC = 3, /* npages, want = log2(alignment in pages) -> sid */
     GS_OP_NOTICE = 4,      /* sid: a span gained frees (also: drain the stack) */
     GS_OP_MAX = 5,
 };
 
+/* The largest alignment of a large object: 2^13 pages of 8 KiB = one 64 MiB
+ * arena (the data mapping is arena aligned in every process, so an aligned
+ * offset is an aligned address). */
+#define GS_LARGE_MAX_ALIGN_SHIFT 13u
+
 typedef struct gs_sqe {
     uint8_t  op;
-    uint8_t  want;       /* REFILL: spans wanted, 0..GS_RING_MAX_BATCH */
+    uint8_t  want;       /* REFILL: spans wanted, 0..GS_RING_MAX_BATCH;
+                          * LARGE_ALLOC: the span starts on a multiple of
+                          * 2^want pages, 0..GS_LARGE_MAX_ALIGN_SHIFT */
     uint8_t  nback;      /* REFILL: spans handed back in back[] */
     uint8_t  pad0;
     uint32_t tag;        /* echoed in the completion */
@@ -110,11 +117,12 @@ static inline int gs_sqe_refill(gs_sqe_t *e, uint32_t spanclass, const uint32_t 
 }
 
 /* A client's LARGE_ALLOC entry. */
-static inline void gs_sqe_large(gs_sqe_t *e, uint64_t npages)
+static inline void gs_sqe_large(gs_sqe_t *e, uint64_t npages, uint32_t align_shift)
 {
     memset(e, 0, sizeof *e);
     e->op = GS_OP_LARGE_ALLOC;
     e->npages = npages;
+    e->want = (uint8_t)align_shift;
 }
 
 #endif /* GOSHM_RING_H */

@@ -28,6 +28,9 @@
 
 #define WAIT_RETRY_MS 50
 #define DEFAULT_TIMEOUT_S 10.0
+/* --timeout 0: one attempt, no retry; the attempt still waits this long for
+ * the daemon's reply (a live daemon answers in well under a millisecond). */
+#define ONCE_REPLY_S 1.0
 
 static void usage(FILE *f)
 {
@@ -46,14 +49,19 @@ static void usage(FILE *f)
             "  --socket PATH  the daemon's control socket. Default: $GOSHM_SOCKET if set, else\n"
             "                 /run/goshm/goshmd.sock for root, $XDG_RUNTIME_DIR/goshm/goshmd.sock\n"
             "                 if that is set, else /tmp/goshm-$UID/goshmd.sock\n"
-            "  --timeout SEC  give up after SEC seconds (fractions allowed). Default %.0f.\n"
+            "  --timeout SEC  give up after SEC seconds (fractions allowed, at most one year).\n"
+            "                 0 tries once, without retrying (waiting up to %.0f s for the\n"
+            "                 reply). Default %.0f.\n"
             "  -h, --help     show this help and exit\n"
             "  --version      show the version and exit\n"
+            "\n"
+            "Exit status: 0 success, 1 the daemon did not answer or refused, 2 a usage\n"
+            "error (the message names the option or value).\n"
             "\n"
             "Example:\n"
             "  goshmd --socket /tmp/demo.sock --size 1G &\n"
             "  goshmctl --socket /tmp/demo.sock wait && goshmctl --socket /tmp/demo.sock stats --json\n",
-            WAIT_RETRY_MS, DEFAULT_TIMEOUT_S);
+            WAIT_RETRY_MS, ONCE_REPLY_S, DEFAULT_TIMEOUT_S);
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -232,9 +240,12 @@ static int daemon_refused(const Goshm__Reply *rep, const char *path)
     return 1;
 }
 
+/* The deadline of one round trip: --timeout 0 still lets the reply arrive. */
+static double deadline_for(double timeout) { return now_s() + (timeout > 0 ? timeout : ONCE_REPLY_S); }
+
 static int cmd_wait(const char *path, double timeout)
 {
-    double deadline = now_s() + timeout;
+    double deadline = deadline_for(timeout);
     query_t q = {0};
     for (;;) {
         query_stats(path, deadline, &q);
@@ -248,7 +259,7 @@ static int cmd_wait(const char *path, double timeout)
             return rc;
         }
         double left = deadline - now_s();
-        if (left <= 0) break;
+        if (timeout == 0 || left <= 0) break; /* 0: try once */
         double nap = left < WAIT_RETRY_MS / 1000.0 ? left : WAIT_RETRY_MS / 1000.0;
         struct timespec ts = {(time_t)nap, (long)((nap - (double)(time_t)nap) * 1e9)};
         nanosleep(&ts, NULL);
@@ -261,7 +272,7 @@ static int cmd_wait(const char *path, double timeout)
 static int cmd_stats(const char *path, double timeout, bool json)
 {
     query_t q;
-    query_stats(path, now_s() + timeout, &q);
+    query_stats(path, deadline_for(timeout), &q);
     if (!q.reply) {
         fprintf(stderr, "goshmctl: cannot get statistics from goshmd on %s: %s: %s%s\n", path, q.step,
                 strerror(q.err), hint(q.err));

@@ -588,6 +588,8 @@ static void serve_one(fz_t *f, fz_client_t *cl, const gs_sqe_t *e, bool client_r
             gs_mspan_t *s = c.sid && c.sid < h->span_bump ? gs_span(h, c.sid) : NULL;
             FZ_CHECK(f, s && s->state == GS_SPAN_LARGE && s->npages64 == e->npages, "LARGE_ALLOC %llu pages: span %u",
                      (unsigned long long)e->npages, c.sid);
+            FZ_CHECK(f, e->want <= GS_LARGE_MAX_ALIGN_SHIFT && s && s->start % (1u << e->want) == 0,
+                     "LARGE_ALLOC aligned to 2^%u pages: span %u starts at page %u", e->want, c.sid, s ? s->start : 0);
             if (s) seen_add(f, c.sid);
         } else {
             FZ_CHECK(f, c.result < 0 && c.sid == 0, "LARGE_ALLOC: result %d sid %u", c.result, c.sid);

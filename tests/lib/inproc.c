@@ -59,11 +59,11 @@ static int l_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, 
     return rc;
 }
 
-static int l_large(void *p, uint64_t npages, uint32_t *sid)
+static int l_large(void *p, uint64_t npages, uint32_t align_shift, uint32_t *sid)
 {
     local_seam_t *s = p;
     gs_sqe_t e;
-    gs_sqe_large(&e, npages);
+    gs_sqe_large(&e, npages, align_shift);
     gs_cqe_t c;
     pthread_mutex_lock(&s->mu);
     int rc = roundtrip(s, &e, &c);

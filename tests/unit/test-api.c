@@ -68,8 +68,18 @@ int main(void)
     CHECK(goshm_aligned_alloc(h, 24, 100) == NULL && errno == EINVAL);
     errno = 0;
     CHECK(goshm_aligned_alloc(h, 0, 100) == NULL && errno == EINVAL);
+    /* Past a page: a large object on an aligned span (up to one arena;
+     * tests/hostile/test-contract.c takes that on a larger heap). */
+    for (size_t al = 2 * GS_PAGE_SIZE; al <= GS_ARENA_SIZE / 8; al *= 8) {
+        void *p = goshm_aligned_alloc(h, al, 100);
+        REQUIRE(p);
+        CHECK_MSG((uintptr_t)p % al == 0, "align %zu", al);
+        memset(p, 0x5a, 100);
+        CHECK(goshm_usable_size(h, p) >= 100);
+        goshm_free(h, p);
+    }
     errno = 0;
-    CHECK(goshm_aligned_alloc(h, 2 * GS_PAGE_SIZE, 100) == NULL && errno == EINVAL);
+    CHECK(goshm_aligned_alloc(h, 2 * GS_ARENA_SIZE, 100) == NULL && errno == EINVAL);
 
     /* ENOMEM: the heap holds 2 arenas. Large allocations run out cleanly. */
     void *big[64];

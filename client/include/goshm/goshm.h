@@ -50,7 +50,10 @@ typedef struct goshm goshm_t;          /* one attached heap */
 
 /* Attach to the daemon at socket_path (NULL: $GOSHM_SOCKET, then the default
  * path: /run/goshm/goshmd.sock for root, else $XDG_RUNTIME_DIR/goshm/goshmd.sock,
- * else /tmp/goshm-$UID/goshmd.sock). */
+ * else /tmp/goshm-$UID/goshmd.sock). NULL with errno EACCES if the socket's
+ * directory or the listening process is not trusted: not owned by / running
+ * as the caller, root or a user in $GOSHM_DAEMON_UID, or a directory others
+ * can write (reason on stderr). */
 GOSHM_API goshm_t *goshm_attach(const char *socket_path);
 /* Give every cached span back and unmap. Objects stay valid for other
  * processes. 0, or -1 with errno. */
@@ -59,11 +62,16 @@ GOSHM_API int goshm_detach(goshm_t *h);
 GOSHM_API void *goshm_malloc(goshm_t *h, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE(2);
 GOSHM_API void *goshm_calloc(goshm_t *h, size_t nmemb, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE(2, 3);
 GOSHM_API void *goshm_realloc(goshm_t *h, void *p, size_t size) GOSHM_ALLOC_SIZE(3);
+/* alignment: any power of two up to 64 MiB (one arena), else EINVAL. The
+ * object is aligned at its address in every attached process. */
 GOSHM_API void *goshm_aligned_alloc(goshm_t *h, size_t alignment, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE(3);
 /* p may come from any process attached to the same heap. Freeing a pointer
  * that is not a live object is reported on stderr and aborts the process
  * (GOSHM_DEBUG=badfree=warn: report and continue). */
 GOSHM_API void goshm_free(goshm_t *h, void *p);
+/* The usable size of the live object p (at least what was asked for); 0 for
+ * NULL, and 0 with errno EINVAL for a pointer that is not a live object of
+ * this heap (freed, interior, foreign). */
 GOSHM_API size_t goshm_usable_size(goshm_t *h, const void *p);
 
 GOSHM_API goshm_off_t goshm_off(goshm_t *h, const void *p);   /* pointer -> offset */
