@@ -57,6 +57,7 @@ typedef struct svc_seam {
     uint32_t sq_tail, cq_head, tag;
     uint64_t epoch;
     pid_t pid;            /* the process the slot belongs to */
+    bool dead;            /* the daemon was found gone: fail at once from now on */
     char path[108];
     struct svc_seam *next; /* all attached heaps, for fork */
 } svc_seam_t;
@@ -229,6 +230,10 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
             return rc;
         }
     }
+    if (s->dead) { /* no reconnection (yet): do not wait 50 ms again per call */
+        pthread_mutex_unlock(&s->mu);
+        return -ECONNRESET;
+    }
     gs_ring_t *r = s->ring;
     for (uint32_t i = 0; i < n; i++) {
         e[i].tag = ++s->tag;
@@ -264,6 +269,7 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
             }
             gs_store_relaxed(&r->xwaiting, 0);
             if (gs_load_acquire(&r->xcq_tail) == s->cq_head && daemon_gone(s)) {
+                s->dead = true;
                 rc = -ECONNRESET;
                 break;
             }
