@@ -123,7 +123,11 @@ extern "C" {
 #endif
 
 typedef uint64_t goshm_off_t;          /* byte offset in the segment; 0 is null */
+#ifdef __cplusplus
+#define GOSHM_NULL (static_cast<goshm_off_t>(0)) /* clean under -Wold-style-cast */
+#else
 #define GOSHM_NULL ((goshm_off_t)0)
+#endif
 typedef struct goshm goshm_t;          /* one attached heap */
 
 /* Attach to the daemon listening at socket_path. NULL or "" means
