@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* service.c: libgoshm over goshmd: attach, the ring seam, detach, fork.
  *
  * Overview: shm/malloc.h; the ring: shm/ring.h; the protocol: proto/goshm.proto.

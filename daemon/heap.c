@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* heap.c: creating a heap's segment, client slots, statistics, invariants.
  *
  * Overview: shm/malloc.h; layout: shm/segment.h; API: daemon/heap.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mspan.h: span bitmaps, allocCache and sweeping, shared by both sides.
  *
  * Overview: shm/malloc.h ("Sweeping", "Tiny objects"). The client's fast path

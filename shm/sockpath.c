@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sockpath.c: the default control socket path. Contract: shm/sockpath.h. */
 #include "sockpath.h"
 
