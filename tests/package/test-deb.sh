@@ -68,6 +68,10 @@ dpkg -i "$deb" >/dev/null || fail "dpkg -i failed"
 dpkg-query -W -f='${Status}' goshm | grep -q 'install ok installed' || fail "dpkg does not list goshm as installed"
 grep -q '^ExecStart=/usr/bin/goshmd ' /lib/systemd/system/goshmd.service || fail "ExecStart: $(grep ExecStart /lib/systemd/system/goshmd.service)"
 goshmd --help | grep -q -- '--socket PATH' || fail "goshmd --help"
+if man --version >/dev/null 2>&1; then # `man goshmd` finds the page, links too
+  [ "$(man -w goshmd)" = /usr/share/man/man8/goshmd.8 ] || fail "man -w goshmd: $(man -w goshmd 2>&1)"
+  MANWIDTH=80 man 3 goshm_malloc 2>/dev/null | grep -q 'goshm_malloc' || fail "man 3 goshm_malloc shows nothing"
+fi
 
 goshmd --socket "$tmp/d.sock" --size 256M --log-level warn &
 daemon=$!
