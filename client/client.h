@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* client.h: libgoshm's private state: the attached heap, mcaches, the seam.
  *
  * Overview: shm/malloc.h. The cache side reaches the heap side only through

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* free.c: freeing from any thread of any process, and object lookup.
  *
  * Overview: shm/malloc.h ("Freeing"). The lookup reads only the read-only

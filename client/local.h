@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* local.h: a heap whose heap side runs inside this process.
  *
  * Overview: shm/malloc.h. The same segment, side tables, offsets and engine

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* malloc.c: the malloc family of the public API.
  *
  * Overview: shm/malloc.h ("Allocating a small object"). The fast path is

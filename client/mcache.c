@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* mcache.c: the per-thread cache of spans and its refill path.
  *
  * Overview: shm/malloc.h ("Allocating a small object", steps 3 and 4). An

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* seam_local.c: the seam as a direct call into an in-process heap side.
  *
  * Overview: shm/malloc.h; the seam: client/client.h. The heap side is

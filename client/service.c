@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* service.c: libgoshm over goshmd: attach, the ring seam, detach, fork.
  *
  * Overview: shm/malloc.h; the ring: shm/ring.h; the protocol: proto/goshm.proto.

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* tiny.c: the tiny allocator: objects of 1..8 bytes in halves of 16-byte blocks.
  *
  * Overview: shm/malloc.h ("Tiny objects"). Go packs tiny pointer-free

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* config.c: goshmd's options: defaults, command line, config file, --help.
  *
  * Overview: shm/malloc.h; API: daemon/config.h. Parsing happens once in

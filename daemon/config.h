@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* config.h: goshmd's configuration: defaults, command line, config file.
  *
  * Overview: shm/malloc.h. The daemon parses its options once, before any

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* ctl.c: goshmd's control plane: socket set-up, connections, the protocol.
  *
  * Overview: shm/malloc.h; API and threading: daemon/ctl.h; messages:

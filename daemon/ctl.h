@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* ctl.h: goshmd's control plane: the Unix socket, peer checks, and the
  * protobuf-c protocol (proto/goshm.proto): Attach, Detach, Stats.
  *

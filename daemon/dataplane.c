@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* dataplane.c: the daemon's data plane: serving every client's ring.
  *
  * Overview: shm/malloc.h; rings: shm/ring.h; API: daemon/dataplane.h.

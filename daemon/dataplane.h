@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* dataplane.h: the daemon's data plane: per-client rings, polled while busy,
  * asleep on doorbells (io_uring, or epoll as the fallback) when idle.
  *

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* epoll.c: the data plane's fallback waiter, on epoll.
  *
  * Overview: shm/malloc.h; contract: daemon/waiter.h.

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* fixalloc.c: off-heap metadata, in the spirit of Go's fixalloc and
  * persistentalloc.
  *

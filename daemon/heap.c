@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* heap.c: creating a heap's segment, client slots, statistics, invariants.
  *
  * Overview: shm/malloc.h; layout: shm/segment.h; API: daemon/heap.h.

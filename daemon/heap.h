@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* heap.h: the heap side of goshm (mheap, arenas, mcentrals, scavenger).
  *
  * Overview: shm/malloc.h. One gs_heap_t owns the two memfds of one heap and

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* heap_internal.h: the heap side's private state, shared by its files.
  *
  * Overview: shm/malloc.h. Everything here is private memory of the process

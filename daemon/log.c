@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* log.c: goshmd's leveled log on stderr (API: daemon/log.h).
  *
  * Overview: shm/malloc.h. A line is formatted into a stack buffer; a line

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* log.h: goshmd's log: leveled lines on stderr, "goshmd[pid]: <level>: msg".
  *
  * Overview: shm/malloc.h. Any thread may log (the control plane on the event

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* main.c: goshmd, the goshm daemon: options, start-up, the event loop, shutdown.
  *
  * Overview: shm/malloc.h. Who owns what in this process:

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* mcentral.c: one mcentral per span class, large objects, the notice stack.
  *
  * Overview: shm/malloc.h. Go's mcentral keeps swept and unswept sets of

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* mheap.c: the page heap: free runs of 8 KiB pages, arenas, commit, scavenging.
  *
  * Overview: shm/malloc.h. Go finds free pages with a radix tree of summaries

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* sysmem.c: Go's OS abstraction layer, for memory that lives in a memfd.
  *
  * Overview: shm/malloc.h ("Memory states"). A memfd's pages are shared by

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* uring.c: the data plane's waiter on io_uring.
  *
  * Overview: shm/malloc.h; contract: daemon/waiter.h. Every doorbell eventfd

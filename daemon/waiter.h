@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* waiter.h: how the data plane sleeps: on every client's doorbell at once.
  *
  * Overview: shm/malloc.h; user: daemon/dataplane.c. Two backends implement

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* atomic.h: named-ordering wrappers over C11 atomics for shared memory.
  *
  * Overview of the engine: shm/malloc.h. Every access to a field that another

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* malloc.h: the overview of the goshm engine, and its common constants.
  *
  * goshm is the Go runtime's allocator (malloc.go, mheap.go, mcentral.go,

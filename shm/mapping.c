@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* mapping.c: arena-aligned mappings. Contract: shm/mapping.h. */
 #include "mapping.h"
 

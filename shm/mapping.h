@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* mapping.h: mapping a memfd at an arena-aligned address.
  *
  * Overview: shm/malloc.h. Both sides map the data memfd at an address aligned

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* mspan.c: allocCache windows, sweeping and live counts of a span's bitmaps.
  *
  * Overview: shm/malloc.h ("Sweeping", "Tiny objects"). Used by both sides:

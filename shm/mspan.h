@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* mspan.h: span bitmaps, allocCache and sweeping, shared by both sides.
  *
  * Overview: shm/malloc.h ("Sweeping", "Tiny objects"). The client's fast path

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* report.c: the non-allocating reporter, throw and bad-free policy.
  *
  * Overview: shm/malloc.h; contract: shm/report.h.

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* report.h: goshm's error reporter and throw; neither allocates.
  *
  * Overview: shm/malloc.h. Recoverable errors are returned (NULL or -1 with

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* ring.h: the data plane's per-client rings in shared memory.
  *
  * Overview: shm/malloc.h. Each client slot holds one submission ring (client

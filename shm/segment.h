@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* segment.h: the layout of the two shared memfds, pinned by static asserts.
  *
  * Overview: shm/malloc.h. Every structure here is shared between processes.

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* sockpath.c: the default control socket path. Contract: shm/sockpath.h. */
 #include "sockpath.h"
 

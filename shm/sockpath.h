@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* sockpath.h: the default control socket path, one rule for every program.
  *
  * Overview: shm/malloc.h. The contract (DESIGN.md): /run/goshm/goshmd.sock for

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* goshm-demo: zero-copy messages between two independent processes.
  *
  * The producer attaches to goshmd, allocates a channel (a single-producer,

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* goshmctl.c: talk to a running goshmd: wait for it, print its statistics.
  *
  * Overview: shm/malloc.h; protocol: proto/goshm.proto; the daemon's side:

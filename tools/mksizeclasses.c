@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /*
  * mksizeclasses: generate shm/sizeclasses.h, the small-object size-class
  * tables of the goshm allocator.

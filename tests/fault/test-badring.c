@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* Description: malformed ring entries get error completions and never hurt
  * the daemon. A second attach's submission ring is driven by hand (its
  * library state is never used for allocation): unknown ops, bad span

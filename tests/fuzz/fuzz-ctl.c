@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* fuzz-ctl.c: the control protocol's decoder (libFuzzer target, with a
  * replay/random main for ctest).
  *

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* fuzz-main.h: the main() of the fuzz targets when not built for libFuzzer.
  *
  * Overview: shm/malloc.h. Included by tests/fuzz/fuzz-*.c under

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* harness.h: the service tests' harness: a real goshmd per test, its stats.
  *
  * Overview of the engine: shm/malloc.h; the protocol: proto/goshm.proto.

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* test-ctl-garbage.c: Description: the control socket survives hostile input.
  *
  * Overview of the engine: shm/malloc.h; the protocol: proto/goshm.proto; the

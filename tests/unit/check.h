@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* check.h: the tiny test harness of the unit tests.
  *
  * CHECK(cond) records a failure with file and line and keeps going;

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* Description: frees of pointers that are not live objects (outside the
  * heap, interior, double, into free pages) are reported with offset, span
  * and class, abort by default, continue with GOSHM_DEBUG=badfree=warn, and

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /* Description: allocBits, allocCache windows and sweeping of one span's
  * bitmaps (shm/mspan.c), on a side record in private memory. */
 #include <stdint.h>
