@@ -97,6 +97,8 @@ typedef struct gs_lookup {
  * else why it is not one (for the bad-free report). */
 const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out);
 void gs_notice_push(struct goshm *h, uint32_t sid);
+/* Report p as a bad free with what the lookup found (shm/report.h). */
+void gs_bad_free(const char *why, const void *p, const gs_lookup_t *l);
 
 extern __thread uint64_t gs_tls_id;
 extern __thread gs_mcache_t *gs_tls_cache;

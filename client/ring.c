@@ -51,6 +51,10 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
             return rc;
         }
     }
+    if (s->dead) { /* no reconnection (yet): do not wait 50 ms again per call */
+        pthread_mutex_unlock(&s->mu);
+        return -ECONNRESET;
+    }
     gs_ring_t *r = s->ring;
     for (uint32_t i = 0; i < n; i++) {
         e[i].tag = ++s->tag;
@@ -85,6 +89,7 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
             }
             gs_store_relaxed(&r->xwaiting, 0);
             if (gs_load_acquire(&r->xcq_tail) == s->cq_head && gs_svc_daemon_gone(s)) {
+                s->dead = true;
                 rc = -ECONNRESET;
                 break;
             }

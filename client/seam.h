@@ -41,6 +41,7 @@ typedef struct svc_seam {
     uint32_t sq_tail, cq_head, tag;
     uint64_t epoch;
     pid_t pid;            /* the process the slot belongs to */
+    bool dead;            /* the daemon was found gone: fail at once from now on */
     char path[108];
     struct svc_seam *next; /* all attached heaps, for fork */
 } svc_seam_t;

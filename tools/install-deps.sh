@@ -5,8 +5,11 @@
 #   tools/install-deps.sh --bench  also the peers measured in bench/
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liburing-dev libevent-dev libprotobuf-c-dev protobuf-c-compiler systemd)
+# tests/package: the header as C++ (g++), the man pages (man-db, groff-base),
+# the .deb (dpkg-dev: dpkg-shlibdeps; file: cpack's ELF detection).
+pkgs+=(g++ man-db groff-base dpkg-dev file)
 if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(g++ libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev)
+  pkgs+=(libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

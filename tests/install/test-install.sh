@@ -2,7 +2,9 @@
 # Description: `cmake --install` lays out what the contract says, and a
 # project outside the tree builds against it with find_package(goshm) and
 # with pkg-config, and runs against a real goshmd.
-#   test-install.sh BUILD_DIR SOURCE_DIR
+#   test-install.sh BUILD_DIR SOURCE_DIR [MORE]
+# MORE, a script, runs as `sh MORE PREFIX SOCKET SOURCE_DIR` while the
+# installed goshmd serves SOCKET (tests/package/test-examples.sh).
 set -eu
 build=$1
 src=$2
@@ -35,6 +37,9 @@ daemon=$!
 "$tmp/prefix/bin/goshmctl" --socket "$tmp/d.sock" wait
 "$tmp/pc" "$tmp/d.sock" || { echo "pkg-config consumer with daemon: exit $?"; exit 1; }
 "$tmp/c/consumer" "$tmp/d.sock" || { echo "find_package consumer with daemon: exit $?"; exit 1; }
+if [ $# -ge 3 ]; then
+  sh "$3" "$tmp/prefix" "$tmp/d.sock" "$src" || { echo "$3: exit $?"; exit 1; }
+fi
 kill -TERM "$daemon"
 wait "$daemon" || { echo "goshmd did not exit cleanly"; exit 1; }
 daemon=

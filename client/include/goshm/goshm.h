@@ -3,14 +3,94 @@
  * A process attaches to a heap served by goshmd and allocates from it with
  * the malloc family. Objects live in a segment every attached process maps;
  * pass them between processes as offsets (goshm_off, goshm_ptr): any process
- * may free what any other allocated.
+ * may free what any other allocated. Manual: goshm(3); the daemon: goshmd(8).
  *
- * Errors: functions return NULL (or -1) and set errno: ENOMEM when the heap is
- * full, EINVAL for bad arguments, ECONNREFUSED or ENOENT when no daemon
- * answers, EOVERFLOW when nmemb * size overflows.
+ * Errors. Functions that fail return NULL (goshm_attach, the malloc family,
+ * goshm_ptr), GOSHM_NULL (goshm_off) or -1 (goshm_detach); those that set
+ * errno say which values below. A successful call leaves errno alone. The
+ * errno values, with where they come from:
+ *   ENOMEM        the heap is full (or the request is larger than the heap),
+ *                 or this process ran out of memory for its own bookkeeping.
+ *                 Memory is committed before it is handed out, so a full heap
+ *                 is this error, never a SIGBUS later.
+ *   EINVAL        a bad argument (each function says which).
+ *   EOVERFLOW     goshm_calloc: nmemb * size overflows size_t.
+ *   ENOENT        attach: no socket at the path (no daemon started there).
+ *   ECONNREFUSED  attach: a socket file but no daemon listening on it (a
+ *                 daemon that died), or the daemon hung up before answering.
+ *   EACCES        attach: the socket's or its directory's file mode forbids
+ *                 this user to connect; or the daemon is not trusted: the
+ *                 socket's directory is not owned by the caller, root or a
+ *                 user in $GOSHM_DAEMON_UID, others can write it, or the
+ *                 listening process runs as another user (the reason is
+ *                 printed on stderr; nothing was sent).
+ *   EPERM         attach: the daemon refused this user (see goshmd's
+ *                 --allow-uid and --allow-gid).
+ *   ENOSPC        attach: the daemon serves --max-clients processes already.
+ *   EPROTO        attach: the daemon speaks another protocol ABI version, or
+ *                 its answer or its segment failed the checks.
+ *   ENAMETOOLONG  attach: the socket path does not fit a sockaddr_un (107
+ *                 bytes).
+ *   ECONNRESET    a call that needs the daemon found it gone (see "Daemon
+ *                 stop and restart").
+ *   EPIPE         the connection to the daemon was closed while a request
+ *                 was sent (goshm_detach after the daemon stopped; attach).
+ *   ESTALE        in a fork() child: a different heap now answers at the
+ *                 parent's socket path, so the child cannot get a slot on
+ *                 the heap it inherited.
+ * Attach can also fail with the errno of socket(2), connect(2), recvmsg(2)
+ * and mmap(2) (EMFILE, ENFILE, ...).
+ *
+ * Which calls need the daemon. goshm_attach and goshm_detach always do. The
+ * malloc family does only when this thread's cached span of the size class
+ * is used up (a refill, about once per span of objects) or for objects
+ * larger than 32 KiB; every other allocation, every goshm_free, goshm_off,
+ * goshm_ptr and goshm_usable_size work on the shared memory alone. So the
+ * malloc family can fail with ENOMEM, ECONNRESET, and, in a fork() child's
+ * first refill (which attaches the child), with any error of goshm_attach or
+ * ESTALE.
+ *
+ * Bad input. h must be a handle returned by goshm_attach and not yet
+ * detached; any other h (NULL included) is undefined behaviour, except for
+ * goshm_detach(NULL), which fails with EINVAL. Offsets and pointers are
+ * checked against the heap's object area, not against the set of live
+ * objects: goshm_off and goshm_ptr translate, they do not validate. Freeing
+ * something that is not a live object of this heap (a pointer outside it or
+ * into another heap, an interior pointer, a double free) is detected: see
+ * goshm_free. Each function below states what it does with each bad input.
+ *
+ * Thread safety. Every function may be called from any thread, at the same
+ * time as any other on the same or another handle, except that goshm_detach
+ * must be the last call on its handle: call it once no other thread uses h.
+ * Each thread allocates from its own cache without locks; a thread that
+ * exits gives its cache back. Objects may be freed by any thread of any
+ * attached process. None of the functions is async-signal-safe. A process
+ * may attach to several heaps. After fork() the child keeps using the
+ * parent's handles: objects from before the fork stay valid, and the child
+ * gets a client slot of its own at its first refill.
+ *
+ * Daemon stop and restart. libgoshm does not reconnect today (a later
+ * version will). When goshmd stops, whether by SIGTERM, a crash or a
+ * restart by systemd, a handle stays bound to the heap it attached to:
+ *   - memory already allocated stays mapped and usable in this process
+ *     (read, write, goshm_free, goshm_off, goshm_ptr) until goshm_detach;
+ *     other processes still attached to the old heap see the same bytes;
+ *   - allocations served from this thread's cache keep succeeding; a call
+ *     that needs the daemon fails with ECONNRESET, and so does every later
+ *     such call on the handle;
+ *   - a restarted goshmd serves a new, empty heap: offsets from the old one
+ *     mean nothing there, and objects of the old heap are not carried over.
+ * To go on, goshm_detach the handle (it then returns -1 with EPIPE or
+ * ECONNRESET and releases the handle all the same) and goshm_attach again.
  *
  * Alignment: objects of 16 bytes or more are 16-byte aligned, smaller ones
- * 8-byte aligned. All functions are thread-safe.
+ * 8-byte aligned; objects larger than 32 KiB are page (8 KiB) aligned.
+ *
+ * Environment: GOSHM_SOCKET (the socket goshm_attach(NULL) uses),
+ * XDG_RUNTIME_DIR (part of the default socket path), GOSHM_DAEMON_UID
+ * (comma-separated users or uids, besides the caller and root, whose daemon
+ * and socket directory are trusted), GOSHM_DEBUG
+ * ("badfree=warn": see goshm_free).
  */
 #ifndef GOSHM_GOSHM_H
 #define GOSHM_GOSHM_H
@@ -38,46 +118,101 @@ extern "C" {
 
 #if defined(__GNUC__)
 #define GOSHM_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
-#define GOSHM_ALLOC_SIZE(...) __attribute__((alloc_size(__VA_ARGS__)))
+/* Two macros rather than one variadic one: the header stays clean under
+ * -pedantic in every C and C++ dialect, C89 and C++98 included. */
+#define GOSHM_ALLOC_SIZE1(n) __attribute__((alloc_size(n)))
+#define GOSHM_ALLOC_SIZE2(n, m) __attribute__((alloc_size(n, m)))
 #else
 #define GOSHM_MALLOC_ATTR
-#define GOSHM_ALLOC_SIZE(...)
+#define GOSHM_ALLOC_SIZE1(n)
+#define GOSHM_ALLOC_SIZE2(n, m)
 #endif
 
 typedef uint64_t goshm_off_t;          /* byte offset in the segment; 0 is null */
+#ifdef __cplusplus
+#define GOSHM_NULL (static_cast<goshm_off_t>(0)) /* clean under -Wold-style-cast */
+#else
 #define GOSHM_NULL ((goshm_off_t)0)
+#endif
 typedef struct goshm goshm_t;          /* one attached heap */
 
-/* Attach to the daemon at socket_path (NULL: $GOSHM_SOCKET, then the default
- * path: /run/goshm/goshmd.sock for root, else $XDG_RUNTIME_DIR/goshm/goshmd.sock,
- * else /tmp/goshm-$UID/goshmd.sock). NULL with errno EACCES if the socket's
- * directory or the listening process is not trusted: not owned by / running
- * as the caller, root or a user in $GOSHM_DAEMON_UID, or a directory others
- * can write (reason on stderr). */
+/* Attach to the daemon listening at socket_path. NULL or "" means
+ * $GOSHM_SOCKET if set and not empty, else the default path:
+ * /run/goshm/goshmd.sock for root, else $XDG_RUNTIME_DIR/goshm/goshmd.sock
+ * if XDG_RUNTIME_DIR is set, else /tmp/goshm-$UID/goshmd.sock.
+ * Returns a handle, or NULL with errno: ENOENT, ECONNREFUSED, EACCES, EPERM,
+ * ENOSPC, EPROTO, ENAMETOOLONG, ENOMEM, EPIPE, or an errno of socket(2),
+ * connect(2), recvmsg(2) or mmap(2). Each call returns a new handle with a
+ * client slot of its own, even for the same path. */
 GOSHM_API goshm_t *goshm_attach(const char *socket_path);
-/* Give every cached span back and unmap. Objects stay valid for other
- * processes. 0, or -1 with errno. */
+
+/* Give every cached span back to the daemon, say goodbye, unmap the heap
+ * and free h. Objects stay valid for other processes; pointers into the heap
+ * are invalid in this process afterwards. Must be the last call on h (no
+ * other thread may be using it). Returns 0, or -1 with errno: EINVAL when h
+ * is NULL (nothing is done); EPIPE, ECONNRESET or EPROTO when the daemon is
+ * gone or answered badly: h is released all the same and must not be used
+ * again. Detaching a handle twice is undefined behaviour. */
 GOSHM_API int goshm_detach(goshm_t *h);
 
-GOSHM_API void *goshm_malloc(goshm_t *h, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE(2);
-GOSHM_API void *goshm_calloc(goshm_t *h, size_t nmemb, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE(2, 3);
-GOSHM_API void *goshm_realloc(goshm_t *h, void *p, size_t size) GOSHM_ALLOC_SIZE(3);
-/* alignment: any power of two up to 64 MiB (one arena), else EINVAL. The
- * object is aligned at its address in every attached process. */
-GOSHM_API void *goshm_aligned_alloc(goshm_t *h, size_t alignment, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE(3);
-/* p may come from any process attached to the same heap. Freeing a pointer
- * that is not a live object is reported on stderr and aborts the process
- * (GOSHM_DEBUG=badfree=warn: report and continue). */
+/* Allocate size bytes, not initialised. size 0 returns a unique pointer that
+ * may be freed (as glibc does). Returns NULL with errno ENOMEM (heap full, or
+ * size larger than the heap), ECONNRESET (daemon gone), or in a fork() child
+ * an error of goshm_attach or ESTALE (see "Which calls need the daemon"). */
+GOSHM_API void *goshm_malloc(goshm_t *h, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE1(2);
+
+/* nmemb * size bytes, zeroed (the memset is skipped when the memory is known
+ * to be zero). NULL with errno EOVERFLOW when the product overflows, else as
+ * goshm_malloc. */
+GOSHM_API void *goshm_calloc(goshm_t *h, size_t nmemb, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE2(2, 3);
+
+/* Resize p, as realloc(3): p NULL is goshm_malloc(h, size); size 0 frees p
+ * and returns NULL (as glibc; errno unchanged). The block is kept in place
+ * when size fits it and uses at least half of it; otherwise the contents are
+ * moved to a new block and p is freed. On failure NULL with goshm_malloc's
+ * errno, and p is intact. A p that is not a live object of this heap is
+ * reported as goshm_free reports it: the process aborts, or with
+ * GOSHM_DEBUG=badfree=warn the call returns NULL with EINVAL and p is left
+ * alone. */
+GOSHM_API void *goshm_realloc(goshm_t *h, void *p, size_t size) GOSHM_ALLOC_SIZE1(3);
+
+/* size bytes aligned to alignment, which must be a power of two up to 64 MiB
+ * (one arena); size need not be a multiple of it. The object is aligned at
+ * its address in every attached process (the heap is mapped arena-aligned).
+ * NULL with errno EINVAL for any other alignment (0 included), else as
+ * goshm_malloc. */
+GOSHM_API void *goshm_aligned_alloc(goshm_t *h, size_t alignment, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE1(3);
+
+/* Free p, which may come from any thread of any process attached to the same
+ * heap. NULL does nothing. Never needs the daemon, never sets errno. A p that
+ * is not a live object of this heap (outside it, from another heap, an
+ * interior pointer, already freed) is reported on stderr with its offset,
+ * span and size class and the process aborts; with GOSHM_DEBUG=badfree=warn
+ * it is reported and the call returns. Either way the heap is unchanged. */
 GOSHM_API void goshm_free(goshm_t *h, void *p);
-/* The usable size of the live object p (at least what was asked for); 0 for
- * NULL, and 0 with errno EINVAL for a pointer that is not a live object of
- * this heap (freed, interior, foreign). */
+
+/* The bytes usable at p (its size class, or the pages of a large object):
+ * at least what was asked for. 0 for NULL (errno unchanged), and 0 with
+ * errno EINVAL for anything that is not a live object of this heap (freed,
+ * interior, foreign; no report). */
 GOSHM_API size_t goshm_usable_size(goshm_t *h, const void *p);
 
-GOSHM_API goshm_off_t goshm_off(goshm_t *h, const void *p);   /* pointer -> offset */
-GOSHM_API void *goshm_ptr(goshm_t *h, goshm_off_t off);       /* offset -> pointer here */
+/* Pointer -> offset: the same number in every process attached to this heap
+ * (and meaningless for any other heap, or for a restarted daemon). GOSHM_NULL
+ * for NULL and for a pointer outside the heap's object area (a foreign
+ * pointer, a pointer into another heap), errno unchanged. A pointer inside
+ * the area is translated whether or not it is a live object. */
+GOSHM_API goshm_off_t goshm_off(goshm_t *h, const void *p);
 
-/* The version of the library actually loaded (GOSHM_VERSION of its build). */
+/* Offset -> this process's pointer to the same bytes. NULL for GOSHM_NULL and
+ * for an offset outside the heap's object area (out of range, or in the
+ * segment's headers), errno unchanged. An offset inside the area is
+ * translated whether or not it names a live object: using the result is
+ * then as valid as the object it names. */
+GOSHM_API void *goshm_ptr(goshm_t *h, goshm_off_t off);
+
+/* The version of the library actually loaded (GOSHM_VERSION of its build).
+ * Needs no handle. */
 GOSHM_API int goshm_version(void);
 
 #ifdef __cplusplus
