@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench-engine.c: engine microbenchmark, goshm against the malloc of this
  * process (glibc, or jemalloc/tcmalloc under LD_PRELOAD) and mimalloc.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // bench-ipc-boost.cpp: workload W3 on Boost.Interprocess, the peer of
 // bench-ipc.c's W3 (see that file and bench/README.md).
 //

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench-ipc.c: cross-process benchmarks of goshm over goshmd.
  *
  *   bench-ipc --workload=W3 [--socket PATH] [--scale F] [--messages N]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run-engine.sh: run bench-engine for every allocator and workload, print a
 # markdown table of medians (min–max) and goshm/peer ratios.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run-ipc.sh: the cross-process benchmarks: W3 for goshm (unbatched and
 # batched) and Boost.Interprocess, and R (refill round trip) for goshm.
 # Starts its own goshmd on a temporary socket, prints markdown tables of

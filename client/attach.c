@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* attach.c: mapping a heap's segment and setting up a process's side of it.
  *
  * Overview: shm/overview.h. The data memfd is mapped read-write, the meta memfd

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* client.h: libgoshm's private state: the attached heap, mcaches, the seam.
  *
  * Overview: shm/overview.h. The cache side reaches the heap side only through

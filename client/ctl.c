@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctl.c: libgoshm's conversation with goshmd's control socket: Attach, Detach, is the daemon there.
  *
  * Overview: shm/overview.h; the messages: proto/goshm.proto; the framing:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fork.c: libgoshm across fork(): the child forgets the parent's mcaches and gets a slot of its own.
  *
  * Overview: shm/overview.h. The child inherits the parent's mcaches, slot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* free.c: freeing from any thread of any process, and object lookup.
  *
  * Overview: shm/overview.h ("Freeing"). The lookup reads only the read-only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* malloc.c: the malloc family of the public API.
  *
  * Overview: shm/overview.h ("Allocating a small object"). The fast path is

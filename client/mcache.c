@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mcache.c: the per-thread cache of spans and its refill path.
  *
  * Overview: shm/overview.h ("Allocating a small object", steps 3 and 4). An

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ring.c: the ring round trip: libgoshm's requests through its slot's ring to goshmd's data plane.
  *
  * Overview: shm/overview.h ("Processes, threads and the ring"); the ring:

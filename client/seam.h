@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* seam.h: the seam between libgoshm's cache side and the heap side, and libgoshm's side of goshmd.
  *
  * Overview: shm/overview.h ("Allocating a small object", step 4). The cache

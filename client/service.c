@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* service.c: libgoshm over goshmd: goshm_attach and goshm_detach.
  *
  * Overview: shm/overview.h; the seam and the files behind it: client/seam.h.

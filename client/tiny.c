@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tiny.c: the tiny allocator: objects of 1..8 bytes in halves of 16-byte blocks.
  *
  * Overview: shm/overview.h ("Tiny objects"). Go packs tiny pointer-free

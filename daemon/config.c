@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* config.c: goshmd's options: defaults, command line, config file, --help.
  *
  * Overview: shm/overview.h; API: daemon/config.h. Parsing happens once in

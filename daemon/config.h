@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* config.h: goshmd's configuration: defaults, command line, config file.
  *
  * Overview: shm/overview.h. The daemon parses its options once, before any

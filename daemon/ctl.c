@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctl.c: goshmd's control plane: connections and the protocol's handlers (Attach, Detach, Stats).
  *
  * Overview: shm/overview.h; API and threading: daemon/ctl.h; the listening

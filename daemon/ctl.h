@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctl.h: goshmd's control plane: connections and the protobuf-c protocol
  * (proto/goshm.proto): Attach, Detach, Stats. The listening socket and peer
  * checks: daemon/listen.h.

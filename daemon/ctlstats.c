@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctlstats.c: the Stats reply: the heap's statistics and per-client rows marshalled into protobuf-c.
  *
  * Overview: shm/overview.h; API: daemon/ctlstats.h. One allocation holds the

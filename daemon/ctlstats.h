@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctlstats.h: the Stats reply's contents, marshalled from the heap's statistics.
  *
  * Overview: shm/overview.h; the message: proto/goshm.proto (StatsReply);

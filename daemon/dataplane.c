@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dataplane.c: the daemon's data plane: the thread that polls and sleeps over every client's ring.
  *
  * Overview: shm/overview.h; rings: shm/ring.h; API: daemon/dataplane.h;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dataplane.h: the daemon's data plane: per-client rings, polled while busy,
  * asleep on doorbells (io_uring, or epoll as the fallback) when idle.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* epoll.c: the data plane's fallback waiter, on epoll.
  *
  * Overview: shm/overview.h; contract: daemon/waiter.h.

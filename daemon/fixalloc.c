@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fixalloc.c: off-heap metadata, in the spirit of Go's fixalloc and
  * persistentalloc.
  *

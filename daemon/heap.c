@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* heap.c: a heap's segment: the two memfds, their layout and headers, created and destroyed (Go's mheap init).
  *
  * Overview: shm/overview.h; layout: shm/segment.h; API: daemon/heap.h.

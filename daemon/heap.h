@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* heap.h: the heap side of goshm (mheap, arenas, mcentrals, scavenger): its API.
  *
  * Overview: shm/overview.h. One gs_heap_t owns the two memfds of one heap and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* heap_internal.h: the heap side's private state and the calls between its files.
  *
  * Overview: shm/overview.h. Everything here is private memory of the process

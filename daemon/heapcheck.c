@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* heapcheck.c: the heap invariant check: page heap, free runs, mcentral lists (tests and GOSHM_DEBUG_LEVEL 2).
  *
  * Overview: shm/overview.h; API: daemon/heap.h. Linear in the heap; for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* heapstats.c: heap statistics: walks the span table for goshmctl (mimalloc's stats.c).
  *
  * Overview: shm/overview.h; API: daemon/heap.h (gs_heap_stats_t). Linear in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* largealloc.c: large objects: one span each (Go's mheap.allocLarge path).
  *
  * Overview: shm/overview.h. A large object is a span of its own, state

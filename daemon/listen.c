@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* listen.c: goshmd's listening socket (bound, or passed by systemd) and peer authentication.
  *
  * Overview: shm/overview.h; API: daemon/listen.h. The socket path's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* listen.h: goshmd's listening socket and peer authentication.
  *
  * Overview: shm/overview.h. Opened once at start-up, before any thread

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.c: goshmd's leveled log on stderr (API: daemon/log.h).
  *
  * Overview: shm/overview.h. A line is formatted into a stack buffer; a line

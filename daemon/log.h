@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.h: goshmd's log: leveled lines on stderr, "goshmd[pid]: <level>: msg".
  *
  * Overview: shm/overview.h. Any thread may log (the control plane on the event

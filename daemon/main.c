@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c: goshmd, the goshm daemon: options, start-up, the event loop, shutdown.
  *
  * Overview: shm/overview.h. Who owns what in this process:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mcentral.c: the mcentrals: one per span class, refill and uncache (Go's mcentral.go).
  *
  * Overview: shm/overview.h. Go's mcentral keeps swept and unswept sets of

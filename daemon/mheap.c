@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mheap.c: the page heap: free runs of 8 KiB pages, arenas, commit, scavenging.
  *
  * Overview: shm/overview.h. Go finds free pages with a radix tree of summaries

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* serve.c: the serve unit: decode and validate a ring entry, call the heap, encode the completion.
  *
  * Overview: shm/overview.h; API and callers: daemon/serve.h. Every entry is

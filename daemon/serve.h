@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* serve.h: the serve unit: ring entries in, heap calls, completions out; transport-neutral.
  *
  * Overview: shm/overview.h ("Processes, threads and the ring"); ring layout:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* slot.c: client slots: claim, abandon, reclaim, and what a slot reports (the life of a slot on the heap side).
  *
  * Overview: shm/overview.h; the slot's shared record: shm/segment.h

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* spanlist.h: the one list of span ids (Go's mSpanList): mcentral and owner lists, free-run bins, the scavenge list.
  *
  * Overview: shm/overview.h. A list is threaded through the span records'

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sweep.c: heap-side sweeping: one span, the notice stack, background sweep (Go's mgcsweep.go).
  *
  * Overview: shm/overview.h ("Sweeping"). A freer that frees into a span no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sysmem.c: Go's OS abstraction layer, for memory that lives in a memfd.
  *
  * Overview: shm/overview.h ("Memory states"). A memfd's pages are shared by

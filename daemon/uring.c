@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* uring.c: the data plane's waiter on io_uring.
  *
  * Overview: shm/overview.h; contract: daemon/waiter.h. Every doorbell eventfd

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* waiter.h: how the data plane sleeps: on every client's doorbell at once.
  *
  * Overview: shm/overview.h; user: daemon/dataplane.c. Two backends implement

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctlclient.c: the one client of goshmd's control protocol (see proto/ctlclient.h). */
 #define _GNU_SOURCE
 #include "ctlclient.h"

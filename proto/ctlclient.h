@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ctlclient.h: the one client of goshmd's control protocol: connect, send a Request, receive a Reply.
  *
  * Overview: shm/overview.h; messages: proto/goshm.proto; the daemon's side:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* atomic.h: named-ordering wrappers over C11 atomics for shared memory.
  *
  * Overview of the engine: shm/overview.h. Every access to a field that another

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* clock.h: the one monotonic clock, in nanoseconds, for every part of goshm.
  *
  * Overview: shm/overview.h. CLOCK_MONOTONIC: immune to wall-clock changes;

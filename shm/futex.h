@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* futex.h: the ring's futex word: wake and timed wait, shared by both sides.
  *
  * Overview: shm/overview.h ("Processes, threads and the ring"); the word is

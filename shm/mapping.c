@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mapping.c: arena-aligned mappings. Contract: shm/mapping.h. */
 #include "mapping.h"
 

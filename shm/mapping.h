@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mapping.h: mapping a memfd at an arena-aligned address.
  *
  * Overview: shm/overview.h. Both sides map the data memfd at an address aligned

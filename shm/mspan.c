@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mspan.c: allocCache windows, sweeping and live counts of a span's bitmaps.
  *
  * Overview: shm/overview.h ("Sweeping", "Tiny objects"). Used by both sides:

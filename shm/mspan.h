@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mspan.h: span bitmaps, allocCache and sweeping, shared by both sides.
  *
  * Overview: shm/overview.h ("Sweeping", "Tiny objects"). The client's fast path

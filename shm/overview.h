@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* overview.h: the overview of the goshm engine, and its common constants.
  *
  * goshm is the Go runtime's allocator (malloc.go, mheap.go, mcentral.go,

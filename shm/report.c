@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* report.c: the non-allocating reporter, throw and bad-free policy.
  *
  * Overview: shm/overview.h; contract: shm/report.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* report.h: goshm's error reporter and throw; neither allocates.
  *
  * Overview: shm/overview.h. Recoverable errors are returned (NULL or -1 with

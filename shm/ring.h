@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ring.h: the data plane's per-client rings in shared memory.
  *
  * Overview: shm/overview.h. Each client slot holds one submission ring (client

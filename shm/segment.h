@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* segment.h: the layout of the two shared memfds, pinned by static asserts.
  *
  * Overview: shm/overview.h. Every structure here is shared between processes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sockpath.c: the default control socket path. Contract: shm/sockpath.h. */
 #define _GNU_SOURCE
 #include "sockpath.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sockpath.h: the default control socket path, one rule for every program.
  *
  * Overview: shm/overview.h. The project's design contract: /run/goshm/goshmd.sock for

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # demo.sh: the README's first command. Installs what is missing, builds,
 # starts goshmd with its defaults in the foreground of this script (no root
 # needed), runs a zero-copy producer/consumer across two processes, prints

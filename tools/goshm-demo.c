@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* goshm-demo: zero-copy messages between two independent processes.
  *
  * The producer attaches to goshmd, allocates a channel (a single-producer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* goshmctl.c: talk to a running goshmd: wait for it, print its statistics.
  *
  * Overview: shm/overview.h; protocol: proto/goshm.proto; the daemon's side:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # install-deps.sh: install the Debian packages goshm builds, tests and
 # benchmarks with, skipping those already present. Needs root or sudo.
 #   tools/install-deps.sh          build + test dependencies

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mksizeclasses: generate shm/sizeclasses.h, the small-object size-class
  * tables of the goshm allocator.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test.sh: the README's second command (and what CI runs). Installs what is
 # missing, then builds and runs the ctest suites three ways:
 #   1. release build, warnings as errors: every test;

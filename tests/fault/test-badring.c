@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: malformed ring entries get error completions and never hurt
  * the daemon. A second attach's submission ring is driven by hand (its
  * library state is never used for allocation): unknown ops, bad span

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: a full heap is ENOMEM, never SIGBUS. On a 64 MiB goshmd,
  * allocate large objects, then smaller and smaller ones down to tiny, touching
  * every byte, until each size fails with ENOMEM (a SIGBUS handler fails the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: clients killed with SIGKILL at random moments give their
  * memory back. Each round, 4 processes allocate, fill, verify and free in a
  * tight loop (tiny, small and large objects; some live, spans half used in

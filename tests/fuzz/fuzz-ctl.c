@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz-ctl.c: the control protocol's decoder (libFuzzer target, with a
  * replay/random main for ctest).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz-main.h: the main() of the fuzz targets when not built for libFuzzer.
  *
  * Overview: shm/overview.h. Included by tests/fuzz/fuzz-*.c under

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz-ring.c: the heap side against a hostile client's ring entries and
  * scribbles (libFuzzer target, with a replay/random main for ctest).
  *

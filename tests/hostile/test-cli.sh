@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Description: bad input on goshmd's and goshmctl's command lines and in
 # goshmd's config file (issue 7, point 11). Every bad input exits 2 at parse
 # time, before anything starts, with a message that names the problem; the

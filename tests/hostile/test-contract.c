@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: the API contract where it used to have holes (issue 7,
  * point 12), against a real goshmd.
  * (1) goshm_aligned_alloc with every power-of-two alignment from 1 B up to

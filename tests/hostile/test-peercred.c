@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: a client does not talk to an impostor (issue 7, point 10).
  * A fake "daemon" listens on a socket and records whether a client sent it
  * anything. goshm_attach must fail with EACCES, sending nothing, when

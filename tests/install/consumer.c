@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* consumer.c: uses the installed API. With no daemon at the socket given,
  * goshm_attach must fail with ENOENT or ECONNREFUSED (exit 0); a daemon's
  * socket as argv[1] makes it allocate, check and free (exit 0). */

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Description: `cmake --install` lays out what the contract says, and a
 # project outside the tree builds against it with find_package(goshm) and
 # with pkg-config, and runs against a real goshmd.

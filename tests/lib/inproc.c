@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* inproc.c: the seam as a ring round trip served in this process by the daemon's serve unit.
  *
  * Overview: shm/overview.h; the seam: client/client.h; the serve unit:

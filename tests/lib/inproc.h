@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* inproc.h: a heap whose heap side runs inside this process (a test and benchmark helper).
  *
  * Overview: shm/overview.h. The same segment, side tables, offsets, engine

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: 16 independent processes attach at the same moment (released
  * together by closing a pipe), the daemon sees all 16, then each allocates,
  * fills, verifies and frees 10k objects of mixed sizes, large (> 32 KiB) ones

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: frees from elsewhere. (1) Objects of every size class, tiny
  * (1..8 bytes) and large ones allocated by one process are verified and freed
  * by another, independent process; then that process allocates its own set,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: fork() of an attached process. The child reads the parent's
  * objects (valid: the mapping is shared), frees half of them, and allocates
  * its own, which gives it a slot of its own: while it runs the daemon sees

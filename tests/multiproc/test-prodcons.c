@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: zero-copy producer/consumer across two independent processes:
  * the producer allocates buffers of random size (64..4096 bytes) holding a
  * sequence number and a checksum of their contents, and passes their offsets

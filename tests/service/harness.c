@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* harness.c: start and stop a real goshmd for a test, read its statistics.
  *
  * Overview: tests/service/harness.h.

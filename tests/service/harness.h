@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* harness.h: the service tests' harness: a real goshmd per test, its stats.
  *
  * Overview of the engine: shm/overview.h; the protocol: proto/goshm.proto.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test-ctl-garbage.c: Description: the control socket survives hostile input.
  *
  * Overview of the engine: shm/overview.h; the protocol: proto/goshm.proto; the

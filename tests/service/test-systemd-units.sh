@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Description: systemd-analyze verify on the generated goshmd.service and
 # goshmd.socket (systemd/). Overview of the engine: shm/overview.h.
 #

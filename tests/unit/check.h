@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check.h: the tiny test harness of the unit tests.
  *
  * CHECK(cond) records a failure with file and line and keeps going;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: the public API's semantics on a real segment: size 0, NULL,
  * alignment, realloc (contents kept; a failed realloc leaves the block
  * intact), aligned_alloc, usable_size, offsets, ENOMEM without SIGBUS. */

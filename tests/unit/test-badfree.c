@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: frees of pointers that are not live objects (outside the
  * heap, interior, double, into free pages) are reported with offset, span
  * and class, abort by default, continue with GOSHM_DEBUG=badfree=warn, and

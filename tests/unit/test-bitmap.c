@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: allocBits, allocCache windows and sweeping of one span's
  * bitmaps (shm/mspan.c), on a side record in private memory. */
 #include <stdint.h>

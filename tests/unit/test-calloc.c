@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: calloc returns zeroed memory across reuse (dirty slots are
  * cleared, fresh spans skip the memset), for small, tiny and large sizes;
  * nmemb * size overflow is EOVERFLOW. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: mcentral refill, hand-back and sweeping; a full span that
  * gains frees from another thread is found through the notice stack. */
 #include <pthread.h>

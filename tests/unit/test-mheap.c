@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: the page heap: runs allocated and freed with coalescing,
  * arenas grown contiguously, ENOMEM at the reservation's end, needzero. */
 #include <errno.h>

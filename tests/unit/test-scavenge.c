@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: scavenging really returns memory: after large and small
  * objects are freed, idle free runs are punched out of the memfd and its
  * st_blocks drop; the pages are committed again on reuse. */

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Check that the committed size-class header matches the generator's output.
 # Usage: test-sizeclasses-regen.sh MKSIZECLASSES_BINARY COMMITTED_HEADER
 # Exit 0 when identical, 1 (with a diff) on mismatch, 2 on usage/run errors.

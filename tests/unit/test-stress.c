@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: randomized stress of the engine: two threads allocate and
  * free millions of objects of every size class and large sizes, free each
  * other's objects, fill and verify every object, and at checkpoints check

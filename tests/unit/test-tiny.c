@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: the tiny allocator: objects of 1..8 bytes share 16-byte
  * blocks; a block is free once both its halves are; double frees of a half
  * are reported; a thread's unused half goes back when it exits. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* goshm.h: the public API of libgoshm, a multi-process shared-memory allocator.
  *
  * A process attaches to a heap served by goshmd and allocates from it with
