@@ -43,6 +43,7 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
         }
         sid = h->span_bump++;
     }
+    gs_txn_span(h, sid);
     gs_mspan_clear(&h->spans[sid]);
     h->spans_live++;
     return sid;
@@ -51,6 +52,7 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
 void gs_span_record_free(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = &h->spans[sid];
+    gs_txn_span(h, sid);
     gs_mspan_clear(s);
     s->state = GS_SPAN_DEAD;
     s->next = h->span_free;
@@ -97,4 +99,32 @@ void gs_sidefree(gs_heap_t *h, uint64_t off, uint32_t awords, uint32_t fwords)
         fl->cap = ncap;
     }
     fl->v[fl->n++] = off;
+}
+
+uint64_t gs_side_record_size(uint32_t awords, uint32_t fwords)
+{
+    uint32_t b = side_bucket(awords, fwords);
+    return b < GS_SIDE_BUCKETS ? side_bucket_size(b) : 0;
+}
+
+void gs_side_adopt_gap(gs_heap_t *h, uint64_t off, uint64_t len)
+{
+    /* Any partition of free bytes into records is as good as the one the
+     * previous daemon had: the largest records first, a 64-byte rest (no
+     * bucket that small) stays unused. */
+    while (len >= side_bucket_size(0)) {
+        uint32_t b = GS_SIDE_BUCKETS - 1u;
+        while (side_bucket_size(b) > len) b--;
+        gs_u64vec_t *fl = &h->side_free[b];
+        if (fl->n == fl->cap) {
+            uint32_t ncap = fl->cap ? fl->cap * 2u : 256u;
+            uint64_t *nv = realloc(fl->v, ncap * sizeof *nv);
+            if (!nv) return; /* the rest stays unused; the heap stays consistent */
+            fl->v = nv;
+            fl->cap = ncap;
+        }
+        fl->v[fl->n++] = off;
+        off += side_bucket_size(b);
+        len -= side_bucket_size(b);
+    }
 }

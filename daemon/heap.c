@@ -13,6 +13,7 @@
 #include <stdlib.h>   /* calloc, free */
 #include <string.h>   /* memset, strerror */
 #include <sys/mman.h> /* memfd_create, mmap */
+#include <sys/random.h> /* getrandom */
 #include <sys/stat.h> /* fstat */
 #include <unistd.h>   /* ftruncate, close */
 
@@ -24,69 +25,132 @@
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-static int make_memfd(const char *name, uint64_t size, int *fd_out)
+static int make_memfd(const char *name, int *fd_out)
 {
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) return -errno;
-    if (ftruncate(fd, (off_t)size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
     *fd_out = fd;
     return 0;
 }
 
-gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
+/* Size a fresh file; memfds are also sealed against shrinking and growing
+ * (state-directory files cannot be sealed: their directory is 0700 instead). */
+static int size_file(int fd, uint64_t size, bool memfd)
+{
+    if (ftruncate(fd, (off_t)size) != 0) return -errno;
+    if (memfd && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) return -errno;
+    return 0;
+}
+
+void gs_heap_layout(uint64_t max_pages, uint32_t max_slots, gs_layout_t *lay, uint64_t *data_size,
+                    gs_meta_layout_t *ml)
+{
+    uint64_t max_spans = max_pages + 2u;
+    /* data memfd layout */
+    uint64_t slots_off = GS_HEADER_SIZE;
+    uint64_t side_off = align_up(slots_off + (uint64_t)max_slots * GS_SLOT_SIZE, 65536);
+    uint64_t side_size = align_up(max_pages * SIDE_MAX_RECORD, 65536);
+    uint64_t notice_off = side_off + side_size;
+    uint64_t arena_off = align_up(notice_off + align_up(max_spans * sizeof(gs_notice_t), 65536), GS_ARENA_SIZE);
+    *lay = (gs_layout_t){.slots_off = slots_off, .slot_size = GS_SLOT_SIZE, .side_off = side_off,
+                         .side_size = side_size, .notice_off = notice_off, .arena_off = arena_off};
+    *data_size = arena_off + (max_pages << GS_PAGE_SHIFT);
+    /* meta memfd layout */
+    ml->pagemap_off = GS_META_HDR_SIZE;
+    ml->spans_off = align_up(ml->pagemap_off + max_pages * 4u, 4096);
+    ml->pslots_off = align_up(ml->spans_off + max_spans * sizeof(gs_mspan_t), 4096);
+    ml->undo_off = align_up(ml->pslots_off + (uint64_t)max_slots * sizeof(gs_pslot_t), 4096);
+    ml->meta_size = align_up(ml->undo_off + sizeof(gs_undo_log_t), 4096);
+}
+
+int gs_heap_map(gs_heap_t *h, bool dry)
+{
+    int flags = dry ? MAP_PRIVATE : MAP_SHARED;
+    if (dry) {
+        h->data = mmap(NULL, h->data_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, h->data_fd, 0);
+        if (h->data == MAP_FAILED) h->data = NULL;
+    } else {
+        h->data = gs_map_aligned(h->data_fd, h->data_size, PROT_READ | PROT_WRITE);
+    }
+    if (!h->data) return -errno;
+    h->meta = mmap(NULL, h->meta_size, PROT_READ | PROT_WRITE, flags | MAP_NORESERVE, h->meta_fd, 0);
+    if (h->meta == MAP_FAILED) {
+        h->meta = NULL;
+        return -errno;
+    }
+    h->hdr = (gs_seg_header_t *)h->data;
+    h->mhdr = (gs_meta_header_t *)h->meta;
+    return 0;
+}
+
+static void random_id(uint64_t *id)
+{
+    /* Any 64 bits that differ between heaps will do; getrandom does not
+     * block once the system is up, and the clock is the fallback. */
+    if (getrandom(id, sizeof *id, GRND_NONBLOCK) != (ssize_t)sizeof *id) *id = gs_now_ns() ^ ((uint64_t)getpid() << 40);
+    if (*id == 0) *id = 1;
+}
+
+static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_fd, char *err, size_t errlen)
 {
     char dummy[1];
     if (!err) { err = dummy; errlen = sizeof dummy; }
     gs_heap_t *h = calloc(1, sizeof *h);
-    if (!h) { snprintf(err, errlen, "out of memory"); errno = ENOMEM; return NULL; }
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        if (data_fd >= 0) close(data_fd);
+        if (meta_fd >= 0) close(meta_fd);
+        errno = ENOMEM;
+        return NULL;
+    }
     h->cfg = *cfg;
-    h->data_fd = h->meta_fd = -1;
+    h->is_memfd = data_fd < 0;
+    h->data_fd = data_fd;
+    h->meta_fd = meta_fd;
+    int rc = 0;
     if (h->cfg.max_slots == 0 || h->cfg.max_slots > GS_MAX_SLOTS) h->cfg.max_slots = GS_MAX_SLOTS;
     uint64_t size = align_up(cfg->size ? cfg->size : GS_ARENA_SIZE, GS_ARENA_SIZE);
     if (size > (UINT64_C(1) << 46)) {
         snprintf(err, errlen, "heap size too large (at most 64 TiB)");
-        errno = EINVAL;
-        free(h);
-        return NULL;
+        rc = -EINVAL;
+        goto fail;
     }
     h->max_pages = size >> GS_PAGE_SHIFT;
     h->max_spans = h->max_pages + 2u;
+    gs_meta_layout_t ml;
+    gs_heap_layout(h->max_pages, h->cfg.max_slots, &h->lay, &h->data_size, &ml);
+    h->meta_size = ml.meta_size;
 
-    /* data memfd layout */
-    uint64_t slots_off = GS_HEADER_SIZE;
-    uint64_t side_off = align_up(slots_off + (uint64_t)h->cfg.max_slots * GS_SLOT_SIZE, 65536);
-    uint64_t side_size = align_up(h->max_pages * SIDE_MAX_RECORD, 65536);
-    uint64_t notice_off = side_off + side_size;
-    uint64_t arena_off = align_up(notice_off + align_up(h->max_spans * sizeof(gs_notice_t), 65536), GS_ARENA_SIZE);
-    h->data_size = arena_off + size;
-    /* meta memfd layout */
-    uint64_t pagemap_off = GS_META_HDR_SIZE;
-    uint64_t spans_off = align_up(pagemap_off + h->max_pages * 4u, 4096);
-    h->meta_size = align_up(spans_off + h->max_spans * sizeof(gs_mspan_t), 4096);
-
-    int rc = make_memfd("goshm-data", h->data_size, &h->data_fd);
-    if (!rc) rc = make_memfd("goshm-meta", h->meta_size, &h->meta_fd);
+    if (h->is_memfd) {
+        rc = make_memfd("goshm-data", &h->data_fd);
+        if (!rc) rc = make_memfd("goshm-meta", &h->meta_fd);
+    }
+    if (!rc) rc = size_file(h->data_fd, h->data_size, h->is_memfd);
+    if (!rc) rc = size_file(h->meta_fd, h->meta_size, h->is_memfd);
     if (rc) {
-        snprintf(err, errlen, "memfd: %s", strerror(-rc));
+        snprintf(err, errlen, "%s: %s", h->is_memfd ? "memfd" : "sizing the heap files", strerror(-rc));
         goto fail;
     }
-    /* Header pages first: Ready before they are written. */
-    if ((rc = gs_sys_commit(h->data_fd, 0, 4096)) || (rc = gs_sys_commit(h->meta_fd, 0, GS_META_HDR_SIZE))) {
+    /* Header pages first: Ready before they are written; then the
+     * persistent slot table and the undo log, written at any time. */
+    if ((rc = gs_sys_commit(h->data_fd, 0, 4096)) || (rc = gs_sys_commit(h->meta_fd, 0, GS_META_HDR_SIZE)) ||
+        (rc = gs_sys_commit(h->meta_fd, ml.pslots_off, ml.meta_size - ml.pslots_off))) {
         snprintf(err, errlen, "committing the header: %s", strerror(-rc));
         goto fail;
     }
-    h->meta_committed = GS_META_HDR_SIZE;
-    h->data = gs_map_aligned(h->data_fd, h->data_size, PROT_READ | PROT_WRITE);
-    if (!h->data) { rc = -errno; snprintf(err, errlen, "mmap data: %s", strerror(-rc)); goto fail; }
-    h->meta = mmap(NULL, h->meta_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, h->meta_fd, 0);
-    if (h->meta == MAP_FAILED) { rc = -errno; h->meta = NULL; snprintf(err, errlen, "mmap meta: %s", strerror(-rc)); goto fail; }
+    h->meta_committed = GS_META_HDR_SIZE + (ml.meta_size - ml.pslots_off);
+    if ((rc = gs_heap_map(h, false))) {
+        snprintf(err, errlen, "mmap: %s", strerror(-rc));
+        goto fail;
+    }
     /* From now on nobody can map the meta memfd writable or write(2) to it,
      * whatever descriptor they hold; our mapping above stays writable. */
-    if (fcntl(h->meta_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0) {
+    if (h->is_memfd && h->cfg.persistent && fchmod(h->meta_fd, 0600) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "chmod meta: %s", strerror(-rc));
+        goto fail;
+    }
+    if (h->is_memfd && !h->cfg.persistent && fcntl(h->meta_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0) {
         rc = -errno;
         snprintf(err, errlen, "sealing meta: %s", strerror(-rc));
         goto fail;
@@ -95,42 +159,69 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     if (!h->pagestate) { rc = -ENOMEM; snprintf(err, errlen, "out of memory"); goto fail; }
 
     uint64_t epoch = gs_now_ns() ^ ((uint64_t)getpid() << 32);
-    h->lay = (gs_layout_t){.slots_off = slots_off, .slot_size = GS_SLOT_SIZE, .side_off = side_off,
-                           .side_size = side_size, .notice_off = notice_off, .arena_off = arena_off};
-    gs_seg_header_t *hdr = h->hdr = (gs_seg_header_t *)h->data;
+    gs_seg_header_t *hdr = h->hdr;
     hdr->page_size = GS_PAGE_SIZE;
     hdr->arena_size = GS_ARENA_SIZE;
     hdr->reserve_size = h->data_size;
-    hdr->slots_off = slots_off;
+    hdr->slots_off = h->lay.slots_off;
     hdr->max_slots = h->cfg.max_slots;
     hdr->slot_size = GS_SLOT_SIZE;
-    hdr->side_off = side_off;
-    hdr->side_size = side_size;
-    hdr->arena_off = arena_off;
+    hdr->side_off = h->lay.side_off;
+    hdr->side_size = h->lay.side_size;
+    hdr->arena_off = h->lay.arena_off;
     hdr->max_pages = h->max_pages;
     hdr->meta_size = h->meta_size;
     hdr->epoch = epoch;
-    hdr->notice_off = notice_off;
+    hdr->notice_off = h->lay.notice_off;
     gs_store_relaxed(&hdr->xnotice_head, 0);
     hdr->abi_version = GS_ABI_VERSION;
     hdr->magic = GS_SEG_MAGIC;
 
-    gs_meta_header_t *m = h->mhdr = (gs_meta_header_t *)h->meta;
+    gs_meta_header_t *m = h->mhdr;
     m->abi_version = GS_ABI_VERSION;
-    m->pagemap_off = pagemap_off;
-    m->spans_off = spans_off;
+    m->pagemap_off = ml.pagemap_off;
+    m->spans_off = ml.spans_off;
     m->max_spans = h->max_spans;
     m->epoch = epoch;
+    random_id(&m->heap_id);
+    m->max_slots = h->cfg.max_slots;
+    m->pslots_off = ml.pslots_off;
+    m->undo_off = ml.undo_off;
     gs_store_relaxed(&m->xheap_pages, 0);
+    /* The magic last: a heap file whose creation was cut short before this
+     * store is not a goshm heap (and is not linked into its directory yet
+     * either, daemon/persist.c). */
+    gs_fence_seqcst();
     m->magic = GS_META_MAGIC;
-    h->pagemap = (_Atomic uint32_t *)(h->meta + pagemap_off);
-    h->spans = (gs_mspan_t *)(h->meta + spans_off);
+    h->pagemap = (_Atomic uint32_t *)(h->meta + ml.pagemap_off);
+    h->spans = (gs_mspan_t *)(h->meta + ml.spans_off);
+    h->pslots = (gs_pslot_t *)(h->meta + ml.pslots_off);
+    h->undo = (gs_undo_log_t *)(h->meta + ml.undo_off);
     h->span_bump = 1; /* span id 0 means none */
     return h;
 fail:
     gs_heap_destroy(h);
     errno = -rc;
     return NULL;
+}
+
+gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
+{
+    return create_on(cfg, -1, -1, err, errlen);
+}
+
+gs_heap_t *gs_heap_create_files(const gs_heap_config_t *cfg, int data_fd, int meta_fd, char *err, size_t errlen)
+{
+    return create_on(cfg, data_fd, meta_fd, err, errlen);
+}
+
+uint64_t gs_heap_id(const gs_heap_t *h) { return h->mhdr->heap_id; }
+
+uint64_t gs_heap_adopted_ns(const gs_heap_t *h, uint32_t *orphans, uint32_t *reclaimed)
+{
+    if (orphans) *orphans = h->adopted_orphans;
+    if (reclaimed) *reclaimed = h->adopted_reclaimed;
+    return h->adopted_ns;
 }
 
 void gs_heap_destroy(gs_heap_t *h)

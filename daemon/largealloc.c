@@ -21,9 +21,12 @@ int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, ui
     if (!gs_heap_slot_in_use(h, slot) || align_shift > GS_LARGE_MAX_ALIGN_SHIFT) return gs_heap_bad(h);
     if (npages == 0 || npages > h->max_pages) return -ENOMEM;
     uint32_t sid;
+    gs_txn_begin(h); /* the list tag with the span: adoption reads neither, but one operation is one transaction */
     int rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
+    if (!rc) gs_span(h, sid)->list = GS_LIST_LARGE;
+    gs_killpoint("large-alloc");
+    gs_txn_end(h);
     if (rc) return rc;
-    gs_span(h, sid)->list = GS_LIST_LARGE;
     h->large_allocs++;
     *out = sid;
     return 0;

@@ -13,7 +13,61 @@
 #include "heap_internal.h"
 
 #include <errno.h>  /* ENOSPC */
-#include <string.h> /* memset */
+#include <signal.h> /* kill */
+#include <stdio.h>  /* snprintf */
+#include <stdlib.h> /* strtoull */
+#include <string.h> /* memset, strrchr */
+#include <fcntl.h>  /* open */
+#include <unistd.h> /* read, close */
+
+/* The start time of process pid (clock ticks since boot, field 22 of
+ * /proc/PID/stat): with the pid, it names one process for good, so a pid
+ * reused after its owner died is not taken for the owner. 0 if unknown. */
+uint64_t gs_proc_starttime(uint32_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%u/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+    if (!p) return 0;
+    /* After ") ": field 3 (state) onwards; starttime is field 22. */
+    int field = 2;
+    for (; *p && field < 22; p++)
+        if (*p == ' ') field++;
+    return field == 22 ? strtoull(p, NULL, 10) : 0;
+}
+
+bool gs_proc_alive(uint32_t pid, uint64_t starttime)
+{
+    if (pid == 0) return false;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return false;
+    uint64_t now = gs_proc_starttime(pid);
+    /* Unknown on either side (/proc hidden): the pid alone decides. A zombie
+     * still has its stat; it is gone for our purposes only once reaped,
+     * which a dead client's parent does soon enough. */
+    return starttime == 0 || now == 0 || now == starttime;
+}
+
+/* The persistent record of a slot (shm/segment.h, gs_pslot_t): owner first,
+ * then the state with a release store. */
+static void pslot_set(gs_heap_t *h, uint32_t i, uint32_t pid, uint32_t gen)
+{
+    gs_pslot_t *p = &h->pslots[i];
+    if (pid) {
+        gs_store_release(&p->xstate, 0);
+        p->pid = pid;
+        p->starttime = gs_proc_starttime(pid);
+        p->generation = gen;
+        gs_store_release(&p->xstate, 1);
+    } else {
+        gs_store_release(&p->xstate, 0);
+    }
+}
 
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
 {
@@ -27,7 +81,9 @@ int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
         s->pid = pid;
         s->generation = gen;
         h->slots[i].in_use = true;
+        h->slots[i].orphan = false;
         h->slots[i].pid = pid;
+        pslot_set(h, i, pid, gen);
         h->slots[i].cached.head = 0;
         h->slots[i].cached.count = 0;
         return (int)i;
@@ -63,7 +119,12 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
         h->central[c * 2u].departed_allocs += gs_load_relaxed(&sl->stats[c].xallocs);
         h->central[c * 2u].departed_frees += gs_load_relaxed(&sl->stats[c].xfrees);
     }
+    /* Every span is back: only now may the persistent record say free
+     * (a crash before this store leaves a claimed slot the adopter
+     * reclaims again, finding nothing or what is left). */
+    pslot_set(h, slot, 0, 0);
     h->slots[slot].in_use = false;
+    h->slots[slot].orphan = false;
     h->slots[slot].pid = 0;
     /* A removal is a serve pass of its own: frees the dead client made into
      * spans it no longer owns are swept now, not at the next tick. */
@@ -93,4 +154,45 @@ void gs_heap_slot_counts(gs_heap_t *h, uint32_t slot, uint64_t *allocs, uint64_t
     }
     *large_allocs = gs_load_relaxed(&s->xlarge_allocs);
     *large_frees = gs_load_relaxed(&s->xlarge_frees);
+}
+
+bool gs_heap_slot_orphan(const gs_heap_t *h, uint32_t slot)
+{
+    return gs_heap_slot_in_use(h, slot) && h->slots[slot].orphan;
+}
+
+uint32_t gs_heap_slot_pid(const gs_heap_t *h, uint32_t slot)
+{
+    return gs_heap_slot_in_use(h, slot) ? h->slots[slot].pid : 0;
+}
+
+/* Only the process that held the slot gets it back (pid from SO_PEERCRED,
+ * checked against the persistent record's pid and start time): its
+ * mcaches still allocate from the spans the slot caches, so they must not
+ * go to anyone else, and nobody else may take them. */
+int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid)
+{
+    if (!gs_heap_slot_orphan(h, slot)) return -ESRCH;
+    const gs_pslot_t *p = &h->pslots[slot];
+    if (p->pid != pid || !gs_proc_alive(pid, p->starttime)) return -ESRCH;
+    int rc = gs_sys_commit(h->data_fd, gs_slot_off(&h->lay, slot), gs_slot_committed_size());
+    if (rc) return rc;
+    /* The rings start afresh, as at a claim (the client restarts its
+     * indices at 0 and submits again what the old daemon did not answer);
+     * the counters the client published stay. */
+    memset(&gs_slot_at(h, slot)->ring, 0, sizeof(gs_ring_t));
+    h->slots[slot].orphan = false;
+    return 0;
+}
+
+uint32_t gs_heap_orphans_reap(gs_heap_t *h)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
+        if (!gs_heap_slot_orphan(h, i)) continue;
+        if (gs_proc_alive(h->pslots[i].pid, h->pslots[i].starttime)) continue;
+        gs_heap_slot_reclaim(h, i);
+        n++;
+    }
+    return n;
 }

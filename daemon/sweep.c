@@ -24,7 +24,7 @@ uint32_t gs_sweep_span(gs_heap_t *h, gs_mspan_t *s)
 /* A large span: give it back if its object is free. */
 void gs_sweep_large(gs_heap_t *h, uint32_t sid)
 {
-    if (gs_sweep_span(h, gs_span(h, sid)) == 0) gs_mheap_free_span(h, sid);
+    if (gs_sweep_span(h, gs_span(h, sid)) == 0) gs_mheap_free_span(h, sid); /* one transaction */
 }
 
 /* A span that gained frees: sweep it if no mcache owns it. */
@@ -46,8 +46,10 @@ static int notice(gs_heap_t *h, uint32_t sid, bool from_stack)
     }
     gs_spanlist_t *l = gs_list_of(h, s);
     if (!l) return 0;
+    gs_txn_begin(h);
     gs_list_remove(h, l, sid);
     gs_mcentral_place(h, sid, gs_sweep_span(h, s));
+    gs_txn_end(h);
     return 0;
 }
 
@@ -107,8 +109,10 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices)
             s->suspect = 0;
         }
         if (s->state == GS_SPAN_SMALL && s->list == GS_LIST_FULL) {
+            gs_txn_begin(h);
             gs_list_remove(h, &h->central[s->spanclass].full, sid);
             gs_mcentral_place(h, sid, gs_sweep_span(h, s));
+            gs_txn_end(h);
             swept++;
         } else if (s->state == GS_SPAN_LARGE) {
             /* Freed, but no notice reached us (yet): sweeping is harmless. */

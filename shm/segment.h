@@ -15,6 +15,13 @@
  *   [0, 4 KiB)                  gs_meta_header_t
  *   [pagemap_off, ...)          uint32_t span id per heap page (0: none)
  *   [spans_off, ...)            gs_mspan_t per span id (id 0 unused)
+ *   [pslots_off, ...)           gs_pslot_t per client slot (daemon/persist.h)
+ *   [undo_off, ...)             gs_undo_log_t (daemon/intent.c)
+ *
+ * Both memfds may be files in a state directory instead (goshmd --state-dir,
+ * daemon/persist.c), or sit in systemd's fd store: a later goshmd adopts
+ * them (daemon/adopt.c). Everything the heap side needs to rebuild its
+ * private state is in the meta memfd, written only by the heap side.
  */
 #ifndef GOSHM_SEGMENT_H
 #define GOSHM_SEGMENT_H
@@ -29,7 +36,7 @@
 
 #define GS_SEG_MAGIC  UINT64_C(0x4745534d48534f47) /* "GOSHMSEG" */
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
-#define GS_ABI_VERSION 1u
+#define GS_ABI_VERSION 2u /* 2: heap id, persistent slot table, undo log */
 
 #define GS_HEADER_SIZE   (64u * 1024u)
 #define GS_SLOT_SIZE     (64u * 1024u)
@@ -246,11 +253,67 @@ typedef struct gs_meta_header {
     uint64_t spans_off;
     uint64_t max_spans;
     uint64_t epoch;          /* equals the data header's epoch */
+    /* A random identity chosen when the heap is created, kept by every
+     * adoption (goshm_heap_id): offsets mean something only within one id. */
+    uint64_t heap_id;
+    uint32_t max_slots;      /* client slots of the layout */
+    uint32_t pad1;
     /* Heap pages grown so far (arenas * GS_PAGES_PER_ARENA). Written with a
      * release store by the heap side after the arena's page map is
-     * committed; clients load it with acquire before indexing the page map. */
+     * committed; clients load it with acquire before indexing the page map.
+     * Crash story: grow logs it in the undo log first (daemon/intent.c). */
     _Alignas(GS_CACHELINE) _Atomic uint64_t xheap_pages;
+    uint64_t pslots_off;     /* gs_pslot_t[max_slots] */
+    uint64_t undo_off;       /* gs_undo_log_t */
 } gs_meta_header_t;
+
+_Static_assert(offsetof(gs_meta_header_t, heap_id) == 48, "meta header layout");
+_Static_assert(offsetof(gs_meta_header_t, xheap_pages) == 64, "meta header layout");
+_Static_assert(sizeof(gs_meta_header_t) <= GS_META_HDR_SIZE, "meta header layout");
+
+/* The persistent slot table: which process owns each client slot, so that a
+ * goshmd adopting the heap knows whose spans are cached where. Written only
+ * by the heap side (meta memfd): pid and starttime first, then xstate with a
+ * release store on claim; xstate 0 (release) after a reclaim has given every
+ * span back. A crash between leaves either a free slot that owns no span
+ * (claim) or a claimed one whose remaining spans the adopter reclaims
+ * (reclaim). starttime (/proc/PID/stat field 22; 0 if unknown) tells a live
+ * owner from a later process that reuses the pid. */
+typedef struct gs_pslot {
+    _Atomic uint32_t xstate;  /* 0 free, 1 claimed */
+    uint32_t pid;
+    uint64_t starttime;
+    uint32_t generation;
+    uint32_t pad;
+    uint64_t pad2;
+} gs_pslot_t;
+
+_Static_assert(sizeof(gs_pslot_t) == 32, "pslot layout");
+
+/* The undo log: the before-images of the meta words one heap operation
+ * changes (daemon/intent.c). Each entry is written, then counted with a
+ * release store of xcount; the operation's own writes follow. xcount is set
+ * to 0 (release) when the operation is complete. An adopter that finds
+ * xcount != 0 puts the before-images back, newest first: the meta memfd is
+ * then as it was before the operation began. */
+enum { GS_UNDO_SPAN = 1, GS_UNDO_PAGE = 2, GS_UNDO_HEAP_PAGES = 3 };
+#define GS_UNDO_MAX 256u
+
+typedef struct gs_undo_entry {
+    uint32_t kind;           /* GS_UNDO_* */
+    uint32_t idx;            /* span id or heap page */
+    uint64_t val;            /* page map entry or heap page count */
+    uint8_t  rec[112];       /* GS_UNDO_SPAN: the gs_mspan_t before */
+} gs_undo_entry_t;
+
+typedef struct gs_undo_log {
+    _Atomic uint32_t xcount;
+    uint8_t pad[GS_CACHELINE - 4];
+    gs_undo_entry_t e[GS_UNDO_MAX];
+} gs_undo_log_t;
+
+_Static_assert(sizeof(gs_undo_entry_t) == 128, "undo layout");
+_Static_assert(sizeof(gs_mspan_t) == sizeof(((gs_undo_entry_t *)0)->rec), "undo holds a span record");
 
 /* Object index of byte offset `rel` inside a span, without a division. */
 static inline uint32_t gs_divide(uint64_t rel, uint32_t divmagic)
