@@ -39,6 +39,9 @@ int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uin
     Goshm__Attach at = GOSHM__ATTACH__INIT;
     at.abi_version = GS_ABI_VERSION;
     at.pid = (uint32_t)getpid();
+    at.resume_slot = s->resume_slot;
+    at.resume_heap_id = s->resume_slot ? s->heap_id : 0;
+    at.resume_last_tag = s->resume_slot ? s->last_tag : 0;
     Goshm__Request req = GOSHM__REQUEST__INIT;
     req.msg_case = GOSHM__REQUEST__MSG_ATTACH;
     req.attach = &at;
@@ -60,6 +63,8 @@ int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uin
         *slot = rep->attach->slot;
         *data_size = rep->attach->data_size;
         s->epoch = rep->attach->epoch;
+        s->heap_id = rep->attach->heap_id;
+        s->resumed = rep->attach->resumed;
         rc = 0;
     }
     goshm__reply__free_unpacked(rep, NULL);

@@ -40,8 +40,24 @@ static void ring_doorbell(svc_seam_t *s)
     }
 }
 
+/* Put n entries (tags set) on the ring and ring the doorbell. */
+static void submit(svc_seam_t *s, const gs_sqe_t *e, uint32_t n)
+{
+    gs_ring_t *r = s->ring;
+    for (uint32_t i = 0; i < n; i++) {
+        memcpy(&r->sq[s->sq_tail % GS_RING_ENTRIES], &e[i], sizeof e[i]);
+        s->sq_tail++;
+    }
+    gs_store_release(&r->xsq_tail, s->sq_tail);
+    gs_fence_seqcst();
+    ring_doorbell(s);
+}
+
 /* Submit n entries and wait for their n completions. 0, or -errno for the
- * transport; per-entry results are in out[]. */
+ * transport; per-entry results are in out[]. When the daemon goes away
+ * meanwhile, wait for one that adopts the heap (client/reconnect.c) and
+ * submit again what was not answered: the adopter undid or finished
+ * whatever the old daemon was doing (daemon/intent.c). */
 static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
 {
     pthread_mutex_lock(&s->mu);
@@ -52,19 +68,23 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
             return rc;
         }
     }
-    if (s->dead) { /* no reconnection (yet): do not wait 50 ms again per call */
+    if (s->dead) { /* another heap answers at the path: nothing to wait for */
         pthread_mutex_unlock(&s->mu);
         return -ECONNRESET;
     }
     gs_ring_t *r = s->ring;
-    for (uint32_t i = 0; i < n; i++) {
-        e[i].tag = ++s->tag;
-        memcpy(&r->sq[s->sq_tail % GS_RING_ENTRIES], &e[i], sizeof e[i]);
-        s->sq_tail++;
+    for (uint32_t i = 0; i < n; i++) e[i].tag = ++s->tag;
+    if (s->sock < 0) {
+        /* A reconnection gave up before: one more try, without waiting.
+         * (A daemon that went away since the last call is found below, by
+         * the wait that sees no answer: no system call here per refill.) */
+        int rc = gs_svc_reconnect(s);
+        if (rc) {
+            pthread_mutex_unlock(&s->mu);
+            return rc;
+        }
     }
-    gs_store_release(&r->xsq_tail, s->sq_tail);
-    gs_fence_seqcst();
-    ring_doorbell(s);
+    submit(s, e, n);
     uint32_t got = 0;
     int rc = 0;
     while (got < n) {
@@ -90,9 +110,9 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
             }
             gs_store_relaxed(&r->xwaiting, 0);
             if (gs_load_acquire(&r->xcq_tail) == s->cq_head && gs_svc_daemon_gone(s)) {
-                s->dead = true;
-                rc = -ECONNRESET;
-                break;
+                rc = gs_svc_reconnect(s);
+                if (rc) break;
+                submit(s, e + got, n - got);
             }
             continue;
         }
@@ -101,6 +121,7 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
             memcpy(&out[got], &r->cq[s->cq_head % GS_RING_ENTRIES], sizeof out[got]);
             s->cq_head++;
             if (out[got].tag != e[got].tag) gs_throw("ring: completion out of order");
+            s->last_tag = out[got].tag;
             got++;
         }
         gs_store_release(&r->xcq_head, s->cq_head);

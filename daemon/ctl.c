@@ -214,7 +214,7 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
         /* A client of the previous daemon: its slot back, or nothing (its
          * mcaches still hold that slot's spans: a fresh slot would not do). */
         slot = a->resume_heap_id == heap_id ? (int)a->resume_slot - 1 : -1;
-        int rc = slot >= 0 ? gs_heap_slot_resume(ctl->heap, (uint32_t)slot, (uint32_t)c->pid) : -ESRCH;
+        int rc = slot >= 0 ? gs_heap_slot_resume(ctl->heap, (uint32_t)slot, (uint32_t)c->pid, a->resume_last_tag) : -ESRCH;
         pthread_mutex_unlock(ctl->heap_lock);
         if (rc) {
             conn_fail(c, ESRCH, "cannot resume slot %u of heap %016llx: %s", a->resume_slot - 1u,

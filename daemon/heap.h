@@ -76,8 +76,10 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot);
 bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
 /* A process that held `slot` under a previous daemon asks for it back: 0 if
  * the slot is an orphan claimed by that very process (pid and start time),
- * which then owns its cached spans again; -ESRCH otherwise. */
-int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid);
+ * which then owns its cached spans again; -ESRCH otherwise. last_tag: the
+ * tag of the last completion it read (a large object allocated for a later
+ * request is freed: the client never got it). */
+int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last_tag);
 bool gs_heap_slot_orphan(const gs_heap_t *h, uint32_t slot);
 uint32_t gs_heap_slot_pid(const gs_heap_t *h, uint32_t slot);
 /* Reclaim the orphans whose process is gone; returns how many. */
@@ -102,6 +104,11 @@ int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *
 /* The same, the span starting on a multiple of 2^align_shift pages
  * (0..GS_LARGE_MAX_ALIGN_SHIFT; above: -EINVAL, a bad request). */
 int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t *sid);
+/* The same for the ring request whose tag is `tag`: remembered with the
+ * slot, so that a client resuming the slot after a daemon restart without
+ * having read the answer does not leak the object (gs_heap_slot_resume). */
+int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t tag,
+                               uint32_t *sid);
 /* A large object whose allocation the client never read (it died first):
  * free it. Returns 0 or -EINVAL. */
 int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);

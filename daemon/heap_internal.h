@@ -147,6 +147,7 @@ void gs_txn_end(gs_heap_t *h);
 void gs_txn_span(gs_heap_t *h, uint32_t sid);
 void gs_txn_page(gs_heap_t *h, uint64_t page);
 void gs_txn_heap_pages(gs_heap_t *h);
+void gs_txn_pslot(gs_heap_t *h, uint32_t slot);
 /* Put the before-images of an unfinished operation back; returns how many. */
 uint32_t gs_undo_replay(gs_heap_t *h);
 

@@ -107,6 +107,18 @@ void gs_txn_heap_pages(gs_heap_t *h)
     publish(h);
 }
 
+void gs_txn_pslot(gs_heap_t *h, uint32_t slot)
+{
+    if (h->txn_depth == 0) return;
+    gs_undo_entry_t *e = entry_for(h, GS_UNDO_PSLOT, slot);
+    if (!e) return;
+    e->kind = GS_UNDO_PSLOT;
+    e->idx = slot;
+    e->val = 0;
+    memcpy(e->rec, &h->pslots[slot], sizeof(gs_pslot_t));
+    publish(h);
+}
+
 /* The log is the heap side's own (meta memfd), but a torn or foreign one
  * must not write outside the tables: every index is bounded first. */
 uint32_t gs_undo_replay(gs_heap_t *h)
@@ -121,6 +133,9 @@ uint32_t gs_undo_replay(gs_heap_t *h)
             break;
         case GS_UNDO_PAGE:
             if (e->idx < h->max_pages && e->val < h->max_spans) gs_store_relaxed(&h->pagemap[e->idx], (uint32_t)e->val);
+            break;
+        case GS_UNDO_PSLOT:
+            if (e->idx < h->cfg.max_slots) memcpy(&h->pslots[e->idx], e->rec, sizeof(gs_pslot_t));
             break;
         case GS_UNDO_HEAP_PAGES:
             if (e->val <= h->max_pages) gs_store_relaxed(&h->mhdr->xheap_pages, e->val);

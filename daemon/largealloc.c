@@ -18,12 +18,23 @@ int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *
 
 int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t *out)
 {
+    return gs_heap_large_alloc_tagged(h, slot, npages, align_shift, 0, out);
+}
+
+int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t tag,
+                               uint32_t *out)
+{
     if (!gs_heap_slot_in_use(h, slot) || align_shift > GS_LARGE_MAX_ALIGN_SHIFT) return gs_heap_bad(h);
     if (npages == 0 || npages > h->max_pages) return -ENOMEM;
     uint32_t sid;
     gs_txn_begin(h); /* the list tag with the span: adoption reads neither, but one operation is one transaction */
     int rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
-    if (!rc) gs_span(h, sid)->list = GS_LIST_LARGE;
+    if (!rc) {
+        gs_span(h, sid)->list = GS_LIST_LARGE;
+        gs_txn_pslot(h, slot);
+        h->pslots[slot].large_sid = sid;
+        h->pslots[slot].large_tag = tag;
+    }
     gs_killpoint("large-alloc");
     gs_txn_end(h);
     if (rc) return rc;

@@ -63,6 +63,7 @@ static void pslot_set(gs_heap_t *h, uint32_t i, uint32_t pid, uint32_t gen)
         p->pid = pid;
         p->starttime = gs_proc_starttime(pid);
         p->generation = gen;
+        p->large_sid = 0;
         gs_store_release(&p->xstate, 1);
     } else {
         gs_store_release(&p->xstate, 0);
@@ -170,7 +171,7 @@ uint32_t gs_heap_slot_pid(const gs_heap_t *h, uint32_t slot)
  * checked against the persistent record's pid and start time): its
  * mcaches still allocate from the spans the slot caches, so they must not
  * go to anyone else, and nobody else may take them. */
-int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid)
+int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last_tag)
 {
     if (!gs_heap_slot_orphan(h, slot)) return -ESRCH;
     const gs_pslot_t *p = &h->pslots[slot];
@@ -182,6 +183,19 @@ int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid)
      * the counters the client published stay. */
     memset(&gs_slot_at(h, slot)->ring, 0, sizeof(gs_ring_t));
     h->slots[slot].orphan = false;
+    /* The last large allocation, if its request came after the last answer
+     * the client read: it never got it (nobody else knows the span), so it
+     * goes back. The tag is the client's word: a lie only frees its own
+     * object. */
+    gs_pslot_t *ps = &h->pslots[slot];
+    uint32_t sid = ps->large_sid;
+    bool unread = (int32_t)(ps->large_tag - last_tag) > 0;
+    /* Forgotten first: a crash between the two leaks the object rather
+     * than freeing, at the next resume, a span reused by someone else. */
+    ps->large_sid = 0;
+    gs_fence_seqcst();
+    if (sid && unread && sid < h->span_bump && gs_span(h, sid)->state == GS_SPAN_LARGE)
+        gs_heap_large_abandon(h, slot, sid);
     return 0;
 }
 

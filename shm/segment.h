@@ -284,8 +284,13 @@ typedef struct gs_pslot {
     uint32_t pid;
     uint64_t starttime;
     uint32_t generation;
+    /* The slot's last large allocation and the tag of its request, written
+     * in the allocation's transaction (undo-logged): a client resuming the
+     * slot says which completion it read last, and a later one it never
+     * got is freed (daemon/slot.c, gs_heap_slot_resume). */
+    uint32_t large_sid;
+    uint32_t large_tag;
     uint32_t pad;
-    uint64_t pad2;
 } gs_pslot_t;
 
 _Static_assert(sizeof(gs_pslot_t) == 32, "pslot layout");
@@ -296,14 +301,14 @@ _Static_assert(sizeof(gs_pslot_t) == 32, "pslot layout");
  * to 0 (release) when the operation is complete. An adopter that finds
  * xcount != 0 puts the before-images back, newest first: the meta memfd is
  * then as it was before the operation began. */
-enum { GS_UNDO_SPAN = 1, GS_UNDO_PAGE = 2, GS_UNDO_HEAP_PAGES = 3 };
+enum { GS_UNDO_SPAN = 1, GS_UNDO_PAGE = 2, GS_UNDO_HEAP_PAGES = 3, GS_UNDO_PSLOT = 4 };
 #define GS_UNDO_MAX 256u
 
 typedef struct gs_undo_entry {
     uint32_t kind;           /* GS_UNDO_* */
     uint32_t idx;            /* span id or heap page */
     uint64_t val;            /* page map entry or heap page count */
-    uint8_t  rec[112];       /* GS_UNDO_SPAN: the gs_mspan_t before */
+    uint8_t  rec[112];       /* GS_UNDO_SPAN: the gs_mspan_t before; GS_UNDO_PSLOT: the gs_pslot_t */
 } gs_undo_entry_t;
 
 typedef struct gs_undo_log {
