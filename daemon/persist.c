@@ -81,7 +81,7 @@ int gs_persist_open(const char *dir, bool fresh, const gs_heap_config_t *cfg, gs
     }
     /* Whoever can write the directory can swap the heap under us. */
     if (st.st_uid != geteuid() || (st.st_mode & 0022)) {
-        snprintf(err, errlen, "state directory %s: must be ours and writable by nobody else (mode %o, uid %u)", dir,
+        snprintf(err, errlen, "state directory %s: refused: must be ours and writable by nobody else (mode %o, uid %u); left untouched", dir,
                  (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
         close(dfd);
         return -1;
