@@ -102,6 +102,18 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices)
             if (s->suspect) {
                 gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
                 s->suspect = 0;
+                /* While the flag was stuck, frees into the span sent no
+                 * notice (a dead pusher, or a daemon killed between popping
+                 * the stack and handling it): a partial span is swept now,
+                 * full ones are below. */
+                if (s->state == GS_SPAN_SMALL && s->list == GS_LIST_PARTIAL) {
+                    gs_txn_begin(h);
+                    gs_list_remove(h, &h->central[s->spanclass].partial, sid);
+                    gs_mcentral_place(h, sid, gs_sweep_span(h, s));
+                    gs_txn_end(h);
+                    swept++;
+                    continue;
+                }
             } else {
                 s->suspect = 1;
             }
