@@ -83,7 +83,8 @@ int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uin
 
 int gs_svc_detach(svc_seam_t *s)
 {
-    if (s->sock < 0 || s->pid != gs_svc_pid()) return 0; /* a fork child never reattached */
+    if (s->pid != gs_svc_pid()) return 0; /* a fork child never reattached */
+    if (s->sock < 0) return s->dead || s->gave_up ? -ECONNRESET : 0; /* the daemon went away for good */
     Goshm__Detach d = GOSHM__DETACH__INIT;
     Goshm__Request req = GOSHM__REQUEST__INIT;
     req.msg_case = GOSHM__REQUEST__MSG_DETACH;
