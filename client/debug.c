@@ -7,12 +7,13 @@
  *
  * Poison. A free fills the object's slot before the atomic OR that gives it
  * away (client/free.c): after the OR another process may be handed the slot
- * at once, so filling later would scribble on its object. The fill is
- *   bytes [0, 8)   GS_POISON_MAGIC ^ offset: says "poisoned, at this offset"
- *   bytes [8, n)   GS_POISON_BYTE
- * When a slot is handed out (goshm_malloc, goshm_calloc, before zeroing) the
- * allocator checks it: with the first word intact, every later byte must be
- * the pattern; with the first word changed but every later byte intact, the
+ * at once, so filling later would scribble on its object. The fill is one
+ * 64-bit word per 8 bytes, word k = GS_POISON_MAGIC ^ offset ^ k * golden,
+ * so that it names the slot: the stale pattern of a slot of another size
+ * that once covered the same bytes does not match. When a slot is handed
+ * out (goshm_malloc, goshm_calloc, before zeroing) the allocator checks it:
+ * with the first word intact, every later word must be intact; with the
+ * first word changed but every later one intact, the
  * first word was written. Either is reported as a write after free, with
  * the offset, the size class and the first byte that changed. A slot whose
  * first word and tail both differ is taken as never poisoned: fresh memory,
@@ -38,8 +39,6 @@
 #include "debug.h" /* gs_debug */
 
 #define GS_POISON_MAGIC UINT64_C(0x8badf00ddeadbeef)
-#define GS_POISON_BYTE  0xdbu
-#define GS_POISON_WORD  UINT64_C(0xdbdbdbdbdbdbdbdb)
 #define TRACE_FRAMES 32
 
 uint32_t gs_debug_flags(void)
@@ -48,27 +47,33 @@ uint32_t gs_debug_flags(void)
     return (d->poison ? GS_DEBUG_POISON : 0u) | (d->allocfreetrace ? GS_DEBUG_TRACE : 0u);
 }
 
+/* Word k of the pattern of the slot at off. Every word depends on the
+ * offset, so the stale pattern of a slot of another size that covered the
+ * same bytes (its span was freed and carved again) never passes for this
+ * slot's. */
+static inline uint64_t pattern(uint64_t off, uint32_t k)
+{
+    return GS_POISON_MAGIC ^ off ^ ((uint64_t)k * UINT64_C(0x9e3779b97f4a7c15));
+}
+
 void gs_poison_fill(void *p, uint32_t size, uint64_t off)
 {
     if (size < 16u) return;
-    uint64_t w0 = GS_POISON_MAGIC ^ off;
-    memcpy(p, &w0, sizeof w0);
-    memset((char *)p + 8, (int)GS_POISON_BYTE, size - 8u);
+    for (uint32_t k = 0; k < size / 8u; k++) {
+        uint64_t w = pattern(off, k);
+        memcpy((char *)p + 8u * k, &w, sizeof w);
+    }
 }
 
-/* First byte at or after `from` in [p, p+size) that is not the pattern,
- * or size. */
-static uint32_t first_changed(const unsigned char *p, uint32_t from, uint32_t size)
+/* First word at or after `from` that differs from the pattern, or n. */
+static uint32_t first_changed(const unsigned char *p, uint64_t off, uint32_t from, uint32_t n)
 {
-    uint32_t i = from;
-    for (; i + 8u <= size; i += 8u) {
+    for (uint32_t k = from; k < n; k++) {
         uint64_t w;
-        memcpy(&w, p + i, sizeof w);
-        if (w != GS_POISON_WORD) break;
+        memcpy(&w, p + 8u * k, sizeof w);
+        if (w != pattern(off, k)) return k;
     }
-    for (; i < size; i++)
-        if (p[i] != GS_POISON_BYTE) return i;
-    return size;
+    return n;
 }
 
 /* Check a slot being handed out; report a write after free. */
@@ -77,32 +82,25 @@ static void poison_check(struct goshm *h, void *p)
     gs_lookup_t l;
     if (gs_lookup(h, p, &l) != NULL || l.span->state != GS_SPAN_SMALL || gs_spanclass_tiny(l.span->spanclass))
         return;
-    uint32_t size = l.span->elemsize;
+    uint32_t size = l.span->elemsize, n = size / 8u;
     if (size < 16u) return;
     const unsigned char *b = p;
-    uint64_t w0, want = GS_POISON_MAGIC ^ l.off;
-    memcpy(&w0, b, sizeof w0);
-    uint32_t at, tail = first_changed(b, 8u, size);
-    if (w0 == want) {
-        if (tail == size) return; /* intact */
-        at = tail;
-    } else {
-        if (tail != size) return; /* never poisoned */
-        unsigned char wb[8];
-        memcpy(wb, &want, sizeof wb);
-        for (at = 0; at < 8u && b[at] == wb[at]; at++) {}
+    uint32_t w0 = first_changed(b, l.off, 0, 1), tail = first_changed(b, l.off, 1, n), k;
+    if (w0 == 1) { /* the first word is intact: the slot was poisoned */
+        if (tail == n) return;
+        k = tail;
+    } else { /* poisoned and the first word written, or never poisoned */
+        if (tail != n) return;
+        k = 0;
     }
-    unsigned char expect;
-    if (at < 8u) {
-        unsigned char wb[8];
-        memcpy(wb, &want, sizeof wb);
-        expect = wb[at];
-    } else {
-        expect = (unsigned char)GS_POISON_BYTE;
-    }
+    uint64_t want = pattern(l.off, k);
+    unsigned char wb[8];
+    memcpy(wb, &want, sizeof wb);
+    uint32_t at = 0;
+    while (at < 7u && b[8u * k + at] == wb[at]) at++;
     gs_printf("goshm: write after free: object at offset 0x%llx (size class %u bytes, span %u): byte %u was "
               "changed after the object was freed (0x%x, poison 0x%x)\n",
-              (unsigned long long)l.off, size, l.sid, at, (unsigned)b[at], (unsigned)expect);
+              (unsigned long long)l.off, size, l.sid, 8u * k + at, (unsigned)b[8u * k + at], (unsigned)wb[at]);
     gs_report_bad_use("write after free");
 }
 
@@ -125,9 +123,9 @@ static void trace(struct goshm *h, const char *what, const void *p, size_t size,
     pthread_mutex_unlock(&trace_lock);
 }
 
-void gs_debug_on_alloc(struct goshm *h, gs_mcache_t *c, const char *what, void *p, size_t size)
+void gs_debug_on_alloc(struct goshm *h, const char *what, void *p, size_t size)
 {
-    if (c) c->last = NULL; /* no undo shortcut: frees go through the filling path */
+    if (gs_tls_id == h->id) gs_tls_cache->last = NULL; /* no undo shortcut: frees take the filling path */
     if (p && (h->debug & GS_DEBUG_POISON) && size > GS_TINY_HALF && size <= GS_MAX_SMALL_SIZE) poison_check(h, p);
     if (h->debug & GS_DEBUG_TRACE) trace(h, what, p, size, true);
 }

@@ -148,12 +148,31 @@ static uint32_t frame_name(gs_prof_view_t *v, uintptr_t pc)
     return off;
 }
 
-/* Is the frame at pc part of the allocator (to drop from the top)? */
-static bool own_frame(uintptr_t pc, const void *own_base)
+/* Is the frame at pc part of the allocator (to drop from the top)? dladdr
+ * walks symbol tables (microseconds): its answer is cached per pc. Under
+ * name_lock. */
+static struct {
+    uintptr_t pc;
+    uint8_t own; /* 1: no, 2: yes; 0: empty */
+} own_cache[NAME_CACHE];
+
+static bool own_frame(uintptr_t pc)
 {
+    static const void *own_base;
+    static bool own_known;
+    if (!own_known) {
+        Dl_info self;
+        own_base = dladdr((void *)(uintptr_t)gs_prof_sample, &self) ? self.dli_fbase : NULL;
+        own_known = true;
+    }
+    uint32_t k = (uint32_t)(gs_prof_mix(pc ^ 1u) % NAME_CACHE);
+    if (own_cache[k].own && own_cache[k].pc == pc) return own_cache[k].own == 2;
     Dl_info di;
-    if (!dladdr((void *)(pc - 1u), &di) || di.dli_fbase != own_base) return false;
-    return !di.dli_sname || strncmp(di.dli_sname, "goshm_", 6) == 0 || strncmp(di.dli_sname, "gs_", 3) == 0;
+    bool own = dladdr((void *)(pc - 1u), &di) && di.dli_fbase == own_base &&
+               (!di.dli_sname || strncmp(di.dli_sname, "goshm_", 6) == 0 || strncmp(di.dli_sname, "gs_", 3) == 0);
+    own_cache[k].pc = pc;
+    own_cache[k].own = own ? 2 : 1;
+    return own;
 }
 
 /* Find or add the stack of frames[0..n); its index, or UINT32_MAX. */
@@ -207,10 +226,10 @@ void gs_prof_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
 
     void *frames[GS_PROF_FRAMES + 8];
     int n = backtrace(frames, (int)(sizeof frames / sizeof frames[0]));
-    Dl_info self;
-    const void *own = dladdr((void *)(uintptr_t)gs_prof_sample, &self) ? self.dli_fbase : NULL;
     int skip = 0;
-    while (skip < n - 1 && own_frame((uintptr_t)frames[skip], own)) skip++;
+    pthread_mutex_lock(&name_lock);
+    while (skip < n - 1 && own_frame((uintptr_t)frames[skip])) skip++;
+    pthread_mutex_unlock(&name_lock);
     uint32_t pid = (uint32_t)getpid();
     uint32_t st = stack_index(v, frames + skip, n - skip, pid);
     if (st == UINT32_MAX) {

@@ -13,7 +13,6 @@
 #include <event2/buffer.h>   /* evbuffer_add */
 #include <event2/event.h>    /* event_base */
 #include <event2/http.h>     /* evhttp_* */
-#include <event2/keyvalq_struct.h> /* evkeyvalq */
 #include <stdio.h>           /* snprintf, open_memstream */
 #include <stdlib.h>          /* free, strtoul */
 #include <string.h>          /* strchr, strcmp */
@@ -135,7 +134,10 @@ gs_metrics_t *gs_metrics_start(struct event_base *base, const char *addr, gs_met
         free(m);
         return NULL;
     }
-    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    /* Every common method reaches on_request, which answers 405 to all but
+     * GET and HEAD (evhttp itself would answer 501). */
+    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
     evhttp_set_max_body_size(m->http, 0);
     evhttp_set_timeout(m->http, METRICS_TIMEOUT_S);

@@ -12,6 +12,7 @@
  *        test-metrics --holder SOCKET   (internal role: commands on stdin)
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>

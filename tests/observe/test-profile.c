@@ -193,7 +193,7 @@ int main(int argc, char **argv)
     REQUIRE(child_cmd(&a, "go", a.offs, sizeof a.offs) == 0);
     REQUIRE(child_cmd(&b, "go", b.offs, sizeof b.offs) == 0);
 
-    char file[64], cmd[1024];
+    char file[256], cmd[1024];
     snprintf(file, sizeof file, "%s/heap.pb.gz", d.dir);
     snprintf(cmd, sizeof cmd, "%s --socket %s profile -o %s 2>&1", argv[2], d.sock, file);
     int st;
