@@ -226,9 +226,17 @@ void gs_prof_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
 
     void *frames[GS_PROF_FRAMES + 8];
     int n = backtrace(frames, (int)(sizeof frames / sizeof frames[0]));
+    /* Drop the allocator's frames: from the first of them among the
+     * innermost few (a sanitizer's backtrace interceptor may come before
+     * them) to the last one in a row. */
     int skip = 0;
     pthread_mutex_lock(&name_lock);
-    while (skip < n - 1 && own_frame((uintptr_t)frames[skip])) skip++;
+    for (int i = 0; i < n - 1 && i < 4; i++) {
+        if (!own_frame((uintptr_t)frames[i])) continue;
+        skip = i;
+        while (skip < n - 1 && own_frame((uintptr_t)frames[skip])) skip++;
+        break;
+    }
     pthread_mutex_unlock(&name_lock);
     uint32_t pid = (uint32_t)getpid();
     uint32_t st = stack_index(v, frames + skip, n - skip, pid);

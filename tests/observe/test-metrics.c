@@ -60,6 +60,7 @@ static int holder(const char *sock)
             _exit(0);
         }
     }
+    free(objs);
     goshm_detach(h);
     return 0;
 }
