@@ -1,7 +1,8 @@
+/* SPDX-License-Identifier: MIT */
 /* debug.c: the client's debug modes: poison (write-after-free detection)
  * and allocfreetrace.
  *
- * Overview: shm/malloc.h; the variable: shm/debug.h. Both modes are read
+ * Overview: shm/overview.h; the variable: shm/debug.h. Both modes are read
  * once per attach into goshm_t.debug; the allocation and free paths test
  * that one word (one predictable branch) and call here only when it is set.
  *

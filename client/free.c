@@ -88,6 +88,7 @@ void gs_bad_free(const char *why, const void *p, const gs_lookup_t *l)
 void goshm_free(goshm_t *h, void *p)
 {
     if (!p) return;
+    if (gs_unlikely(h->debug)) gs_debug_on_free(h, p);
     if (gs_likely(gs_tls_id == h->id)) {
         gs_mcache_t *c = gs_tls_cache;
         if (p == c->last && gs_mcache_undo(c, p)) return;
@@ -132,6 +133,10 @@ void goshm_free(goshm_t *h, void *p)
      * give it back and reuse its record. Read the record before. */
     bool large = m->state == GS_SPAN_LARGE;
     uint64_t objsize = object_size(&l);
+    /* Still ours: retire its profile sample, poison it (client/profile.c,
+     * client/debug.c). Each is one predictable branch when unused. */
+    if (gs_unlikely(gs_prof_maybe_sampled(&h->prof, l.sid))) gs_prof_free(h, l.off, l.sid);
+    if (gs_unlikely(h->debug & GS_DEBUG_POISON) && !large) gs_poison_fill(p, m->elemsize, l.off);
     uint64_t old = gs_fetch_or_seqcst(&freed[w], bit);
     if (old & bit) {
         gs_report_bad_free("double free", p, l.off, l.sid, objsize);

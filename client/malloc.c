@@ -30,7 +30,11 @@ static void *large_alloc(goshm_t *h, size_t size, uint32_t align_shift, bool *ze
     gs_fetch_add_relaxed(&h->slotp->xlarge_allocs, 1);
     const gs_mspan_t *m = &h->spans[sid];
     *zero = !m->needzero;
-    return h->data + m->base_off;
+    void *p = h->data + m->base_off;
+    /* The heap profile's countdown, as for small objects (client/profile.c). */
+    gs_mcache_t *c = gs_mcache_get(h);
+    if (c && (c->next_sample -= (int64_t)npages << GS_PAGE_SHIFT) < 0) gs_prof_sample(h, c, p, size);
+    return p;
 }
 
 /* Allocate `size` bytes; *zero tells whether the memory is known zero. */
@@ -50,6 +54,9 @@ static inline void *alloc_impl(goshm_t *h, size_t size, bool *zero)
         *zero = !s->needzero;
         c->last = p;
         c->last_sc = sc;
+        /* The heap profile's countdown (client/profile.c): a subtract and a
+         * branch never taken while sampling is off. */
+        if (gs_unlikely((c->next_sample -= (int64_t)size) < 0)) gs_prof_sample(h, c, p, size);
         return p;
     }
     if (size == 0) return alloc_impl(h, 1, zero); /* a unique, freeable pointer */
@@ -59,7 +66,9 @@ static inline void *alloc_impl(goshm_t *h, size_t size, bool *zero)
 void *goshm_malloc(goshm_t *h, size_t size)
 {
     bool zero;
-    return alloc_impl(h, size, &zero);
+    void *p = alloc_impl(h, size, &zero);
+    if (gs_unlikely(h->debug)) gs_debug_on_alloc(h, "malloc", p, size);
+    return p;
 }
 
 void *goshm_calloc(goshm_t *h, size_t nmemb, size_t size)
@@ -71,6 +80,7 @@ void *goshm_calloc(goshm_t *h, size_t nmemb, size_t size)
     }
     bool zero;
     void *p = alloc_impl(h, n, &zero);
+    if (gs_unlikely(h->debug)) gs_debug_on_alloc(h, "calloc", p, n);
     if (p && !zero) memset(p, 0, n);
     return p;
 }
@@ -127,7 +137,9 @@ void *goshm_aligned_alloc(goshm_t *h, size_t alignment, size_t size)
     uint32_t shift = 0;
     while (((size_t)GS_PAGE_SIZE << shift) < alignment) shift++;
     bool zero;
-    return large_alloc(h, size > GS_MAX_SMALL_SIZE ? size : GS_MAX_SMALL_SIZE + 1u, shift, &zero);
+    void *p = large_alloc(h, size > GS_MAX_SMALL_SIZE ? size : GS_MAX_SMALL_SIZE + 1u, shift, &zero);
+    if (gs_unlikely(h->debug)) gs_debug_on_alloc(h, "aligned_alloc", p, size);
+    return p;
 }
 
 goshm_off_t goshm_off(goshm_t *h, const void *p)

@@ -20,6 +20,7 @@ gs_mcache_t *gs_mcache_slow(struct goshm *h)
         c = calloc(1, sizeof *c);
         if (!c) return NULL;
         c->heap = h;
+        c->next_sample = gs_prof_next(h, c);
         pthread_mutex_lock(&h->lock);
         c->next = h->caches;
         if (h->caches) h->caches->prev = c;

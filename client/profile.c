@@ -1,7 +1,8 @@
+/* SPDX-License-Identifier: MIT */
 /* profile.c: sampling allocations, capturing and naming their stacks, and
  * retiring samples on free, from any process.
  *
- * Overview: shm/malloc.h; the shared layout and its rules: shm/profile.h.
+ * Overview: shm/overview.h; the shared layout and its rules: shm/profregion.h.
  *
  * Cost. When sampling is off the countdown starts at INT64_MAX and the
  * allocation path pays one subtract and one branch that is never taken. When
@@ -250,7 +251,7 @@ void gs_prof_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
     gs_fetch_add_relaxed(&v->stacks[st].xalloc_weight, wfix);
     gs_fetch_add_relaxed(&v->stacks[st].xalloc_bytes, (uint64_t)(w * s + 0.5));
 
-    /* The bucket first, then the sample (shm/profile.h, crash story). */
+    /* The bucket first, then the sample (shm/profregion.h, crash story). */
     _Atomic uint32_t *b = &v->buckets[l.sid & v->mask];
     gs_fetch_add_acqrel(b, 1u);
     uint32_t home = sample_home(l.off);

@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* profile.h: the client's side of the sampled heap profile.
  *
- * Overview: shm/malloc.h; the shared layout and its rules: shm/profile.h.
+ * Overview: shm/overview.h; the shared layout and its rules: shm/profregion.h.
  * The allocation path keeps a byte countdown in the mcache and calls
  * gs_prof_sample when it goes negative (a subtract and a branch); the free
  * path calls gs_prof_free when the span's bucket says a sample may be live.
@@ -11,7 +12,7 @@
 #include <stddef.h> /* size_t */
 #include <stdint.h> /* uint*_t */
 
-#include "../shm/profile.h"
+#include "profregion.h"
 
 /* This process's view of a heap's profile region; all NULL/0 if the heap has
  * none or sampling is off. */

@@ -21,6 +21,7 @@
 
 #include "segment.h" /* GS_MAX_SLOTS */
 #include "log.h"            /* gs_log_parse_level */
+#include "metrics.h"        /* gs_metrics_parse_addr */
 
 #ifndef GOSHM_VERSION
 #define GOSHM_VERSION "unknown"
@@ -41,6 +42,7 @@ void gs_config_init(gs_config_t *cfg)
 void gs_config_free(gs_config_t *cfg)
 {
     free(cfg->socket);
+    free(cfg->metrics);
     free(cfg->config_file);
     free(cfg->allow_uid.v);
     free(cfg->allow_gid.v);
@@ -248,6 +250,12 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
         cfg->log_level = l;
         return 0;
     }
+    if (strcmp(key, "metrics") == 0) {
+        char host[256];
+        unsigned port;
+        if (gs_metrics_parse_addr(value, host, sizeof host, &port, err, errlen)) return -1;
+        return set_string(&cfg->metrics, value, err, errlen);
+    }
     snprintf(err, errlen, "unknown option '%s'", key);
     return -1;
 }
@@ -382,9 +390,10 @@ static const optdef_t options[] = {
     {"socket", true},      {"size", true},        {"config", true},       {"max-clients", true},
     {"allow-uid", true},   {"allow-gid", true},   {"scavenge-delay", true}, {"spin-us", true},
     {"force-epoll", false}, {"log-level", true},  {"help", false},        {"version", false},
+    {"metrics", true},
 };
 #define HELP_INDEX 10
-_Static_assert(sizeof options / sizeof options[0] == 12, "options table changed: check HELP_INDEX");
+_Static_assert(sizeof options / sizeof options[0] == 13, "options table changed: check HELP_INDEX");
 
 /* Split argv[*i] into an option and its value (from "=value" or the next
  * argument). Returns the option or NULL with err set. */
@@ -502,6 +511,11 @@ void gs_config_usage(const char *prog)
            "                       for one; 0 sleeps at once (one system call per request).\n"
            "  --force-epoll        sleep on epoll even where io_uring is available.\n"
            "  --log-level LEVEL    error, warn, info or debug. Default info.\n"
+           "  --metrics HOST:PORT  serve the heap's statistics over HTTP at /metrics\n"
+           "                       (Prometheus text format). Off by default. There is no\n"
+           "                       authentication: whoever can reach HOST:PORT reads the heap's\n"
+           "                       figures (sizes, counters, client pids), never its contents.\n"
+           "                       127.0.0.1:9464 keeps it on this machine; [::1]:PORT for IPv6.\n"
            "  -h, --help           show this help and exit.\n"
            "  --version            show the version and exit.\n"
            "\n"

@@ -48,6 +48,7 @@ typedef struct gs_config {
     uint32_t spin_us;
     bool force_epoll;
     int log_level;              /* gs_log_level_t */
+    char *metrics;              /* --metrics HOST:PORT; NULL: off (daemon/metrics.h) */
 } gs_config_t;
 
 typedef enum gs_config_action {

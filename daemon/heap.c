@@ -6,12 +6,14 @@
 #define _GNU_SOURCE
 #include "heap_internal.h"
 #include "mapping.h"
+#include "profregion.h"
 
 #include <errno.h>    /* errno */
 #include <fcntl.h>    /* fcntl, F_ADD_SEALS */
 #include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* calloc, free */
 #include <string.h>   /* memset, strerror */
+#include <sys/random.h> /* getrandom */
 #include <sys/mman.h> /* memfd_create, mmap */
 #include <sys/stat.h> /* fstat */
 #include <unistd.h>   /* ftruncate, close */
@@ -61,7 +63,10 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     uint64_t side_off = align_up(slots_off + (uint64_t)h->cfg.max_slots * GS_SLOT_SIZE, 65536);
     uint64_t side_size = align_up(h->max_pages * SIDE_MAX_RECORD, 65536);
     uint64_t notice_off = side_off + side_size;
-    uint64_t arena_off = align_up(notice_off + align_up(h->max_spans * sizeof(gs_notice_t), 65536), GS_ARENA_SIZE);
+    uint64_t prof_off = notice_off + align_up(h->max_spans * sizeof(gs_notice_t), 65536);
+    uint32_t prof_buckets = gs_prof_nbuckets(h->max_spans);
+    uint64_t prof_size = align_up(gs_prof_region_size(prof_buckets), 65536);
+    uint64_t arena_off = align_up(prof_off + prof_size, GS_ARENA_SIZE);
     h->data_size = arena_off + size;
     /* meta memfd layout */
     uint64_t pagemap_off = GS_META_HDR_SIZE;
@@ -80,6 +85,12 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     h->meta_committed = GS_META_HDR_SIZE;
+    /* The profile region is written by clients at any time: Ready now
+     * (a few MiB, shm/profregion.h). */
+    if ((rc = gs_sys_commit(h->data_fd, prof_off, prof_size))) {
+        snprintf(err, errlen, "committing the profile region: %s", strerror(-rc));
+        goto fail;
+    }
     h->data = gs_map_aligned(h->data_fd, h->data_size, PROT_READ | PROT_WRITE);
     if (!h->data) { rc = -errno; snprintf(err, errlen, "mmap data: %s", strerror(-rc)); goto fail; }
     h->meta = mmap(NULL, h->meta_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, h->meta_fd, 0);
@@ -95,6 +106,14 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     if (!h->pagestate) { rc = -ENOMEM; snprintf(err, errlen, "out of memory"); goto fail; }
 
     uint64_t epoch = gs_now_ns() ^ ((uint64_t)getpid() << 32);
+    /* The heap id: random; 0 is never an id. */
+    if (getrandom(&h->heap_id, sizeof h->heap_id, GRND_NONBLOCK) != (ssize_t)sizeof h->heap_id)
+        h->heap_id = gs_prof_mix(epoch ^ (uint64_t)(uintptr_t)h);
+    if (h->heap_id == 0) h->heap_id = 1;
+    h->prof_off = prof_off;
+    gs_prof_header_t *ph = (gs_prof_header_t *)(h->data + prof_off);
+    ph->nbuckets = prof_buckets;
+    ph->magic = GS_PROF_MAGIC;
     h->lay = (gs_layout_t){.slots_off = slots_off, .slot_size = GS_SLOT_SIZE, .side_off = side_off,
                            .side_size = side_size, .notice_off = notice_off, .arena_off = arena_off};
     gs_seg_header_t *hdr = h->hdr = (gs_seg_header_t *)h->data;
@@ -111,6 +130,8 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     hdr->meta_size = h->meta_size;
     hdr->epoch = epoch;
     hdr->notice_off = notice_off;
+    hdr->heap_id = h->heap_id;
+    hdr->prof_off = prof_off;
     gs_store_relaxed(&hdr->xnotice_head, 0);
     hdr->abi_version = GS_ABI_VERSION;
     hdr->magic = GS_SEG_MAGIC;
@@ -152,6 +173,9 @@ uint64_t gs_heap_meta_size(const gs_heap_t *h) { return h->meta_size; }
 char *gs_heap_data_ptr(const gs_heap_t *h) { return h->data; }
 const char *gs_heap_meta_ptr(const gs_heap_t *h) { return h->meta; }
 uint64_t gs_heap_scavenge_delay(const gs_heap_t *h) { return h->cfg.scavenge_delay_ns; }
+uint64_t gs_heap_id(const gs_heap_t *h) { return h->heap_id; }
+uint64_t gs_heap_size(const gs_heap_t *h) { return h->cfg.size; }
+const char *gs_heap_prof_region(const gs_heap_t *h) { return h->data + h->prof_off; }
 uint64_t gs_heap_slots_off(const gs_heap_t *h) { return h->lay.slots_off; }
 uint64_t gs_heap_slot_size(const gs_heap_t *h) { return h->lay.slot_size; }
 uint32_t gs_heap_max_slots(const gs_heap_t *h) { return h->cfg.max_slots; }

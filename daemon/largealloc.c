@@ -24,6 +24,7 @@ int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, ui
     int rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
     if (rc) return rc;
     gs_span(h, sid)->list = GS_LIST_LARGE;
+    gs_span(h, sid)->client = gs_owners_ticket(&h->owners, slot); /* daemon/owners.h */
     h->large_allocs++;
     *out = sid;
     return 0;

@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.c: the /metrics endpoint on libevent's evhttp.
  *
- * Overview: shm/malloc.h; contract and exposure: daemon/metrics.h. Each
+ * Overview: shm/overview.h; contract and exposure: daemon/metrics.h. Each
  * request renders afresh into a memory stream (open_memstream) and hands the
  * bytes to evhttp; nothing is cached between requests. Requests are small
  * and answered at once, so evhttp's limits are kept tight: 8 KiB of headers,

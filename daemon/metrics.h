@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.h: goshmd --metrics HOST:PORT, the heap's figures over HTTP.
  *
- * Overview: shm/malloc.h. Off by default. When asked for, goshmd listens on
+ * Overview: shm/overview.h. Off by default. When asked for, goshmd listens on
  * exactly the address given (no default host: 127.0.0.1:9464 or [::1]:9464
  * keeps it on this machine; 0.0.0.0 exposes it to the network) and answers
  * GET (and HEAD) /metrics with the Prometheus text format built by

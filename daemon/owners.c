@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* owners.c: attachment tickets and the table of departed clients.
  *
- * Overview: shm/malloc.h; the rules: daemon/owners.h.
+ * Overview: shm/overview.h; the rules: daemon/owners.h.
  */
 #include "owners.h"
 

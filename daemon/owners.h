@@ -1,7 +1,8 @@
+/* SPDX-License-Identifier: MIT */
 /* owners.h: whose live bytes are these? Attached clients by slot, departed
  * clients by their former pid.
  *
- * Overview: shm/malloc.h. A heap is shared and outlives its clients, so
+ * Overview: shm/overview.h. A heap is shared and outlives its clients, so
  * `goshmctl stats` answers two questions per process: how many bytes does
  * each attached client hold, and how many did each client that detached or
  * died leave live? The engine records no owner per object (an object is one
@@ -39,7 +40,7 @@
 
 #include <stdint.h> /* uint*_t */
 
-#include "../shm/segment.h" /* GS_MAX_SLOTS */
+#include "segment.h" /* GS_MAX_SLOTS */
 
 #define GS_OWNERS_DEPARTED 32u
 #define GS_OWNERS_SLOT_BITS 7u

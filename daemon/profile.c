@@ -1,7 +1,8 @@
+/* SPDX-License-Identifier: MIT */
 /* profile.c: the profile region -> pprof profile.proto, gzipped.
  *
- * Overview: shm/malloc.h; contract: daemon/profile.h; the region:
- * shm/profile.h. Everything read from the region is client-written: a stack
+ * Overview: shm/overview.h; contract: daemon/profile.h; the region:
+ * shm/profregion.h. Everything read from the region is client-written: a stack
  * index is bounded, a frame count clamped, a name offset bounded and the
  * name read up to GS_PROF_NAMES and 255 bytes, with bytes outside printable
  * ASCII replaced by '?'. A racing client can make the profile inexact,
@@ -23,7 +24,7 @@
 #include <unistd.h> /* dup */
 #include <zlib.h>   /* gzdopen */
 
-#include "../shm/profile.h"
+#include "profregion.h"
 #include "profile.pb-c.h"
 
 #define MAX_NAME 255u

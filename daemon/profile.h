@@ -1,7 +1,8 @@
+/* SPDX-License-Identifier: MIT */
 /* profile.h: goshmctl profile: the heap-wide sampled heap profile as a
  * gzipped pprof profile.proto.
  *
- * Overview: shm/malloc.h; what the clients record and how: shm/profile.h.
+ * Overview: shm/overview.h; what the clients record and how: shm/profregion.h.
  * The daemon reads the profile region of the data memfd (client-written:
  * every index and string is checked) and writes one pprof profile with four
  * sample types, as Go's heap profile has: alloc_objects/count,

@@ -30,6 +30,7 @@ int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
         h->slots[i].pid = pid;
         h->slots[i].cached.head = 0;
         h->slots[i].cached.count = 0;
+        gs_owners_attach(&h->owners, i, pid);
         return (int)i;
     }
     return -ENOSPC;
@@ -63,6 +64,8 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
         h->central[c * 2u].departed_allocs += gs_load_relaxed(&sl->stats[c].xallocs);
         h->central[c * 2u].departed_frees += gs_load_relaxed(&sl->stats[c].xfrees);
     }
+    /* Its live bytes are now a departed client's (daemon/owners.h). */
+    gs_owners_depart(&h->owners, slot, gs_now_ns(), gs_heap_owner_walk, h);
     h->slots[slot].in_use = false;
     h->slots[slot].pid = 0;
     /* A removal is a serve pass of its own: frees the dead client made into

@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* prom.c: StatsReply -> Prometheus text exposition format 0.0.4.
  *
- * Overview: shm/malloc.h; contract: proto/prom.h. Each family is printed
+ * Overview: shm/overview.h; contract: proto/prom.h. Each family is printed
  * once, its # HELP and # TYPE lines first and all its samples together, as
  * the format requires. Label values are escaped (backslash, quote, newline).
  */

@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* prom.h: the heap's statistics in the Prometheus text exposition format.
  *
- * Overview: shm/malloc.h; the figures: proto/goshm.proto (StatsReply). One
+ * Overview: shm/overview.h; the figures: proto/goshm.proto (StatsReply). One
  * builder serves both readers: `goshmctl stats --prometheus` renders the
  * StatsReply it got over the control socket, and `goshmd --metrics` renders
  * the one it builds for its HTTP endpoint (daemon/metrics.c), so the two

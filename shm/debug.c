@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* debug.c: parsing GOSHM_DEBUG once.
  *
- * Overview: shm/malloc.h; contract: shm/debug.h. Nothing here allocates: the
+ * Overview: shm/overview.h; contract: shm/debug.h. Nothing here allocates: the
  * parser walks the string in place and reports through gs_printf, so it may
  * run inside any allocator call.
  */

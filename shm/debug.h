@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* debug.h: GOSHM_DEBUG, the debug modes of a process, parsed once.
  *
- * Overview: shm/malloc.h. Like Go's GODEBUG: comma-separated key=value.
+ * Overview: shm/overview.h. Like Go's GODEBUG: comma-separated key=value.
  *   badfree=abort|warn   a bad free aborts (default) or is reported only
  *   poison=0|1           freed small objects are filled with a pattern, and
  *                        a write after free is reported when the slot is

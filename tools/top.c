@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* top.c: goshmctl top: heap totals, busiest classes and clients, rates.
  *
- * Overview: shm/malloc.h; contract: tools/top.h. One frame is a function of
+ * Overview: shm/overview.h; contract: tools/top.h. One frame is a function of
  * two StatsReplies (this refresh and the one before) and the time between
  * them; the loop around it fetches, draws and waits for the next interval or
  * a key. Terminal handling is kept to what is needed: ICANON and ECHO off on

@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /* top.h: goshmctl top, a live view of a heap.
  *
- * Overview: shm/malloc.h; the figures: proto/goshm.proto (StatsReply). Every
+ * Overview: shm/overview.h; the figures: proto/goshm.proto (StatsReply). Every
  * interval (1 s) top asks the daemon for its statistics through `fetch` and
  * shows the heap totals, the busiest size classes and clients, and rates of
  * allocation and free: the difference of the counters between two

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* obs.h: helpers of the observability tests: run a command and read its
  * output, an HTTP GET on the loopback, and a Prometheus text parser that
  * also checks the format (every sample's family has # HELP and # TYPE before

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: GOSHM_DEBUG's modes against a real goshmd, each in a child
  * process whose stderr goes to a file the test reads.
  *   poison=1: a write into a freed 4 KiB object is reported when its slot is
@@ -20,8 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../service/harness.h"
-#include "../unit/check.h"
+#include "harness.h"
+#include "check.h"
 #include "goshm/goshm.h"
 
 /* Default visibility and -rdynamic (CMake ENABLE_EXPORTS): backtraces name it. */

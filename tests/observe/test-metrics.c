@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: the heap's figures where users read them: goshmd --metrics
  * (an HTTP GET of /metrics, parsed and format-checked), goshmctl stats
  * --prometheus (the same builder) and stats --json (per-client in_use_bytes,
@@ -21,8 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../service/harness.h"
-#include "../unit/check.h"
+#include "harness.h"
+#include "check.h"
 #include "goshm/goshm.h"
 #include "obs.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: daemon/owners.c, the attribution of live bytes to attached
  * clients (by slot) and departed ones (by former pid): tickets are unique
  * per attachment even when a slot is reused, counting follows them, empty
@@ -8,7 +9,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "../unit/check.h"
+#include "check.h"
 #include "owners.h"
 
 static uint64_t live[1u << 16]; /* bytes per ticket & 0xffff, for the walk */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: the heap-wide sampled heap profile. Two client processes run
  * the same three sites at the default rate (one sample per 512 KiB):
  * big_holder keeps 48 MiB live (256 KiB objects), small_holder keeps 8 MiB
@@ -21,8 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../service/harness.h"
-#include "../unit/check.h"
+#include "harness.h"
+#include "check.h"
 #include "goshm/goshm.h"
 #include "obs.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: proto/prom.c, the one Prometheus exposition builder: a
  * StatsReply made by hand renders as valid text format 0.0.4 (every sample
  * after its family's # HELP and # TYPE, counters ending in _total), with
@@ -9,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../unit/check.h"
+#include "check.h"
 #include "obs.h"
 #include "prom.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Description: goshmctl top. Through a pipe (not a terminal), --iterations 2
  * prints exactly two plain-text snapshots without escape codes, with the
  * heap totals, the classes and clients tables, a busy client listed by pid,
@@ -16,8 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../service/harness.h"
-#include "../unit/check.h"
+#include "harness.h"
+#include "check.h"
 #include "goshm/goshm.h"
 #include "obs.h"
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """top-pty.py: goshmctl top on a pseudo-terminal, as a person runs it.
 
 Usage: top-pty.py GOSHMCTL SOCKET KEY   (KEY: q or ctrl-c)

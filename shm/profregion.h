@@ -1,6 +1,7 @@
-/* profile.h: the heap-wide sampled heap profile, in shared memory.
+/* SPDX-License-Identifier: MIT */
+/* profregion.h: the heap-wide sampled heap profile, in shared memory.
  *
- * Overview: shm/malloc.h. As in Go (MemProfileRate, mprof.go), each thread
+ * Overview: shm/overview.h. As in Go (MemProfileRate, mprof.go), each thread
  * of a client samples one allocation per GOSHM_PROFILE_RATE bytes on average
  * (an exponential countdown in its mcache; 512 KiB by default, 0 off),
  * captures the call stack with glibc's backtrace() and symbolises it at once
@@ -52,8 +53,8 @@
  * stack's allocation totals; the daemon sums w and w*s of the live samples
  * for the in-use view.
  */
-#ifndef GOSHM_PROFILE_H
-#define GOSHM_PROFILE_H
+#ifndef GOSHM_PROFREGION_H
+#define GOSHM_PROFREGION_H
 
 #include <stdint.h> /* uint*_t */
 
@@ -130,4 +131,4 @@ static inline uint64_t gs_prof_mix(uint64_t x)
     return x;
 }
 
-#endif /* GOSHM_PROFILE_H */
+#endif /* GOSHM_PROFREGION_H */
