@@ -44,6 +44,7 @@ typedef struct gs_mcache {
     /* The heap profile's countdown (client/profile.c): bytes until the next
      * sample; INT64_MAX when sampling is off. rng: its random state. */
     int64_t next_sample;
+    int64_t debug_sample_left; /* the profile's countdown while GOSHM_DEBUG fires next_sample */
     uint64_t rng;
     struct goshm *heap;
     struct gs_mcache *next, *prev; /* the heap's list, under heap->lock */

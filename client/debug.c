@@ -3,8 +3,12 @@
  * and allocfreetrace.
  *
  * Overview: shm/overview.h; the variable: shm/debug.h. Both modes are read
- * once per attach into goshm_t.debug; the allocation and free paths test
- * that one word (one predictable branch) and call here only when it is set.
+ * once per attach into goshm_t.debug. They cost nothing on the allocation
+ * path when off: while a mode is on, each thread's sampling countdown
+ * (client/profile.c) is kept at 0, so the test the allocation path makes
+ * for the heap profile anyway fires at every allocation and calls
+ * gs_debug_on_alloc. The free path tests goshm_t.debug once, after the
+ * "free the last allocation" shortcut, which a mode turns off.
  *
  * Poison. A free fills the object's slot before the atomic OR that gives it
  * away (client/free.c): after the OR another process may be handed the slot
@@ -24,8 +28,10 @@
  * "free the last allocation" shortcut (gs_mcache_undo) is off, so every free
  * takes the filling path.
  *
- * Allocfreetrace. Every goshm_malloc/calloc/realloc/aligned_alloc result and
- * every goshm_free is logged to stderr, one line then the call stack from
+ * Allocfreetrace. Every allocation (goshm_malloc, calloc, realloc,
+ * aligned_alloc; logged as "malloc(N)", N the slot size of a small object,
+ * the asked size of a large one) and every goshm_free is logged to stderr,
+ * one line then the call stack from
  * glibc's backtrace() (backtrace_symbols_fd: no allocation), under a mutex
  * so that threads' records do not interleave.
  */

@@ -85,14 +85,26 @@ void gs_bad_free(const char *why, const void *p, const gs_lookup_t *l)
     gs_report_bad_free(why, p, l->off, l->sid, object_size(l));
 }
 
+static void free_slow(goshm_t *h, void *p);
+
+/* The fast path: freeing the object this thread allocated last steps its
+ * span's freeindex back (gs_mcache_undo). It makes no call but the tail call
+ * to free_slow, so it saves no register. */
 void goshm_free(goshm_t *h, void *p)
 {
     if (!p) return;
-    if (gs_unlikely(h->debug)) gs_debug_on_free(h, p);
     if (gs_likely(gs_tls_id == h->id)) {
         gs_mcache_t *c = gs_tls_cache;
         if (p == c->last && gs_mcache_undo(c, p)) return;
     }
+    free_slow(h, p);
+}
+
+static __attribute__((noinline)) void free_slow(goshm_t *h, void *p)
+{
+    /* With a GOSHM_DEBUG mode on, c->last is always NULL (the allocation
+     * hook clears it), so every free gets here. */
+    if (gs_unlikely(h->debug)) gs_debug_on_free(h, p);
     gs_lookup_t l;
     const char *why = lookup(h, p, &l);
     if (gs_unlikely(why != NULL)) {

@@ -215,13 +215,13 @@ static uint32_t stack_index(gs_prof_view_t *v, void *const *frames, int n, uint3
 
 static uint32_t sample_home(uint64_t off) { return (uint32_t)(gs_prof_mix(off) % GS_PROF_SAMPLES); }
 
-void gs_prof_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
+/* Take a sample of p: its stack, its entry in the sample table. */
+static void *take_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
 {
     gs_prof_view_t *v = &h->prof;
-    c->next_sample = gs_prof_next(h, c);
-    if (!p || !v->hdr || size <= GS_TINY_HALF) return;
+    if (!p || !v->hdr || size <= GS_TINY_HALF) return p;
     gs_lookup_t l;
-    if (gs_lookup(h, p, &l) != NULL) return;
+    if (gs_lookup(h, p, &l) != NULL) return p;
     c->last = NULL; /* no undo shortcut: its free must retire the sample */
     gs_fetch_add_relaxed(&v->hdr->xsampled, 1);
 
@@ -243,7 +243,7 @@ void gs_prof_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
     uint32_t st = stack_index(v, frames + skip, n - skip, pid);
     if (st == UINT32_MAX) {
         gs_fetch_add_relaxed(&v->hdr->xdropped, 1);
-        return;
+        return p;
     }
     double rate = (double)v->rate, s = (double)size;
     double w = rate <= 1.0 ? 1.0 : 1.0 / (1.0 - exp(-s / rate));
@@ -265,10 +265,26 @@ void gs_prof_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
         e->stack = st;
         e->pid = pid;
         gs_store_release(&e->xoff, l.off);
-        return;
+        return p;
     }
     atomic_fetch_sub_explicit(b, 1u, memory_order_acq_rel);
     gs_fetch_add_relaxed(&v->hdr->xdropped, 1);
+    return p;
+}
+
+void *gs_prof_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
+{
+    if (gs_likely(!h->debug)) {
+        c->next_sample = gs_prof_next(h, c);
+        return take_sample(h, c, p, size);
+    }
+    /* A GOSHM_DEBUG mode: the countdown fires at every allocation, and the
+     * profile's own countdown runs here. */
+    c->next_sample = 0;
+    gs_debug_on_alloc(h, "malloc", p, size);
+    if ((c->debug_sample_left -= (int64_t)size) >= 0) return p;
+    c->debug_sample_left = gs_prof_next(h, c);
+    return take_sample(h, c, p, size);
 }
 
 void gs_prof_free(struct goshm *h, uint64_t off, uint32_t sid)

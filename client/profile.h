@@ -37,12 +37,16 @@ uint64_t gs_prof_env_rate(void);
 void gs_prof_attach(struct goshm *h, uint64_t prof_off, uint64_t rate);
 
 /* The bytes until the next sample for a thread: exponential, mean rate;
- * INT64_MAX when sampling is off. */
+ * INT64_MAX when sampling is off. (A new mcache's countdown: 0 instead
+ * while a GOSHM_DEBUG mode is on, see gs_prof_sample.) */
 int64_t gs_prof_next(struct goshm *h, struct gs_mcache *c);
 
-/* The countdown went negative at p (size bytes asked): record a sample if p
- * is a profiled object, then re-arm the countdown. */
-void gs_prof_sample(struct goshm *h, struct gs_mcache *c, void *p, size_t size);
+/* The countdown went negative at p (size bytes asked): run GOSHM_DEBUG's
+ * allocation hook if a mode is on (then the countdown fires at every
+ * allocation), record a sample if it is due and p is a profiled object,
+ * re-arm the countdown. Returns p, so that the allocation path ends in a
+ * tail call and keeps no register for it. */
+void *gs_prof_sample(struct goshm *h, struct gs_mcache *c, void *p, size_t size);
 
 /* A free of the object at off in span sid whose bucket is non-zero: retire
  * its sample if it has one. Call before the free's atomic OR. */

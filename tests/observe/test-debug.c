@@ -80,7 +80,7 @@ static int role_poison(goshm_t *h)
 
 static int role_trace(goshm_t *h)
 {
-    void *p = traced_site(h, 100);
+    void *p = traced_site(h, 96); /* a class size: small objects are traced with their slot size */
     if (!p) return 3;
     printf("%llu\n", (unsigned long long)goshm_off(h, p));
     fflush(stdout);
@@ -164,7 +164,7 @@ int main(int argc, char **argv)
     CHECK_MSG(rc == 0, "trace role exit %d: %s", rc, err);
     off = strtoull(out, NULL, 10);
     char m[96], f[96];
-    snprintf(m, sizeof m, " malloc(100) = offset 0x%llx\n", off);
+    snprintf(m, sizeof m, " malloc(96) = offset 0x%llx\n", off);
     snprintf(f, sizeof f, " free(offset 0x%llx)\n", off);
     const char *mp = strstr(err, m), *fp = strstr(err, f);
     CHECK_MSG(mp && fp && mp < fp, "malloc and free lines for 0x%llx:\n%s", off, err);
