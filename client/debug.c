@@ -20,7 +20,9 @@
  * with the first word intact, every later word must be intact; with the
  * first word changed but every later one intact, the
  * first word was written. Either is reported as a write after free, with
- * the offset, the size class and the first byte that changed. A slot whose
+ * the offset, the size class and the first byte that changed, and, when
+ * that allocation was sampled by the heap profile (client/profile.c), its
+ * call stack (GOSHM_PROFILE_RATE=1 samples every allocation). A slot whose
  * first word and tail both differ is taken as never poisoned: fresh memory,
  * or freed by a process of the same heap that runs without poison (the mode
  * is per process, the heap is shared). Objects of 8 bytes or less (tiny
@@ -108,6 +110,7 @@ static void poison_check(struct goshm *h, void *p)
     gs_printf("goshm: write after free: object at offset 0x%llx (size class %u bytes, span %u): byte %u was "
               "changed after the object was freed (0x%x, poison 0x%x)\n",
               (unsigned long long)l.off, size, l.sid, 8u * k + at, (unsigned)b[8u * k + at], (unsigned)wb[at]);
+    gs_prof_report_freed(h, l.off);
     gs_report_bad_use("write after free");
 }
 

@@ -255,10 +255,20 @@ static void *take_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
     _Atomic uint32_t *b = &v->buckets[l.sid & v->mask];
     gs_fetch_add_acqrel(b, 1u);
     uint32_t home = sample_home(l.off);
+    /* The retired entry of this very slot first: a slot keeps one. */
+    uint32_t start = 0;
     for (uint32_t q = 0; q < GS_PROF_PROBES; q++) {
+        uint64_t cur = gs_load_relaxed(&v->samples[(home + q) % GS_PROF_SAMPLES].xoff);
+        if (cur == GS_PROF_EMPTY) break;
+        if (cur == (l.off | GS_PROF_RETIRED_BIT)) {
+            start = q;
+            break;
+        }
+    }
+    for (uint32_t q = start; q < GS_PROF_PROBES; q++) {
         gs_prof_sample_t *e = &v->samples[(home + q) % GS_PROF_SAMPLES];
         uint64_t cur = gs_load_relaxed(&e->xoff);
-        if (cur != GS_PROF_EMPTY && cur != GS_PROF_RETIRED) continue;
+        if (cur != GS_PROF_EMPTY && !gs_prof_key_retired(cur)) continue;
         if (!gs_cas_seqcst(&e->xoff, &cur, (uint64_t)GS_PROF_WRITING)) continue;
         e->size = size;
         e->weight = wfix;
@@ -297,7 +307,7 @@ void gs_prof_free(struct goshm *h, uint64_t off, uint32_t sid)
         uint64_t cur = gs_load_acquire(&e->xoff);
         if (cur == GS_PROF_EMPTY) return;
         if (cur != off) continue;
-        if (gs_cas_seqcst(&e->xoff, &cur, (uint64_t)GS_PROF_RETIRED)) {
+        if (gs_cas_seqcst(&e->xoff, &cur, off | GS_PROF_RETIRED_BIT)) {
             _Atomic uint32_t *b = &v->buckets[sid & v->mask];
             /* Never below zero, whatever a dead process left. */
             uint32_t n = gs_load_relaxed(b);
@@ -305,4 +315,36 @@ void gs_prof_free(struct goshm *h, uint64_t off, uint32_t sid)
         }
         return;
     }
+}
+
+void gs_prof_report_freed(struct goshm *h, uint64_t off)
+{
+    gs_prof_view_t *v = &h->prof;
+    if (!v->hdr) return;
+    uint32_t home = sample_home(off);
+    for (uint32_t q = 0; q < GS_PROF_PROBES; q++) {
+        const gs_prof_sample_t *e = &v->samples[(home + q) % GS_PROF_SAMPLES];
+        uint64_t cur = gs_load_acquire((_Atomic uint64_t *)&e->xoff);
+        if (cur == GS_PROF_EMPTY) break;
+        if (cur != (off | GS_PROF_RETIRED_BIT)) continue;
+        /* Client-written: bounded like the daemon's reader (daemon/profile.c). */
+        uint32_t si = e->stack;
+        if (si >= GS_PROF_STACKS) break;
+        const gs_prof_stack_t *s = &v->stacks[si];
+        uint32_t n = s->nframes < GS_PROF_FRAMES ? s->nframes : GS_PROF_FRAMES;
+        gs_printf("goshm: that object was allocated (a sampled allocation) by pid %u at:\n", e->pid);
+        for (uint32_t f = 0; f < n; f++) {
+            char name[128];
+            uint32_t at = s->name[f], k = 0;
+            for (; at < GS_PROF_NAMES && k + 1u < sizeof name && v->names[at]; at++, k++) {
+                char ch = v->names[at];
+                name[k] = ch >= 0x20 && ch < 0x7f ? ch : '?';
+            }
+            name[k] = '\0';
+            gs_printf("goshm:     %s\n", name);
+        }
+        return;
+    }
+    if (v->rate > 1)
+        gs_printf("goshm: (its allocation was not sampled; GOSHM_PROFILE_RATE=1 samples every allocation)\n");
 }

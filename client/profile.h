@@ -52,6 +52,10 @@ void *gs_prof_sample(struct goshm *h, struct gs_mcache *c, void *p, size_t size)
  * its sample if it has one. Call before the free's atomic OR. */
 void gs_prof_free(struct goshm *h, uint64_t off, uint32_t sid);
 
+/* Poison found a write after free in the slot at off: print the stack of
+ * its last allocation if that was sampled (its retired sample entry). */
+void gs_prof_report_freed(struct goshm *h, uint64_t off);
+
 static inline int gs_prof_maybe_sampled(const gs_prof_view_t *v, uint32_t sid)
 {
     return gs_load_relaxed(&v->buckets[sid & v->mask]) != 0;

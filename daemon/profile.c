@@ -174,7 +174,7 @@ int gs_profile_write(const char *region, uint64_t period, int fd, gs_profile_tot
     for (uint32_t i = 0; i < GS_PROF_SAMPLES; i++) {
         const gs_prof_sample_t *e = &samples[i];
         uint64_t off = gs_load_acquire((_Atomic uint64_t *)&e->xoff);
-        if (off <= GS_PROF_WRITING) continue;
+        if (!gs_prof_key_live(off)) continue;
         uint32_t si = e->stack;
         if (si >= GS_PROF_STACKS || !valid[si]) continue;
         uint64_t w = e->weight, size = e->size;

@@ -35,12 +35,16 @@
  * counter too high, which costs extra lookups on that bucket, never a lost
  * or double removal.
  *
- * Sample entries (key xoff): 0 empty, 1 retired (a tombstone: lookups go on
- * past it), 2 being written, else the object's offset, stored with release
- * after the other fields. Insert claims an empty or retired entry with a CAS
- * to 2; a lookup probes at most GS_PROF_PROBES entries from the home, as
- * does an insert (which drops the sample, counted, when it finds no room).
- * A writer that dies leaves 2: the entry is lost, nothing else.
+ * Sample entries (key xoff): 0 empty, 2 being written, the object's
+ * offset while it is live (offsets are 8-aligned: low bits 0), offset | 1
+ * once it was freed ("retired": a tombstone that lookups go on past, and
+ * that still names the stack, for poison's write-after-free report). The
+ * offset is stored with release after the other fields. Insert claims, by a
+ * CAS to 2, the retired entry of the same offset if it meets one, else the
+ * first empty or retired entry; a lookup probes at most GS_PROF_PROBES
+ * entries from the home, as does an insert (which drops the sample,
+ * counted, when it finds no room). A writer that dies leaves 2: the entry
+ * is lost, nothing else.
  *
  * Stack entries (key xhash): 0 empty, 1 being written, else the 64-bit hash
  * of the pid and the frames' addresses (never 0 or 1). Names are published
@@ -70,7 +74,11 @@
 #define GS_PROF_WEIGHT_ONE 65536.0 /* fixed point of the weights */
 #define GS_PROF_DEFAULT_RATE (512u * 1024u)
 
-enum { GS_PROF_EMPTY = 0, GS_PROF_RETIRED = 1, GS_PROF_WRITING = 2 };
+enum { GS_PROF_EMPTY = 0, GS_PROF_RETIRED_BIT = 1, GS_PROF_WRITING = 2 };
+
+/* A sample entry's key: live (an offset), retired (offset | 1), or neither. */
+static inline int gs_prof_key_live(uint64_t k) { return k > GS_PROF_WRITING && (k & 7u) == 0; }
+static inline int gs_prof_key_retired(uint64_t k) { return (k & 7u) == GS_PROF_RETIRED_BIT; }
 
 typedef struct gs_prof_header {
     /* Written once by the heap side at creation. */

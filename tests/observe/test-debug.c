@@ -4,7 +4,8 @@
  *   poison=1: a write into a freed 4 KiB object is reported when its slot is
  *   handed out again, once, with the offset, the size class and the byte; a
  *   slot freed and reused untouched is not reported; contents of live
- *   objects are never changed by it.
+ *   objects are never changed by it. With GOSHM_PROFILE_RATE=1 (every
+ *   allocation sampled) the report also gives the allocation's stack.
  *   allocfreetrace=1: goshm_malloc and goshm_free are logged with the same
  *   offset and a stack naming the caller (traced_site).
  *   Mistakes (an unknown key, a bad value) are reported once each, however
@@ -33,6 +34,15 @@ __attribute__((noinline, visibility("default"))) void *traced_site(goshm_t *h, s
     return p;
 }
 
+/* Named in the report of a write after free when its allocation was
+ * sampled (GOSHM_PROFILE_RATE=1 samples every one). */
+__attribute__((noinline, visibility("default"))) char *alloc_4k(goshm_t *h)
+{
+    char *p = goshm_malloc(h, 4096);
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
 static int role_poison(goshm_t *h)
 {
     /* The 4096-byte class has two slots per 8 KiB span: freeing one of them
@@ -41,8 +51,8 @@ static int role_poison(goshm_t *h)
     char *a, *b, *skipped[64];
     int nskipped = 0;
     for (;;) { /* a fresh span: a in slot 0 (8 KiB aligned), b in slot 1 */
-        a = goshm_malloc(h, 4096);
-        b = goshm_malloc(h, 4096);
+        a = alloc_4k(h);
+        b = alloc_4k(h);
         if (!a || !b || nskipped > 60) return 3;
         if (goshm_off(h, a) % 8192u == 0 && b == a + 4096) break;
         skipped[nskipped++] = a;
@@ -100,6 +110,8 @@ static int role_mistakes(const char *sock)
 }
 
 /* Run a role with GOSHM_DEBUG=env; its stderr and stdout into buffers. */
+static const char *profile_rate = "0"; /* GOSHM_PROFILE_RATE of the roles */
+
 static int run_role(const char *role, const char *sock, const char *env, char *err, size_t errlen, char *out,
                     size_t outlen)
 {
@@ -111,6 +123,7 @@ static int run_role(const char *role, const char *sock, const char *env, char *e
         dup2(efd, 2);
         dup2(ofd, 1);
         setenv("GOSHM_DEBUG", env, 1);
+        setenv("GOSHM_PROFILE_RATE", profile_rate, 1);
         execl("/proc/self/exe", "test-debug", "--role", role, sock, (char *)NULL);
         _exit(127);
     }
@@ -155,6 +168,18 @@ int main(int argc, char **argv)
     CHECK_MSG(strstr(err, want) != NULL, "want '%s' in:\n%s", want, err);
     CHECK_MSG(strstr(err, "byte 100 was changed") != NULL, "%s", err);
     CHECK_MSG(count(err, "write after free") == 1, "%d reports:\n%s", count(err, "write after free"), err);
+
+    CHECK_MSG(strstr(err, "was allocated (a sampled allocation)") == NULL, "%s", err);
+
+    /* With every allocation sampled, the report names where the object was
+     * allocated. */
+    profile_rate = "1";
+    rc = run_role("poison", d.sock, "poison=1,badfree=warn", err, sizeof err, out, sizeof out);
+    profile_rate = "0";
+    CHECK_MSG(rc == 0, "poison role (sampled) exit %d: %s", rc, err);
+    const char *wa = strstr(err, "goshm: write after free: ");
+    const char *st = wa ? strstr(wa, "goshm: that object was allocated (a sampled allocation) by pid ") : NULL;
+    CHECK_MSG(st && strstr(st, "goshm:     alloc_4k\n"), "no allocation stack naming alloc_4k:\n%s", err);
 
     /* Without poison the same sequence reports nothing. */
     rc = run_role("poison", d.sock, "badfree=warn", err, sizeof err, out, sizeof out);
