@@ -87,6 +87,9 @@ int gs_client_init(struct goshm *h)
     if (rc) return -rc;
     pthread_mutex_init(&h->lock, NULL);
     h->caches = NULL;
+    h->debug = gs_debug_flags();
+    /* The header is client-writable: gs_prof_attach checks what it reads. */
+    gs_prof_attach(h, h->hdr->prof_off, gs_prof_env_rate());
     return 0;
 }
 

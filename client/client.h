@@ -17,6 +17,7 @@
 #include "report.h"
 #include "seam.h"
 #include "goshm/goshm.h"
+#include "profile.h" /* gs_prof_view_t */
 
 
 #define GS_BATCH GS_RING_MAX_BATCH
@@ -40,6 +41,11 @@ typedef struct gs_mcache {
      * half is still to be handed out. */
     char *tiny_next;     /* second half of the current block, or NULL */
     uint32_t tiny_block; /* its index in the tiny span */
+    /* The heap profile's countdown (client/profile.c): bytes until the next
+     * sample; INT64_MAX when sampling is off. rng: its random state. */
+    int64_t next_sample;
+    int64_t debug_sample_left; /* the profile's countdown while GOSHM_DEBUG fires next_sample */
+    uint64_t rng;
     struct goshm *heap;
     struct gs_mcache *next, *prev; /* the heap's list, under heap->lock */
 } gs_mcache_t;
@@ -64,6 +70,8 @@ struct goshm {
     gs_mcache_t *caches;
     int (*detach)(struct goshm *h);  /* the seam's way to detach */
     bool owns_mapping;               /* data/meta are ours to unmap */
+    uint32_t debug;                  /* GS_DEBUG_* of GOSHM_DEBUG, read at attach */
+    gs_prof_view_t prof;             /* the heap profile region (client/profile.h) */
 };
 
 /* "attach.c": map a heap's memfds (data read-write, meta read-only) and
@@ -81,6 +89,15 @@ void gs_client_fini(struct goshm *h);
 gs_mcache_t *gs_mcache_slow(struct goshm *h);
 void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass);
 void gs_mcache_flush(struct goshm *h, gs_mcache_t *c);
+
+/* "debug.c": GOSHM_DEBUG's modes in this process (shm/debug.h). The hooks
+ * run only when h->debug is set. */
+enum { GS_DEBUG_POISON = 1u, GS_DEBUG_TRACE = 2u };
+uint32_t gs_debug_flags(void);
+void gs_debug_on_alloc(struct goshm *h, const char *what, void *p, size_t size);
+void gs_debug_on_free(struct goshm *h, const void *p);
+/* Fill a small object's slot before the free's OR (size: the slot's). */
+void gs_poison_fill(void *p, uint32_t size, uint64_t off);
 
 /* "tiny.c" */
 void *gs_tiny_alloc(struct goshm *h, gs_mcache_t *c, bool *zero);

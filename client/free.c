@@ -85,6 +85,11 @@ void gs_bad_free(const char *why, const void *p, const gs_lookup_t *l)
     gs_report_bad_free(why, p, l->off, l->sid, object_size(l));
 }
 
+static void free_slow(goshm_t *h, void *p);
+
+/* The fast path: freeing the object this thread allocated last steps its
+ * span's freeindex back (gs_mcache_undo). It makes no call but the tail call
+ * to free_slow, so it saves no register. */
 void goshm_free(goshm_t *h, void *p)
 {
     if (!p) return;
@@ -92,6 +97,14 @@ void goshm_free(goshm_t *h, void *p)
         gs_mcache_t *c = gs_tls_cache;
         if (p == c->last && gs_mcache_undo(c, p)) return;
     }
+    free_slow(h, p);
+}
+
+static __attribute__((noinline)) void free_slow(goshm_t *h, void *p)
+{
+    /* With a GOSHM_DEBUG mode on, c->last is always NULL (the allocation
+     * hook clears it), so every free gets here. */
+    if (gs_unlikely(h->debug)) gs_debug_on_free(h, p);
     gs_lookup_t l;
     const char *why = lookup(h, p, &l);
     if (gs_unlikely(why != NULL)) {
@@ -132,6 +145,10 @@ void goshm_free(goshm_t *h, void *p)
      * give it back and reuse its record. Read the record before. */
     bool large = m->state == GS_SPAN_LARGE;
     uint64_t objsize = object_size(&l);
+    /* Still ours: retire its profile sample, poison it (client/profile.c,
+     * client/debug.c). Each is one predictable branch when unused. */
+    if (gs_unlikely(gs_prof_maybe_sampled(&h->prof, l.sid))) gs_prof_free(h, l.off, l.sid);
+    if (gs_unlikely(h->debug & GS_DEBUG_POISON) && !large) gs_poison_fill(p, m->elemsize, l.off);
     uint64_t old = gs_fetch_or_seqcst(&freed[w], bit);
     if (old & bit) {
         gs_report_bad_free("double free", p, l.off, l.sid, objsize);

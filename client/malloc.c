@@ -30,7 +30,11 @@ static void *large_alloc(goshm_t *h, size_t size, uint32_t align_shift, bool *ze
     gs_fetch_add_relaxed(&h->slotp->xlarge_allocs, 1);
     const gs_mspan_t *m = &h->spans[sid];
     *zero = !m->needzero;
-    return h->data + m->base_off;
+    void *p = h->data + m->base_off;
+    /* The heap profile's countdown, as for small objects (client/profile.c). */
+    gs_mcache_t *c = gs_mcache_get(h);
+    if (c && (c->next_sample -= (int64_t)npages << GS_PAGE_SHIFT) < 0) return gs_prof_sample(h, c, p, size);
+    return p;
 }
 
 /* Allocate `size` bytes; *zero tells whether the memory is known zero. */
@@ -42,7 +46,17 @@ static inline void *alloc_impl(goshm_t *h, size_t size, bool *zero)
             errno = ENOMEM;
             return NULL;
         }
-        if (size <= GS_TINY_HALF) return gs_tiny_alloc(h, c, zero);
+        /* The countdown (client/profile.c): a subtract here (so that size
+         * is dead before any call) and a test below, never true while
+         * sampling and GOSHM_DEBUG are off. When it is, gs_prof_sample runs
+         * the debug hooks and takes the heap profile's sample. A sample
+         * counts the slot's size, as Go's does. */
+        c->next_sample -= (int64_t)size;
+        if (size <= GS_TINY_HALF) {
+            void *t = gs_tiny_alloc(h, c, zero);
+            if (gs_unlikely(c->next_sample < 0)) return gs_prof_sample(h, c, t, size);
+            return t;
+        }
         uint32_t sc = gs_spanclass(gs_size_to_class(size), 0);
         gs_cspan_t *s = &c->alloc[sc];
         char *p = gs_cspan_next_free_fast(s);
@@ -50,16 +64,38 @@ static inline void *alloc_impl(goshm_t *h, size_t size, bool *zero)
         *zero = !s->needzero;
         c->last = p;
         c->last_sc = sc;
+        if (gs_unlikely(c->next_sample < 0)) return gs_prof_sample(h, c, p, gs_class_size[gs_spanclass_sizeclass(sc)]);
         return p;
     }
     if (size == 0) return alloc_impl(h, 1, zero); /* a unique, freeable pointer */
     return large_alloc(h, size, 0, zero);
 }
 
-void *goshm_malloc(goshm_t *h, size_t size)
+static __attribute__((noinline)) void *malloc_slow(goshm_t *h, size_t size)
 {
     bool zero;
     return alloc_impl(h, size, &zero);
+}
+
+/* The fast path (shm/overview.h, step 2) on its own: no call but tail
+ * calls, so it saves no register. Everything else (tiny objects, an empty
+ * allocCache window, a refill, large objects, a thread's first allocation)
+ * goes to malloc_slow, which starts over. */
+void *goshm_malloc(goshm_t *h, size_t size)
+{
+    if (gs_likely(size - 1u - GS_TINY_HALF < GS_MAX_SMALL_SIZE - GS_TINY_HALF && gs_tls_id == h->id)) {
+        gs_mcache_t *c = gs_tls_cache;
+        uint32_t sc = gs_spanclass(gs_size_to_class(size), 0);
+        char *p = gs_cspan_next_free_fast(&c->alloc[sc]);
+        if (gs_likely(p != NULL)) {
+            c->last = p;
+            c->last_sc = sc;
+            /* The countdown, as in alloc_impl. */
+            if (gs_likely((c->next_sample -= (int64_t)size) >= 0)) return p;
+            return gs_prof_sample(h, c, p, gs_class_size[gs_spanclass_sizeclass(sc)]);
+        }
+    }
+    return malloc_slow(h, size);
 }
 
 void *goshm_calloc(goshm_t *h, size_t nmemb, size_t size)

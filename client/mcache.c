@@ -20,6 +20,8 @@ gs_mcache_t *gs_mcache_slow(struct goshm *h)
         c = calloc(1, sizeof *c);
         if (!c) return NULL;
         c->heap = h;
+        c->debug_sample_left = gs_prof_next(h, c);
+        c->next_sample = h->debug ? 0 : c->debug_sample_left;
         pthread_mutex_lock(&h->lock);
         c->next = h->caches;
         if (h->caches) h->caches->prev = c;

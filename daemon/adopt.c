@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include "heap_internal.h"
+#include "profregion.h" /* the profile region's header */
 
 #include <errno.h>    /* EPROTO, EUCLEAN */
 #include <fcntl.h>    /* fcntl, F_GET_SEALS */
@@ -52,6 +53,8 @@ typedef struct adopt {
     uint32_t npending;
     struct side_use { uint64_t off, len; } *sides;
     uint32_t nsides;
+    uint32_t ticket[GS_MAX_SLOTS]; /* per slot, the newest owner ticket met (daemon/owners.h) */
+    uint32_t serial;               /* the newest ticket serial met */
 } adopt_t;
 
 static int fail(adopt_t *a, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -222,6 +225,13 @@ static void file_spans(adopt_t *a)
         s->next = s->prev = s->scav_next = s->scav_prev = 0;
         s->list = GS_LIST_NONE;
         s->suspect = 0;
+        if (s->state != GS_SPAN_FREE && s->client) {
+            /* Owner tickets (statistics only): the newest per slot is its
+             * current client's, since serials grow with each attachment. */
+            uint32_t serial = s->client >> GS_OWNERS_SLOT_BITS, slot = s->client & ((1u << GS_OWNERS_SLOT_BITS) - 1u);
+            if (serial > a->serial) a->serial = serial;
+            if (slot < GS_MAX_SLOTS && serial > (a->ticket[slot] >> GS_OWNERS_SLOT_BITS)) a->ticket[slot] = s->client;
+        }
         if (s->state == GS_SPAN_FREE) {
             normalise_run(h, s);
             gs_mheap_adopt_run(h, sid);
@@ -308,12 +318,21 @@ static int rebuild_allocators(adopt_t *a)
 static void adopt_slots(adopt_t *a)
 {
     gs_heap_t *h = a->h;
+    /* The owners' table (private) resumes where the tickets in the records
+     * left off: a live client keeps its ticket, a dead one departs with it. */
+    h->owners.serial = a->serial;
     for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
         const gs_pslot_t *p = &h->pslots[i];
         bool claimed = gs_load_acquire((_Atomic uint32_t *)&p->xstate) == 1;
         if (!claimed && !h->slots[i].in_use) continue;
         h->slots[i].in_use = true;
         h->slots[i].pid = p->pid;
+        if (a->ticket[i]) {
+            h->owners.slot_ticket[i] = a->ticket[i];
+            h->owners.slot_pid[i] = p->pid;
+        } else {
+            gs_owners_attach(&h->owners, i, p->pid);
+        }
         if (claimed && gs_proc_alive(p->pid, p->starttime)) {
             h->slots[i].orphan = true;
             h->adopted_orphans++;
@@ -332,6 +351,11 @@ static void adopt_slots(adopt_t *a)
 
 static void rewrite_data_header(gs_heap_t *h)
 {
+    /* The profile region's header too (shm/profregion.h): its contents,
+     * samples of live objects, are the clients' and stay. */
+    gs_prof_header_t *ph = (gs_prof_header_t *)(h->data + h->prof_off);
+    ph->nbuckets = gs_prof_nbuckets(h->max_spans);
+    ph->magic = GS_PROF_MAGIC;
     /* Clients may have scribbled on it: the layout is ours to restate. The
      * notice stack's head is live shared state and stays. */
     gs_seg_header_t *d = h->hdr;
@@ -348,6 +372,8 @@ static void rewrite_data_header(gs_heap_t *h)
     d->meta_size = h->meta_size;
     d->epoch = h->mhdr->epoch;
     d->notice_off = h->lay.notice_off;
+    d->heap_id = h->heap_id;
+    d->prof_off = h->prof_off;
     d->abi_version = GS_ABI_VERSION;
     d->magic = GS_SEG_MAGIC;
 }
@@ -397,6 +423,8 @@ static gs_heap_t *build(const gs_heap_config_t *cfg, int data_fd, int meta_fd, b
     h->pagemap = (_Atomic uint32_t *)(h->meta + ml.pagemap_off);
     h->spans = (gs_mspan_t *)(h->meta + ml.spans_off);
     h->pslots = (gs_pslot_t *)(h->meta + ml.pslots_off);
+    h->heap_id = h->mhdr->heap_id;
+    h->prof_off = h->lay.prof_off;
     h->undo = (gs_undo_log_t *)(h->meta + ml.undo_off);
     h->pagestate = calloc(h->max_pages ? h->max_pages : 1, 1);
     a.seen = calloc(h->max_spans, 1);

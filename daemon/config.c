@@ -21,6 +21,7 @@
 
 #include "segment.h" /* GS_MAX_SLOTS */
 #include "log.h"            /* gs_log_parse_level */
+#include "metrics.h"        /* gs_metrics_parse_addr */
 
 #ifndef GOSHM_VERSION
 #define GOSHM_VERSION "unknown"
@@ -41,6 +42,7 @@ void gs_config_init(gs_config_t *cfg)
 void gs_config_free(gs_config_t *cfg)
 {
     free(cfg->socket);
+    free(cfg->metrics);
     free(cfg->config_file);
     free(cfg->state_dir);
     free(cfg->allow_uid.v);
@@ -261,6 +263,12 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
         cfg->log_level = l;
         return 0;
     }
+    if (strcmp(key, "metrics") == 0) {
+        char host[256];
+        unsigned port;
+        if (gs_metrics_parse_addr(value, host, sizeof host, &port, err, errlen)) return -1;
+        return set_string(&cfg->metrics, value, err, errlen);
+    }
     snprintf(err, errlen, "unknown option '%s'", key);
     return -1;
 }
@@ -395,10 +403,10 @@ static const optdef_t options[] = {
     {"socket", true},      {"size", true},        {"config", true},       {"max-clients", true},
     {"allow-uid", true},   {"allow-gid", true},   {"scavenge-delay", true}, {"spin-us", true},
     {"force-epoll", false}, {"log-level", true},  {"help", false},        {"version", false},
-    {"state-dir", true},   {"fresh", false},      {"fd-store", false},
+    {"metrics", true},     {"state-dir", true},   {"fresh", false},      {"fd-store", false},
 };
 #define HELP_INDEX 10
-_Static_assert(sizeof options / sizeof options[0] == 15, "options table changed: check HELP_INDEX");
+_Static_assert(sizeof options / sizeof options[0] == 16, "options table changed: check HELP_INDEX");
 
 /* Split argv[*i] into an option and its value (from "=value" or the next
  * argument). Returns the option or NULL with err set. */
@@ -527,6 +535,11 @@ void gs_config_usage(const char *prog)
            "                       restarted unit adopts them. Memfds passed back by systemd\n"
            "                       are adopted with or without this option.\n"
            "  --log-level LEVEL    error, warn, info or debug. Default info.\n"
+           "  --metrics HOST:PORT  serve the heap's statistics over HTTP at /metrics\n"
+           "                       (Prometheus text format). Off by default. There is no\n"
+           "                       authentication: whoever can reach HOST:PORT reads the heap's\n"
+           "                       figures (sizes, counters, client pids), never its contents.\n"
+           "                       127.0.0.1:9464 keeps it on this machine; [::1]:PORT for IPv6.\n"
            "  -h, --help           show this help and exit.\n"
            "  --version            show the version and exit.\n"
            "\n"

@@ -48,6 +48,7 @@ typedef struct gs_config {
     uint32_t spin_us;
     bool force_epoll;
     int log_level;              /* gs_log_level_t */
+    char *metrics;              /* --metrics HOST:PORT; NULL: off (daemon/metrics.h) */
     char *state_dir;            /* NULL: the heap dies with the daemon (unless fd_store) */
     bool fresh;                 /* --fresh: start a new heap in state_dir */
     bool fd_store;              /* --fd-store: hand the memfds to systemd's fd store */

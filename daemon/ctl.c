@@ -11,7 +11,7 @@
  *                     |           |                  |
  *                     +-- EPERM --+-- Error / EOF ---+--> closed (slot reclaimed)
  *
- * Stats is valid in both open and attached states. Any packet that is
+ * Stats and Profile are valid in both open and attached states. Any packet that is
  * oversized, malformed, carries descriptors or is not valid in the state is
  * answered with Error{errno, text}, logged at warn, and the connection is
  * closed. Each unpacked message is freed on every path; each descriptor we
@@ -31,13 +31,18 @@
 #include <stdio.h>        /* snprintf */
 #include <stdlib.h>       /* calloc, free */
 #include <string.h>       /* memset, strerror */
+#include <sys/mman.h>     /* memfd_create */
 #include <sys/socket.h>   /* accept4, recvmsg, sendmsg */
+#include <sys/stat.h>     /* fstat */
 #include <unistd.h>       /* close, pread, unlink */
 
 #include "clock.h"
 #include "ctlstats.h"
 #include "goshm.pb-c.h"
 #include "log.h"
+#include "profile.h"     /* gs_profile_write */
+#include "profregion.h"  /* GS_PROF_DEFAULT_RATE */
+#include "prom.h"        /* gs_prom_write */
 
 #define ACCEPT_BATCH 16              /* connections accepted per wakeup */
 #define ACCEPT_BACKOFF_MS 100        /* pause after EMFILE and friends */
@@ -294,13 +299,27 @@ static bool handle_detach(gs_conn_t *c)
     return false;
 }
 
-static bool handle_stats(gs_conn_t *c)
+/* The Stats reply of the heap now (daemon/ctlstats.h). */
+static Goshm__Reply *stats_reply(gs_ctl_t *ctl)
 {
-    gs_ctl_t *ctl = c->ctl;
     int64_t pid_of[GS_MAX_SLOTS];
     for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) pid_of[i] = ctl->by_slot[i] ? (int64_t)ctl->by_slot[i]->pid : -1;
-    Goshm__Reply *rep = gs_ctl_stats_reply(ctl->heap, ctl->heap_lock, ctl->dp, pid_of, ctl->nattached,
-                                           (gs_now_ns() - ctl->start_ns) / 1000000u);
+    return gs_ctl_stats_reply(ctl->heap, ctl->heap_lock, ctl->dp, pid_of, ctl->nattached,
+                              (gs_now_ns() - ctl->start_ns) / 1000000u);
+}
+
+int gs_ctl_write_metrics(void *arg, FILE *f)
+{
+    Goshm__Reply *rep = stats_reply(arg);
+    if (!rep) return -1;
+    int rc = gs_prom_write(f, rep->stats);
+    gs_ctl_stats_free(rep);
+    return rc;
+}
+
+static bool handle_stats(gs_conn_t *c)
+{
+    Goshm__Reply *rep = stats_reply(c->ctl);
     if (!rep) {
         conn_fail(c, ENOMEM, "out of memory building statistics");
         return false;
@@ -312,6 +331,47 @@ static bool handle_stats(gs_conn_t *c)
         conn_close(c, "gone while reading statistics");
         return false;
     }
+    return true;
+}
+
+/* The heap-wide profile (daemon/profile.h), written into a memfd whose
+ * descriptor goes with the reply: a profile does not fit a 64 KiB packet.
+ * The region is read without heap_lock: clients write it without any. */
+static bool handle_profile(gs_conn_t *c)
+{
+    gs_ctl_t *ctl = c->ctl;
+    int fd = memfd_create("goshm-profile", MFD_CLOEXEC);
+    if (fd < 0) {
+        conn_fail(c, errno, "memfd for the profile: %s", strerror(errno));
+        return false;
+    }
+    char err[256];
+    gs_profile_totals_t tot;
+    int rc = gs_profile_write(gs_heap_prof_region(ctl->heap), GS_PROF_DEFAULT_RATE, fd, &tot, err, sizeof err);
+    if (rc < 0) {
+        close(fd);
+        conn_fail(c, -rc, "%s", err);
+        return false;
+    }
+    struct stat sb;
+    Goshm__ProfileReply pr = GOSHM__PROFILE_REPLY__INIT;
+    pr.bytes = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    pr.stacks = tot.stacks;
+    pr.live_samples = tot.samples_live;
+    pr.samples = tot.sampled;
+    pr.dropped = tot.dropped;
+    Goshm__Reply rep = GOSHM__REPLY__INIT;
+    rep.msg_case = GOSHM__REPLY__MSG_PROFILE;
+    rep.profile = &pr;
+    rc = send_reply(c->fd, &rep, &fd, 1);
+    close(fd);
+    if (rc < 0) {
+        gs_log_warn("pid %ld: sending the profile failed: %s", (long)c->pid, strerror(-rc));
+        conn_close(c, "gone while reading the profile");
+        return false;
+    }
+    gs_log_debug("profile: %llu bytes, %llu stacks, %llu live samples, for pid %ld", (unsigned long long)pr.bytes,
+                 (unsigned long long)pr.stacks, (unsigned long long)pr.live_samples, (long)c->pid);
     return true;
 }
 
@@ -393,6 +453,9 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg)
         break;
     case GOSHM__REQUEST__MSG_STATS:
         handle_stats(c);
+        break;
+    case GOSHM__REQUEST__MSG_PROFILE:
+        handle_profile(c);
         break;
     default:
         conn_fail(c, EINVAL, "request without a message");

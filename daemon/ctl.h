@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* ctl.h: goshmd's control plane: connections and the protobuf-c protocol
- * (proto/goshm.proto): Attach, Detach, Stats. The listening socket and peer
+ * (proto/goshm.proto): Attach, Detach, Stats, Profile. The listening socket and peer
  * checks: daemon/listen.h.
  *
  * Overview: shm/overview.h. Everything here runs on the daemon's libevent
@@ -22,6 +22,7 @@
 #include <pthread.h>   /* pthread_mutex_t */
 #include <stdbool.h>   /* bool */
 #include <stddef.h>    /* size_t */
+#include <stdio.h>     /* FILE */
 
 #include "config.h"
 #include "dataplane.h"
@@ -44,6 +45,10 @@ void gs_ctl_stop(gs_ctl_t *ctl);
  * are dropped but their slots stay claimed, spans and all, for the clients
  * to resume under the daemon that adopts the heap. */
 void gs_ctl_keep_slots(gs_ctl_t *ctl);
+/* Render the statistics in the Prometheus text format (proto/prom.h) to f:
+ * a gs_metrics_render_fn (daemon/metrics.h) whose arg is the gs_ctl_t.
+ * Takes heap_lock. 0 or -1. */
+int gs_ctl_write_metrics(void *ctl, FILE *f);
 /* Clients attached now. */
 unsigned gs_ctl_attached(const gs_ctl_t *ctl);
 

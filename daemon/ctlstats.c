@@ -9,6 +9,10 @@
 #include <stdlib.h> /* calloc, free */
 #include <unistd.h> /* getpid */
 
+#ifndef GOSHM_VERSION
+#define GOSHM_VERSION "unknown"
+#endif
+
 enum { NCLASSES = GS_NUM_SIZE_CLASSES - 1 };
 
 /* Per-client numbers, read under heap_lock. */
@@ -27,6 +31,8 @@ typedef struct stats_msg {
     client_row_t rows[GS_MAX_SLOTS];
     Goshm__ClientStats cli[GS_MAX_SLOTS];
     Goshm__ClientStats *clip[GS_MAX_SLOTS];
+    Goshm__DepartedStats dep[GS_OWNERS_DEPARTED];
+    Goshm__DepartedStats *depp[GS_OWNERS_DEPARTED];
 } stats_msg_t;
 
 Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs_dataplane_t *dp,
@@ -40,7 +46,6 @@ Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs
     uint32_t orphans = 0, adopted_orphans = 0, adopted_reclaimed = 0;
     pthread_mutex_lock(heap_lock);
     gs_heap_stats(heap, st);
-    uint64_t heap_id = gs_heap_id(heap);
     bool adopted = gs_heap_adopted_ns(heap, &adopted_orphans, &adopted_reclaimed) != 0;
     for (uint32_t s = 0; s < GS_MAX_SLOTS; s++) orphans += gs_heap_slot_orphan(heap, s);
     for (uint32_t s = 0; s < GS_MAX_SLOTS && n < nattached; s++) {
@@ -69,7 +74,6 @@ Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs
     hs->notices = st->notices;
     hs->bad_requests = st->bad_requests;
     hs->bad_ring_entries = gs_dp_bad_entries(dp);
-    hs->heap_id = heap_id;
     hs->adopted = adopted;
     hs->adopted_orphans = adopted_orphans;
     hs->adopted_reclaimed = adopted_reclaimed;
@@ -94,7 +98,16 @@ Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs
         m->cli[i].frees = m->rows[i].frees;
         m->cli[i].large_allocs = m->rows[i].large_allocs;
         m->cli[i].large_frees = m->rows[i].large_frees;
+        m->cli[i].in_use_bytes = st->slot_in_use[m->rows[i].slot];
         m->clip[i] = &m->cli[i];
+    }
+
+    for (uint32_t i = 0; i < st->ndeparted && i < GS_OWNERS_DEPARTED; i++) {
+        goshm__departed_stats__init(&m->dep[i]);
+        m->dep[i].pid = st->departed[i].pid;
+        m->dep[i].in_use_bytes = st->departed[i].in_use_bytes;
+        m->dep[i].gone_ms = st->departed[i].gone_ns / 1000000u;
+        m->depp[i] = &m->dep[i];
     }
 
     Goshm__StatsReply *sr = &m->sr;
@@ -107,6 +120,12 @@ Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs
     sr->backend = (char *)gs_dp_backend(dp);
     sr->uptime_ms = uptime_ms;
     sr->daemon_pid = (uint32_t)getpid();
+    sr->version = (char *)GOSHM_VERSION;
+    sr->heap_id = gs_heap_id(heap);
+    sr->size_bytes = gs_heap_size(heap);
+    sr->n_departed = st->ndeparted;
+    sr->departed = m->depp;
+    sr->departed_other_bytes = st->departed_other_bytes;
     goshm__reply__init(&m->rep);
     m->rep.msg_case = GOSHM__REPLY__MSG_STATS;
     m->rep.stats = sr;

@@ -6,14 +6,15 @@
 #define _GNU_SOURCE
 #include "heap_internal.h"
 #include "mapping.h"
+#include "profregion.h"
 
 #include <errno.h>    /* errno */
 #include <fcntl.h>    /* fcntl, F_ADD_SEALS */
 #include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* calloc, free */
 #include <string.h>   /* memset, strerror */
-#include <sys/mman.h> /* memfd_create, mmap */
 #include <sys/random.h> /* getrandom */
+#include <sys/mman.h> /* memfd_create, mmap */
 #include <sys/stat.h> /* fstat */
 #include <unistd.h>   /* ftruncate, close */
 
@@ -51,9 +52,12 @@ void gs_heap_layout(uint64_t max_pages, uint32_t max_slots, gs_layout_t *lay, ui
     uint64_t side_off = align_up(slots_off + (uint64_t)max_slots * GS_SLOT_SIZE, 65536);
     uint64_t side_size = align_up(max_pages * SIDE_MAX_RECORD, 65536);
     uint64_t notice_off = side_off + side_size;
-    uint64_t arena_off = align_up(notice_off + align_up(max_spans * sizeof(gs_notice_t), 65536), GS_ARENA_SIZE);
+    uint64_t prof_off = notice_off + align_up(max_spans * sizeof(gs_notice_t), 65536);
+    uint64_t prof_size = align_up(gs_prof_region_size(gs_prof_nbuckets(max_spans)), 65536);
+    uint64_t arena_off = align_up(prof_off + prof_size, GS_ARENA_SIZE);
     *lay = (gs_layout_t){.slots_off = slots_off, .slot_size = GS_SLOT_SIZE, .side_off = side_off,
-                         .side_size = side_size, .notice_off = notice_off, .arena_off = arena_off};
+                         .side_size = side_size, .notice_off = notice_off, .prof_off = prof_off,
+                         .prof_size = prof_size, .arena_off = arena_off};
     *data_size = arena_off + (max_pages << GS_PAGE_SHIFT);
     /* meta memfd layout */
     ml->pagemap_off = GS_META_HDR_SIZE;
@@ -139,6 +143,12 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
         goto fail;
     }
     h->meta_committed = GS_META_HDR_SIZE + (ml.meta_size - ml.pslots_off);
+    /* The profile region is written by clients at any time: Ready now
+     * (a few MiB, shm/profregion.h). */
+    if ((rc = gs_sys_commit(h->data_fd, h->lay.prof_off, h->lay.prof_size))) {
+        snprintf(err, errlen, "committing the profile region: %s", strerror(-rc));
+        goto fail;
+    }
     if ((rc = gs_heap_map(h, false))) {
         snprintf(err, errlen, "mmap: %s", strerror(-rc));
         goto fail;
@@ -159,6 +169,13 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
     if (!h->pagestate) { rc = -ENOMEM; snprintf(err, errlen, "out of memory"); goto fail; }
 
     uint64_t epoch = gs_now_ns() ^ ((uint64_t)getpid() << 32);
+    /* The heap id: random; 0 is never an id. Kept in the meta header (ours)
+     * for adoption, with copies in the data header (for clients) and here. */
+    random_id(&h->heap_id);
+    h->prof_off = h->lay.prof_off;
+    gs_prof_header_t *ph = (gs_prof_header_t *)(h->data + h->prof_off);
+    ph->nbuckets = gs_prof_nbuckets(h->max_spans);
+    ph->magic = GS_PROF_MAGIC;
     gs_seg_header_t *hdr = h->hdr;
     hdr->page_size = GS_PAGE_SIZE;
     hdr->arena_size = GS_ARENA_SIZE;
@@ -173,6 +190,8 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
     hdr->meta_size = h->meta_size;
     hdr->epoch = epoch;
     hdr->notice_off = h->lay.notice_off;
+    hdr->heap_id = h->heap_id;
+    hdr->prof_off = h->prof_off;
     gs_store_relaxed(&hdr->xnotice_head, 0);
     hdr->abi_version = GS_ABI_VERSION;
     hdr->magic = GS_SEG_MAGIC;
@@ -183,7 +202,7 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
     m->spans_off = ml.spans_off;
     m->max_spans = h->max_spans;
     m->epoch = epoch;
-    random_id(&m->heap_id);
+    m->heap_id = h->heap_id;
     m->max_slots = h->cfg.max_slots;
     m->pslots_off = ml.pslots_off;
     m->undo_off = ml.undo_off;
@@ -215,7 +234,6 @@ gs_heap_t *gs_heap_create_files(const gs_heap_config_t *cfg, int data_fd, int me
     return create_on(cfg, data_fd, meta_fd, err, errlen);
 }
 
-uint64_t gs_heap_id(const gs_heap_t *h) { return h->mhdr->heap_id; }
 
 uint64_t gs_heap_adopted_ns(const gs_heap_t *h, uint32_t *orphans, uint32_t *reclaimed)
 {
@@ -243,6 +261,9 @@ uint64_t gs_heap_meta_size(const gs_heap_t *h) { return h->meta_size; }
 char *gs_heap_data_ptr(const gs_heap_t *h) { return h->data; }
 const char *gs_heap_meta_ptr(const gs_heap_t *h) { return h->meta; }
 uint64_t gs_heap_scavenge_delay(const gs_heap_t *h) { return h->cfg.scavenge_delay_ns; }
+uint64_t gs_heap_id(const gs_heap_t *h) { return h->heap_id; }
+uint64_t gs_heap_size(const gs_heap_t *h) { return h->cfg.size; }
+const char *gs_heap_prof_region(const gs_heap_t *h) { return h->data + h->prof_off; }
 uint64_t gs_heap_slots_off(const gs_heap_t *h) { return h->lay.slots_off; }
 uint64_t gs_heap_slot_size(const gs_heap_t *h) { return h->lay.slot_size; }
 uint32_t gs_heap_max_slots(const gs_heap_t *h) { return h->cfg.max_slots; }

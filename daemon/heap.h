@@ -18,6 +18,7 @@
 #include <stdint.h>  /* uint*_t */
 
 #include "segment.h"
+#include "owners.h" /* GS_OWNERS_DEPARTED */
 
 typedef struct gs_heap gs_heap_t;
 
@@ -62,6 +63,12 @@ uint64_t gs_heap_data_size(const gs_heap_t *h);
 uint64_t gs_heap_meta_size(const gs_heap_t *h);
 /* The heap side's mappings (for the in-process seam). */
 char *gs_heap_data_ptr(const gs_heap_t *h);
+/* The heap size it was configured with (before rounding to arenas). */
+uint64_t gs_heap_size(const gs_heap_t *h);
+/* The heap's identity: random, made at creation (goshm_heap_id's value). */
+uint64_t gs_heap_id(const gs_heap_t *h);
+/* The profile region (shm/profregion.h) in the heap side's mapping. */
+const char *gs_heap_prof_region(const gs_heap_t *h);
 const char *gs_heap_meta_ptr(const gs_heap_t *h);
 /* Where the slots are (the heap side's own layout, not the header's copy). */
 uint64_t gs_heap_slots_off(const gs_heap_t *h);
@@ -151,6 +158,16 @@ typedef struct gs_heap_stats {
     uint64_t notices;          /* notice-stack entries handled */
     uint64_t bad_requests;     /* malformed client requests rejected */
     gs_class_stats_t classes[GS_NUM_SIZE_CLASSES];
+    /* Live bytes by owner (daemon/owners.h): attached clients by slot,
+     * departed ones by former pid, oldest first. */
+    uint64_t slot_in_use[GS_MAX_SLOTS];
+    uint32_t ndeparted;
+    struct {
+        uint32_t pid;
+        uint64_t in_use_bytes;
+        uint64_t gone_ns;       /* how long ago it departed */
+    } departed[GS_OWNERS_DEPARTED];
+    uint64_t departed_other_bytes;
 } gs_heap_stats_t;
 
 /* Statistics: walks the in-use spans (linear, for goshmctl; not hot). */

@@ -21,6 +21,7 @@
 #include <stdint.h>  /* uint*_t */
 
 #include "heap.h"
+#include "owners.h" /* gs_owners_t */
 #include "mspan.h"  /* bitmaps, sweeping */
 #include "clock.h"  /* gs_now_ns */
 #include "report.h" /* gs_throw */
@@ -74,6 +75,7 @@ typedef struct gs_layout {
     uint64_t slots_off, slot_size;
     uint64_t side_off, side_size;
     uint64_t notice_off;
+    uint64_t prof_off, prof_size;
     uint64_t arena_off;
 } gs_layout_t;
 
@@ -116,6 +118,10 @@ struct gs_heap {
     gs_slot_state_t slots[GS_MAX_SLOTS];       /* [heap lock] */
 
     uint64_t large_allocs, large_frees, notices, bad_requests; /* [heap lock] */
+
+    uint64_t heap_id;           /* [immutable] random, at creation; the header holds a copy */
+    uint64_t prof_off;          /* [immutable] the profile region (shm/profregion.h) */
+    gs_owners_t owners;         /* [heap lock] who holds live bytes (daemon/owners.h) */
 
     /* Persistence (daemon/persist.c, adopt.c, intent.c). */
     gs_pslot_t *pslots;         /* [immutable] pointer into meta; entries [heap lock] */
@@ -205,6 +211,11 @@ gs_spanlist_t *gs_list_of(gs_heap_t *h, const gs_mspan_t *s); /* NULL: on none *
 void gs_mcentral_place(gs_heap_t *h, uint32_t sid, uint32_t live);
 /* Take a cached span back from its owner and sweep it. */
 void gs_mcentral_uncache(gs_heap_t *h, uint32_t sid);
+
+/* "heapstats.c" */
+/* A gs_owners_walk_fn (daemon/owners.h): live bytes of every in-use span,
+ * by the ticket stamped on it. arg is the heap. */
+void gs_heap_owner_walk(void *arg, gs_owner_tally_t *t);
 
 /* "sweep.c" */
 uint32_t gs_sweep_span(gs_heap_t *h, gs_mspan_t *s); /* live slots after the sweep */

@@ -3,11 +3,12 @@
  *
  * Overview: shm/overview.h; API: daemon/heap.h (gs_heap_stats_t). Linear in
  * the span table; not hot. Client-written counters are reported, never used
- * for a decision.
+ * for a decision. Live bytes are also attributed to their owners, attached
+ * or departed (daemon/owners.h).
  */
 #include "heap_internal.h"
 
-#include <string.h> /* memset */
+#include <string.h> /* memset, memcpy */
 
 static uint32_t tiny_live_halves(gs_side_t *side, const gs_mspan_t *s)
 {
@@ -27,9 +28,33 @@ static uint32_t tiny_live_halves(gs_side_t *side, const gs_mspan_t *s)
     return halves;
 }
 
+/* Live bytes of in-use span s (a racy snapshot, for statistics). */
+static uint64_t span_live_bytes(gs_heap_t *h, gs_mspan_t *s)
+{
+    gs_side_t *side = gs_side_of(h, s);
+    if (s->state == GS_SPAN_SMALL && gs_spanclass_tiny(s->spanclass))
+        return (uint64_t)tiny_live_halves(side, s) * GS_TINY_HALF;
+    uint32_t fi = s->list == GS_LIST_CACHED ? gs_load_relaxed(&side->xfreeindex) : 0;
+    uint32_t live = gs_span_count_live(side, s->nelems, s->awords, gs_spanclass_tiny(s->spanclass), fi);
+    if (s->state == GS_SPAN_LARGE) return live ? s->npages64 << GS_PAGE_SHIFT : 0;
+    return (uint64_t)live * s->elemsize;
+}
+
+void gs_heap_owner_walk(void *arg, gs_owner_tally_t *t)
+{
+    gs_heap_t *h = arg;
+    for (uint32_t sid = 1; sid < h->span_bump; sid++) {
+        gs_mspan_t *s = gs_span(h, sid);
+        if (s->state != GS_SPAN_SMALL && s->state != GS_SPAN_LARGE) continue;
+        gs_owners_count(&h->owners, t, s->client, span_live_bytes(h, s));
+    }
+}
+
 void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
 {
     memset(st, 0, sizeof *st);
+    gs_owner_tally_t tally;
+    memset(&tally, 0, sizeof tally);
     st->reserved_bytes = h->max_pages << GS_PAGE_SHIFT;
     st->grown_bytes = h->heap_pages << GS_PAGE_SHIFT;
     st->committed_bytes = h->ready_pages << GS_PAGE_SHIFT;
@@ -45,6 +70,7 @@ void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
         gs_mspan_t *s = gs_span(h, sid);
         if (s->state != GS_SPAN_SMALL && s->state != GS_SPAN_LARGE) continue;
         st->spans_in_use++;
+        gs_owners_count(&h->owners, &tally, s->client, span_live_bytes(h, s));
         gs_side_t *side = gs_side_of(h, s);
         uint32_t fi = s->list == GS_LIST_CACHED ? gs_load_relaxed(&side->xfreeindex) : 0;
         uint32_t live = gs_span_count_live(side, s->nelems, s->awords, gs_spanclass_tiny(s->spanclass), fi);
@@ -83,4 +109,16 @@ void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
     st->large_frees = h->large_frees;
     st->notices = h->notices;
     st->bad_requests = h->bad_requests;
+
+    /* By owner (daemon/owners.h); departed entries with nothing live go. */
+    gs_owners_prune(&h->owners, &tally);
+    memcpy(st->slot_in_use, tally.slot_bytes, sizeof st->slot_in_use);
+    uint64_t now = gs_now_ns();
+    st->ndeparted = h->owners.ndeparted;
+    for (uint32_t i = 0; i < h->owners.ndeparted; i++) {
+        st->departed[i].pid = h->owners.departed[i].pid;
+        st->departed[i].in_use_bytes = tally.departed_bytes[i];
+        st->departed[i].gone_ns = now - h->owners.departed[i].gone_ns;
+    }
+    st->departed_other_bytes = tally.departed_other;
 }

@@ -31,6 +31,7 @@ int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uin
     int rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
     if (!rc) {
         gs_span(h, sid)->list = GS_LIST_LARGE;
+        gs_span(h, sid)->client = gs_owners_ticket(&h->owners, slot); /* daemon/owners.h */
         gs_txn_pslot(h, slot);
         h->pslots[slot].large_sid = sid;
         h->pslots[slot].large_tag = tag;

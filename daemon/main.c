@@ -4,12 +4,14 @@
  * Overview: shm/overview.h. Who owns what in this process:
  *   main thread   the libevent loop: control plane (daemon/ctl.c), signals,
  *                 the 100 ms housekeeping timer (notices, background sweep,
- *                 scavenger). Owns the listening socket.
+ *                 scavenger), --metrics (daemon/metrics.c). Owns the
+ *                 listening sockets.
  *   data plane    its own thread (daemon/dataplane.c): the client rings.
  *   heap_lock     the only lock: daemon/heap.h is single-threaded, so both
  *                 threads call the heap only while holding it.
  * Start-up order: options, socket (so a second daemon fails before it costs
- * anything), heap, data plane, control plane, then READY=1 to systemd.
+ * anything), heap, data plane, control plane, metrics, then READY=1 to
+ * systemd.
  * Shutdown runs it backwards: stop accepting and reclaim every slot, stop
  * the data plane, destroy the heap, remove the socket.
  */
@@ -33,6 +35,7 @@
 #include "dataplane.h"
 #include "heap.h"
 #include "log.h"
+#include "metrics.h"
 #include "persist.h"
 
 #ifndef GOSHM_VERSION
@@ -50,6 +53,7 @@ typedef struct gs_daemon {
     pthread_mutex_t heap_lock;
     gs_dataplane_t *dp;
     gs_ctl_t *ctl;
+    gs_metrics_t *metrics;      /* --metrics, or NULL */
     struct event *sigterm, *sigint, *tick;
     int stop_signal;
     bool persistent;      /* the heap outlives us: state directory or fd store */
@@ -114,6 +118,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static void daemon_shutdown(gs_daemon_t *d)
 {
+    gs_metrics_stop(d->metrics); /* before the control plane it renders with */
+    d->metrics = NULL;
     /* A heap that outlives us keeps its clients' slots for the next daemon;
      * else every slot is reclaimed. */
     if (d->persistent && d->ctl) gs_ctl_keep_slots(d->ctl);
@@ -231,6 +237,13 @@ static int daemon_start(gs_daemon_t *d)
     if (!d->ctl) {
         gs_log_error("cannot start the control plane: %s", err);
         return -1;
+    }
+    if (d->cfg.metrics) {
+        d->metrics = gs_metrics_start(d->base, d->cfg.metrics, gs_ctl_write_metrics, d->ctl, err, sizeof err);
+        if (!d->metrics) {
+            gs_log_error("%s", err);
+            return -1;
+        }
     }
     d->sigterm = evsignal_new(d->base, SIGTERM, on_signal, d);
     d->sigint = evsignal_new(d->base, SIGINT, on_signal, d);

@@ -97,6 +97,7 @@ static int cache_span(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t 
     gs_txn_span(h, sid);
     gs_killpoint("cache-owner");
     s->owner = slot + 1u;
+    s->client = gs_owners_ticket(&h->owners, slot); /* who holds its live bytes: daemon/owners.h */
     gs_list_push(h, &h->slots[slot].cached, sid, GS_LIST_CACHED);
     /* seq_cst: pairs with freers' seq_cst load of xowner after their OR. */
     gs_store_seqcst(&s->xowner, slot + 1u);

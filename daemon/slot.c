@@ -87,6 +87,7 @@ int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
         pslot_set(h, i, pid, gen);
         h->slots[i].cached.head = 0;
         h->slots[i].cached.count = 0;
+        gs_owners_attach(&h->owners, i, pid);
         return (int)i;
     }
     return -ENOSPC;
@@ -120,6 +121,8 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
         h->central[c * 2u].departed_allocs += gs_load_relaxed(&sl->stats[c].xallocs);
         h->central[c * 2u].departed_frees += gs_load_relaxed(&sl->stats[c].xfrees);
     }
+    /* Its live bytes are now a departed client's (daemon/owners.h). */
+    gs_owners_depart(&h->owners, slot, gs_now_ns(), gs_heap_owner_walk, h);
     /* Every span is back: only now may the persistent record say free
      * (a crash before this store leaves a claimed slot the adopter
      * reclaims again, finding nothing or what is left). */

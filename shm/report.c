@@ -4,11 +4,11 @@
  * Overview: shm/overview.h; contract: shm/report.h.
  */
 #include "report.h"
+#include "debug.h" /* gs_debug: GOSHM_DEBUG */
 
 #include <stdarg.h>    /* va_list */
 #include <stdatomic.h> /* atomic_* */
-#include <stdlib.h>    /* abort, getenv */
-#include <string.h>    /* strlen, strstr */
+#include <stdlib.h>    /* abort */
 #include <unistd.h>    /* write */
 
 static void put(char *buf, size_t *n, size_t cap, char c)
@@ -65,23 +65,22 @@ _Noreturn void gs_throw(const char *msg)
     abort();
 }
 
-static _Atomic int badfree_mode = -1;
 static _Atomic unsigned long long badfree_count;
 
-int gs_badfree_mode(void)
-{
-    int m = atomic_load_explicit(&badfree_mode, memory_order_relaxed);
-    if (m < 0) {
-        const char *d = getenv("GOSHM_DEBUG");
-        m = (d && strstr(d, "badfree=warn")) ? GS_BADFREE_WARN : GS_BADFREE_ABORT;
-        atomic_store_explicit(&badfree_mode, m, memory_order_relaxed);
-    }
-    return m;
-}
+int gs_badfree_mode(void) { return gs_debug()->badfree; }
 
 uint64_t gs_badfree_count(void)
 {
     return atomic_load_explicit(&badfree_count, memory_order_relaxed);
+}
+
+void gs_report_bad_use(const char *what)
+{
+    atomic_fetch_add_explicit(&badfree_count, 1, memory_order_relaxed);
+    if (gs_badfree_mode() == GS_BADFREE_ABORT) {
+        gs_printf("goshm: aborting after a %s (set GOSHM_DEBUG=badfree=warn to report and continue)\n", what);
+        abort();
+    }
 }
 
 void gs_report_bad_free(const char *why, const void *addr, uint64_t off, uint32_t sid, uint64_t objsize)

@@ -17,7 +17,7 @@ _Noreturn void gs_throw(const char *msg);
 
 enum { GS_BADFREE_ABORT = 0, GS_BADFREE_WARN = 1 };
 
-/* How bad frees are handled; parsed once from GOSHM_DEBUG. */
+/* How bad frees are handled: GOSHM_DEBUG's badfree (shm/debug.h). */
 int gs_badfree_mode(void);
 
 /* Counter of reported bad frees in this process (tests read it). */
@@ -28,6 +28,10 @@ uint64_t gs_badfree_count(void);
  * printed), its span id (0 if none) and the object's size in bytes (0 if
  * not known); then abort unless GOSHM_DEBUG=badfree=warn. */
 void gs_report_bad_free(const char *why, const void *addr, uint64_t off, uint32_t sid, uint64_t objsize);
+
+/* After a report of misuse printed by the caller (e.g. a write after free,
+ * client/debug.c): count it, then abort unless GOSHM_DEBUG=badfree=warn. */
+void gs_report_bad_use(const char *what);
 
 /* Write a formatted line to stderr without allocating (a small subset of
  * printf: %s %u %lu %llu %x %lx %llx %d %ld). */

@@ -36,7 +36,7 @@
 
 #define GS_SEG_MAGIC  UINT64_C(0x4745534d48534f47) /* "GOSHMSEG" */
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
-#define GS_ABI_VERSION 2u /* 2: heap id, persistent slot table, undo log */
+#define GS_ABI_VERSION 3u /* 2: heap_id, prof_off; 3: meta heap id, persistent slot table, undo log */
 
 #define GS_HEADER_SIZE   (64u * 1024u)
 #define GS_SLOT_SIZE     (64u * 1024u)
@@ -63,7 +63,8 @@ typedef struct gs_seg_header {
     uint64_t meta_size;      /* size of the meta memfd */
     uint64_t epoch;          /* changes with every heap instance */
     uint64_t notice_off;     /* gs_notice_t per span id */
-    uint8_t  pad0[2 * GS_CACHELINE - 112];
+    uint64_t heap_id;        /* random, made at creation (daemon/heap.h) */
+    uint64_t prof_off;       /* the profile region (shm/profregion.h) */
 
     /* The notice stack: span ids (0 = empty) of spans that gained frees
      * while no mcache owned them. Multi-producer (any freer, any process),
@@ -223,7 +224,10 @@ typedef struct gs_mspan {
     uint32_t allocated;    /* objects allocated at the last sweep */
     uint64_t freed_at_ns;  /* free runs: when it became idle */
     uint8_t  suspect;      /* its notice flag was set at the last background sweep */
-    uint8_t  pad2[15];
+    uint8_t  pad2[3];
+    uint32_t client;       /* ticket of the client that cached it last, or
+                            * allocated it (large): daemon/owners.h */
+    uint8_t  pad3[8];
 } gs_mspan_t;
 
 _Static_assert(sizeof(gs_mspan_t) == 112, "mspan layout");

@@ -9,6 +9,9 @@ pkgs=(build-essential cmake pkg-config liburing-dev libevent-dev libprotobuf-c-d
 # tests/package: the header as C++ (g++), the man pages (man-db, groff-base),
 # the .deb (dpkg-dev: dpkg-shlibdeps; file: cpack's ELF detection).
 pkgs+=(g++ man-db groff-base dpkg-dev file)
+# tests/observe: zlib (the gzipped heap profile), Go's pprof (`go tool pprof`
+# reads the profile in test-profile), python3 (top on a pseudo-terminal).
+pkgs+=(zlib1g-dev golang-go python3)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev)
 fi

@@ -180,6 +180,7 @@ static void walk_request(const Goshm__Request *r)
         break;
     case GOSHM__REQUEST__MSG_DETACH: CHECK(r->detach != NULL); break;
     case GOSHM__REQUEST__MSG_STATS: CHECK(r->stats != NULL); break;
+    case GOSHM__REQUEST__MSG_PROFILE: CHECK(r->profile != NULL); break;
     case GOSHM__REQUEST__MSG__NOT_SET: break; /* "request without a message" */
     default: CHECK_MSG(0, "request: impossible oneof case %d", (int)r->msg_case); break;
     }
@@ -219,8 +220,19 @@ static void walk_reply(const Goshm__Reply *r)
         }
         touch(s->backend);
         fz_sink += s->uptime_ms + s->daemon_pid;
+        touch(s->version);
+        fz_sink += s->heap_id + s->size_bytes + s->departed_other_bytes;
+        CHECK(s->n_departed == 0 || s->departed != NULL);
+        for (size_t i = 0; s->departed && i < s->n_departed; i++) {
+            CHECK(s->departed[i] != NULL);
+            if (s->departed[i]) fz_sink += s->departed[i]->pid + s->departed[i]->in_use_bytes;
+        }
         break;
     }
+    case GOSHM__REPLY__MSG_PROFILE:
+        CHECK(r->profile != NULL);
+        if (r->profile) fz_sink += r->profile->bytes + r->profile->stacks;
+        break;
     case GOSHM__REPLY__MSG__NOT_SET: break;
     default: CHECK_MSG(0, "reply: impossible oneof case %d", (int)r->msg_case); break;
     }

@@ -304,7 +304,7 @@ int gsh_stats(const char *sock, gsh_stats_t *st)
     st->notices = hs->notices;
     st->bad_requests = hs->bad_requests;
     st->bad_ring_entries = hs->bad_ring_entries;
-    st->heap_id = hs->heap_id;
+    st->heap_id = rep->stats->heap_id;
     st->adopted = hs->adopted;
     st->adopted_orphans = hs->adopted_orphans;
     st->adopted_reclaimed = hs->adopted_reclaimed;
