@@ -108,8 +108,8 @@ typedef struct gs_lookup {
 const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out);
 void gs_notice_push(struct goshm *h, uint32_t sid);
 
-extern __thread uint64_t gs_tls_id;
-extern __thread gs_mcache_t *gs_tls_cache;
+extern __thread __attribute__((tls_model("initial-exec"))) uint64_t gs_tls_id;
+extern __thread __attribute__((tls_model("initial-exec"))) gs_mcache_t *gs_tls_cache;
 
 static inline gs_mcache_t *gs_mcache_get(struct goshm *h)
 {
