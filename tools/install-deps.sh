@@ -6,7 +6,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liburing-dev libevent-dev libprotobuf-c-dev protobuf-c-compiler systemd)
 if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(g++ libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev)
+  pkgs+=(g++ libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev
+        libtbb-dev iceoryx libiceoryx-binding-c-dev gnuplot-nox linux-perf)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
