@@ -7,8 +7,9 @@
 # With BEFORE.tsv (a run of an older goshm with the same harness), its goshm
 # figures are drawn too, as "goshm (before)". Writes:
 #   bench/service-alloc.png   W1, W2, W4a, W4b: each allocator's median time
-#                             over goshm's (bars; whiskers: min–max over
-#                             goshm's median); below 1: faster than goshm
+#                             over the geometric mean of the malloc peers'
+#                             medians in the same run (whiskers: min–max);
+#                             a BEFORE goshm against its own run's peers
 #   bench/service-w2mem.png   W2 peak RSS / requested, and RSS kept once the
 #                             scavenger ran (% of the peak)
 #   bench/service-w3.png      W3 ns/message, median and min–max
@@ -44,29 +45,52 @@ stats() {
         }' "$T/all.tsv"
 }
 
-# 1. time relative to goshm, W1 W2 W4a W4b: one block per workload.
+# 1. time relative to the malloc peers of the SAME run (the geometric mean of
+# glibc's, jemalloc's, mimalloc's, tcmalloc's and tbbmalloc's medians), so a
+# BEFORE run's goshm is compared with its own run's peers, never with another
+# run's absolute times. One block per workload.
+# rel FILE WORKLOAD [RENAME]: "config rel lo hi" lines.
+rel() {
+    awk -F'\t' -v w="$2" -v ren="${3:-}" '
+        NR > 1 && $4 == w && $6 == "ns" { if (!($5 in n)) order[++nc] = $5; v[$5, ++n[$5]] = $7 }
+        function med(c,    a, b, t, k, s) {
+            k = n[c]; for (a = 1; a <= k; a++) s[a] = v[c, a]
+            for (a = 2; a <= k; a++) { t = s[a]; for (b = a - 1; b >= 1 && s[b] > t; b--) s[b + 1] = s[b]; s[b + 1] = t }
+            LO = s[1]; HI = s[k]
+            return (k % 2) ? s[(k + 1) / 2] : (s[k / 2] + s[k / 2 + 1]) / 2
+        }
+        END {
+            lg = 0; np = 0
+            for (i = 1; i <= nc; i++) if (order[i] ~ /^(glibc|jemalloc|mimalloc|tcmalloc|tbbmalloc)$/) { lg += log(med(order[i])); np++ }
+            if (np == 0) exit
+            g = exp(lg / np)
+            for (i = 1; i <= nc; i++) {
+                c = order[i]
+                if (ren != "" && c != "goshm") continue
+                m = med(c)
+                printf "\"%s\"\t%g\t%g\t%g\n", (ren != "" ? ren : c), m / g, LO / g, HI / g
+            }
+        }' "$1"
+}
 : >"$T/rel.dat"
 for w in W1 W2 W4a W4b; do
-    stats "$w" ns >"$T/$w.dat"
-    g=$(awk -F'\t' '$1 == "\"goshm\"" { print $2 }' "$T/$w.dat")
-    [ -n "$g" ] || continue
-    { echo "# $w"; awk -F'\t' -v g="$g" '{ printf "%s\t%g\t%g\t%g\n", $1, $2 / g, $3 / g, $4 / g }' "$T/$w.dat"; echo; echo; } >>"$T/rel.dat"
+    { echo "# $w"; rel "$AFTER" "$w"; [ -n "$BEFORE" ] && rel "$BEFORE" "$w" "goshm (before)"; echo; echo; } >>"$T/rel.dat"
 done
 gnuplot <<EOF
 set terminal pngcairo size 1400,560 font ",10" noenhanced
 set output "$HERE/service-alloc.png"
-set title "$TITLE: time per operation relative to goshm (installed libgoshm.so + goshmd), median of runs, whiskers min-max"
+
 set style data histograms
 set style histogram errorbars gap 1 lw 1
 set style fill solid 0.7 border -1
 set boxwidth 0.9
-set ylabel "allocator median / goshm median (below 1: faster than goshm)"
+set ylabel "median / geometric mean of the malloc peers' medians, same run"
 set logscale y
 set yrange [0.05:*]
 set grid ytics
 set xtics rotate by -35 scale 0
 set key off
-set multiplot layout 1,4
+set multiplot layout 1,4 title "$TITLE: time per operation relative to the malloc peers of the same run (median of runs, whiskers min-max; lower is faster)"
 do for [i=0:3] {
   set title sprintf("%s", word("W1 W2 W4a W4b", i + 1))
   plot "$T/rel.dat" index i using 2:3:4:xtic(1) lc i + 1, 1 with lines lc rgb "black" dt 2 notitle
