@@ -66,6 +66,7 @@ WORK=${KEEP_BUILD:-$OUT/work}
 PREFIX=$WORK/prefix
 if [ ! -x "$WORK/bench/bench-alloc" ]; then
     note "building goshm from $SRC, installing into $PREFIX"
+    # shellcheck disable=SC2015  # any failing step reports the failure
     cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGOSHM_BUILD_TESTS=OFF \
           -DGOSHM_BUILD_BENCH=OFF >"$OUT/build.log" 2>&1 &&
     cmake --build "$WORK/build" -j2 >>"$OUT/build.log" 2>&1 &&
@@ -88,7 +89,7 @@ TLS_CALLS=$(objdump -d "$LIBGOSHM" 2>/dev/null | grep -c 'call.*__tls_get_addr' 
 
 TMP=$(mktemp -d /tmp/goshm-run-service.XXXXXX)
 SOCK=$TMP/goshmd.sock
-DPID= RPID=
+DPID='' RPID=''
 # shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
     for p in $DPID $RPID; do
@@ -239,7 +240,7 @@ R_BUSY=$(awk -v s="$SCALE" 'BEGIN { n = int(20000 * s); print (n < 200 ? 200 : n
 W3_CFGS="goshm-K1 goshm-K$BATCH"
 for p in $W3_PEERS; do
     case $p in
-        boost) [ -x "$B/bench-ipc-boost" ] && W3_CFGS="$W3_CFGS boost-K1 boost-K$BATCH" || note "boost: skipped (not built)" ;;
+        boost) if [ -x "$B/bench-ipc-boost" ]; then W3_CFGS="$W3_CFGS boost-K1 boost-K$BATCH"; else note "boost: skipped (not built)"; fi ;;
         iceoryx) [ $HAVE_ICEORYX = 1 ] && W3_CFGS="$W3_CFGS iceoryx" ;;
     esac
 done
@@ -247,6 +248,7 @@ note "allocators:$avail; W3: $W3_CFGS; runs $RUNS, scale $SCALE; results: $RESUL
 
 for REP in $(seq "$RUNS"); do
     order=$avail w3order=$W3_CFGS
+    # shellcheck disable=SC2086  # word lists, split on purpose
     if [ $((REP % 2)) = 0 ]; then order=$(reverse $avail); w3order=$(reverse $W3_CFGS); fi
     for w in $WORKLOADS; do
         note "repetition $REP/$RUNS: $w"
