@@ -5,7 +5,8 @@
 #   bench/plot.sh RESULTS.tsv [BEFORE.tsv]
 #
 # With BEFORE.tsv (a run of an older goshm with the same harness), its goshm
-# figures are drawn too, as "goshm (before)". Writes:
+# is drawn too, as "goshm (before)": times relative to its own run's peers,
+# and W2 memory ratios (W3 and R, absolute times, are not mixed). Writes:
 #   bench/service-alloc.png   W1, W2, W4a, W4b: each allocator's median time
 #                             over the geometric mean of the malloc peers'
 #                             medians in the same run (whiskers: min–max);
@@ -22,10 +23,11 @@ command -v gnuplot >/dev/null || { echo "plot.sh: gnuplot not installed (Debian 
 T=$(mktemp -d /tmp/goshm-plot.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
-# all.tsv: workload config metric value; the BEFORE run's goshm rows renamed.
+# all.tsv: workload config metric value; of the BEFORE run only goshm's W2
+# memory ratios (not times: those are compared within their own run, below).
 awk -F'\t' 'NR > 1 { print $4 "\t" $5 "\t" $6 "\t" $7 }' "$AFTER" >"$T/all.tsv"
 if [ -n "$BEFORE" ]; then
-    awk -F'\t' 'NR > 1 && $5 ~ /^goshm/ { sub(/^goshm/, "goshm (before)", $5); print $4 "\t" $5 "\t" $6 "\t" $7 }' \
+    awk -F'\t' 'NR > 1 && $5 == "goshm" && $4 == "W2" && $6 != "ns" { print $4 "\tgoshm (before)\t" $6 "\t" $7 }' \
         "$BEFORE" >>"$T/all.tsv"
 fi
 TITLE=$(awk -F'\t' 'NR == 2 { print "goshm " $2 (($1 != "-") ? " (" $1 ")" : "") }' "$AFTER")
