@@ -36,7 +36,7 @@
  * sleep (its spin time is 50 us by default) instead of a busy one.
  *
  * Output: one "run" line per run, and with --runs > 1 a "summary" line, as
- * key=value fields that bench/run-ipc.sh parses. Exit status 0 when every
+ * key=value fields that bench/run-service.sh parses. Exit status 0 when every
  * check passed, 1 on a check failure, 2 on a usage or setup error.
  * Never part of the ctest suite.
  */

@@ -118,8 +118,8 @@ void gs_notice_push(struct goshm *h, uint32_t sid);
 /* Report p as a bad free with what the lookup found (shm/report.h). */
 void gs_bad_free(const char *why, const void *p, const gs_lookup_t *l);
 
-extern __thread uint64_t gs_tls_id;
-extern __thread gs_mcache_t *gs_tls_cache;
+extern __thread __attribute__((tls_model("initial-exec"))) uint64_t gs_tls_id;
+extern __thread __attribute__((tls_model("initial-exec"))) gs_mcache_t *gs_tls_cache;
 
 static inline gs_mcache_t *gs_mcache_get(struct goshm *h)
 {

@@ -10,8 +10,8 @@
 #include <errno.h>  /* errno */
 #include <stdlib.h> /* calloc */
 
-__thread uint64_t gs_tls_id;
-__thread gs_mcache_t *gs_tls_cache;
+__thread __attribute__((tls_model("initial-exec"))) uint64_t gs_tls_id;
+__thread __attribute__((tls_model("initial-exec"))) gs_mcache_t *gs_tls_cache;
 
 gs_mcache_t *gs_mcache_slow(struct goshm *h)
 {

@@ -13,7 +13,8 @@ pkgs+=(g++ man-db groff-base dpkg-dev file)
 # reads the profile in test-profile), python3 (top on a pseudo-terminal).
 pkgs+=(zlib1g-dev golang-go python3)
 if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev)
+  pkgs+=(libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev
+        libtbb-dev iceoryx libiceoryx-binding-c-dev gnuplot-nox linux-perf)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
