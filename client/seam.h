@@ -47,10 +47,19 @@ typedef struct svc_seam {
     struct svc_seam *next; /* all attached heaps, for fork */
 } svc_seam_t;
 
+/* What an AttachReply gave us: the caller owns (and closes) the three
+ * memfd descriptors. */
+typedef struct gs_attach_reply {
+    uint32_t slot, max_slots;
+    uint64_t data_size, meta_size, slot_size;
+    int data_fd, meta_fd, slot_fd;
+} gs_attach_reply_t;
+
 /* "ctl.c": Attach over a fresh connection (fills s->sock, s->doorbell,
- * s->epoch; returns the slot and the data/meta descriptors); Detach; is the
- * daemon gone? */
-int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uint64_t *data_size);
+ * s->epoch, and *r); Detach; is the daemon gone? */
+int gs_svc_attach(svc_seam_t *s, gs_attach_reply_t *r);
+/* Close r's descriptors. */
+void gs_attach_reply_close(gs_attach_reply_t *r);
 int gs_svc_detach(svc_seam_t *s);
 bool gs_svc_daemon_gone(svc_seam_t *s);
 

@@ -75,7 +75,7 @@ struct gs_ctl {
     struct event *listen_ev;
     struct event *backoff_ev;       /* re-arms accepting after EMFILE */
     int meta_ro_fd;                 /* O_RDONLY view of the meta memfd, for clients */
-    uint64_t epoch;                 /* the heap's gs_seg_header_t.epoch */
+    uint64_t epoch;                 /* the heap's epoch (gs_meta_header_t.epoch) */
     uint64_t start_ns;              /* CLOCK_MONOTONIC at start, for uptime */
     gs_conn_t *conns;
     unsigned nconns, nattached, max_conns, nrefused;
@@ -97,7 +97,7 @@ static int send_reply(int fd, const Goshm__Reply *rep, const int *fds, unsigned 
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     union {
         struct cmsghdr hdr;
-        char space[CMSG_SPACE(sizeof(int) * 3)];
+        char space[CMSG_SPACE(sizeof(int) * 4)];
     } cbuf;
     if (nfds) {
         memset(&cbuf, 0, sizeof cbuf);
@@ -231,11 +231,17 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
     ar.data_size = gs_heap_data_size(ctl->heap);
     ar.meta_size = gs_heap_meta_size(ctl->heap);
     ar.epoch = ctl->epoch;
+    ar.slot_size = GS_SLOT_MAP_SIZE;
+    ar.max_slots = gs_heap_max_slots(ctl->heap);
     Goshm__Reply rep = GOSHM__REPLY__INIT;
     rep.msg_case = GOSHM__REPLY__MSG_ATTACH;
     rep.attach = &ar;
-    int fds[3] = {gs_heap_data_fd(ctl->heap), ctl->meta_ro_fd, efd};
-    rc = send_reply(c->fd, &rep, fds, 3);
+    /* The slot's memfd goes to this client only (issue 7, point 4). The heap
+     * keeps its own descriptor until it reclaims the slot. Claimed by us, so
+     * reading its descriptor without the heap lock is safe: only this thread
+     * claims and reclaims slots. */
+    int fds[4] = {gs_heap_data_fd(ctl->heap), ctl->meta_ro_fd, efd, gs_heap_slot_fd(ctl->heap, (uint32_t)slot)};
+    rc = send_reply(c->fd, &rep, fds, 4);
     close(efd); /* the data plane keeps its own copy */
     if (rc < 0) {
         gs_log_warn("pid %ld: sending the attach reply failed: %s", (long)c->pid, strerror(-rc));
@@ -594,11 +600,7 @@ gs_ctl_t *gs_ctl_start(struct event_base *base, int listen_fd, const gs_config_t
         snprintf(err, errlen, "cannot reopen the meta memfd read-only via %s: %s", proc, strerror(errno));
         goto fail;
     }
-    if (pread(gs_heap_data_fd(heap), &ctl->epoch, sizeof ctl->epoch, offsetof(gs_seg_header_t, epoch)) !=
-        (ssize_t)sizeof ctl->epoch) {
-        snprintf(err, errlen, "cannot read the heap header: %s", strerror(errno));
-        goto fail;
-    }
+    ctl->epoch = gs_heap_epoch(heap); /* ours, never read back from shared memory */
     ctl->listen_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, on_listen_readable, ctl);
     ctl->backoff_ev = evtimer_new(base, on_backoff, ctl);
     if (!ctl->listen_ev || !ctl->backoff_ev || event_add(ctl->listen_ev, NULL) != 0) {

@@ -26,11 +26,18 @@
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-static int make_memfd(const char *name, uint64_t size, int *fd_out)
+/* A memfd of `size` bytes, sealed against shrinking and growing; with
+ * `final`, against any further seal too (F_SEAL_SEAL). Every descriptor a
+ * client gets is of a memfd whose seals are final by then: a client cannot
+ * add F_SEAL_WRITE or F_SEAL_FUTURE_WRITE to stop the heap side (issue 7,
+ * point 3), nor change its size. What seals cannot forbid on a writable
+ * memfd, fallocate() and PUNCH_HOLE, is reconciled (daemon/reconcile.c). */
+int gs_make_memfd(const char *name, uint64_t size, bool final, int *fd_out)
 {
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) return -errno;
-    if (ftruncate(fd, (off_t)size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+    int seals = F_SEAL_SHRINK | F_SEAL_GROW | (final ? F_SEAL_SEAL : 0);
+    if (ftruncate(fd, (off_t)size) != 0 || fcntl(fd, F_ADD_SEALS, seals) != 0) {
         int e = errno;
         close(fd);
         return -e;
@@ -58,9 +65,8 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     h->max_pages = size >> GS_PAGE_SHIFT;
     h->max_spans = h->max_pages + 2u;
 
-    /* data memfd layout */
-    uint64_t slots_off = GS_HEADER_SIZE;
-    uint64_t side_off = align_up(slots_off + (uint64_t)h->cfg.max_slots * GS_SLOT_SIZE, 65536);
+    /* data memfd layout (no client slots: each has its own memfd) */
+    uint64_t side_off = GS_HEADER_SIZE;
     uint64_t side_size = align_up(h->max_pages * SIDE_MAX_RECORD, 65536);
     uint64_t notice_off = side_off + side_size;
     uint64_t prof_off = notice_off + align_up(h->max_spans * sizeof(gs_notice_t), 65536);
@@ -73,8 +79,9 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     uint64_t spans_off = align_up(pagemap_off + h->max_pages * 4u, 4096);
     h->meta_size = align_up(spans_off + h->max_spans * sizeof(gs_mspan_t), 4096);
 
-    int rc = make_memfd("goshm-data", h->data_size, &h->data_fd);
-    if (!rc) rc = make_memfd("goshm-meta", h->meta_size, &h->meta_fd);
+    for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) h->slots[i].fd = -1;
+    int rc = gs_make_memfd("goshm-data", h->data_size, true, &h->data_fd);
+    if (!rc) rc = gs_make_memfd("goshm-meta", h->meta_size, false, &h->meta_fd);
     if (rc) {
         snprintf(err, errlen, "memfd: %s", strerror(-rc));
         goto fail;
@@ -96,8 +103,10 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
     h->meta = mmap(NULL, h->meta_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, h->meta_fd, 0);
     if (h->meta == MAP_FAILED) { rc = -errno; h->meta = NULL; snprintf(err, errlen, "mmap meta: %s", strerror(-rc)); goto fail; }
     /* From now on nobody can map the meta memfd writable or write(2) to it,
-     * whatever descriptor they hold; our mapping above stays writable. */
-    if (fcntl(h->meta_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0) {
+     * whatever descriptor they hold; our mapping above stays writable. And
+     * no seal can be added any more (clients hold O_RDONLY descriptors,
+     * which cannot add seals anyway). */
+    if (fcntl(h->meta_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) != 0) {
         rc = -errno;
         snprintf(err, errlen, "sealing meta: %s", strerror(-rc));
         goto fail;
@@ -111,37 +120,35 @@ gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen)
         h->heap_id = gs_prof_mix(epoch ^ (uint64_t)(uintptr_t)h);
     if (h->heap_id == 0) h->heap_id = 1;
     h->prof_off = prof_off;
+    h->prof_size = prof_size;
     gs_prof_header_t *ph = (gs_prof_header_t *)(h->data + prof_off);
     ph->nbuckets = prof_buckets;
     ph->magic = GS_PROF_MAGIC;
-    h->lay = (gs_layout_t){.slots_off = slots_off, .slot_size = GS_SLOT_SIZE, .side_off = side_off,
-                           .side_size = side_size, .notice_off = notice_off, .arena_off = arena_off};
-    gs_seg_header_t *hdr = h->hdr = (gs_seg_header_t *)h->data;
-    hdr->page_size = GS_PAGE_SIZE;
-    hdr->arena_size = GS_ARENA_SIZE;
-    hdr->reserve_size = h->data_size;
-    hdr->slots_off = slots_off;
-    hdr->max_slots = h->cfg.max_slots;
-    hdr->slot_size = GS_SLOT_SIZE;
-    hdr->side_off = side_off;
-    hdr->side_size = side_size;
-    hdr->arena_off = arena_off;
-    hdr->max_pages = h->max_pages;
-    hdr->meta_size = h->meta_size;
-    hdr->epoch = epoch;
-    hdr->notice_off = notice_off;
-    hdr->heap_id = h->heap_id;
-    hdr->prof_off = prof_off;
-    gs_store_relaxed(&hdr->xnotice_head, 0);
-    hdr->abi_version = GS_ABI_VERSION;
-    hdr->magic = GS_SEG_MAGIC;
+    h->epoch = epoch;
+    h->lay = (gs_layout_t){.side_off = side_off, .side_size = side_size, .notice_off = notice_off,
+                           .arena_off = arena_off};
+    h->hdr = (gs_seg_header_t *)h->data;
+    gs_store_relaxed(&h->hdr->xnotice_head, 0);
 
     gs_meta_header_t *m = h->mhdr = (gs_meta_header_t *)h->meta;
     m->abi_version = GS_ABI_VERSION;
+    m->page_size = GS_PAGE_SIZE;
+    m->arena_size = GS_ARENA_SIZE;
+    m->data_size = h->data_size;
+    m->meta_size = h->meta_size;
+    m->side_off = side_off;
+    m->side_size = side_size;
+    m->notice_off = notice_off;
+    m->arena_off = arena_off;
+    m->max_pages = h->max_pages;
+    m->max_slots = h->cfg.max_slots;
+    m->slot_size = GS_SLOT_MAP_SIZE;
     m->pagemap_off = pagemap_off;
     m->spans_off = spans_off;
     m->max_spans = h->max_spans;
     m->epoch = epoch;
+    m->heap_id = h->heap_id;
+    m->prof_off = prof_off;
     gs_store_relaxed(&m->xheap_pages, 0);
     m->magic = GS_META_MAGIC;
     h->pagemap = (_Atomic uint32_t *)(h->meta + pagemap_off);
@@ -157,6 +164,10 @@ fail:
 void gs_heap_destroy(gs_heap_t *h)
 {
     if (!h) return;
+    for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) {
+        if (h->slots[i].map) munmap(h->slots[i].map, GS_SLOT_MAP_SIZE);
+        if (h->slots[i].fd >= 0) close(h->slots[i].fd);
+    }
     if (h->data) munmap(h->data, h->data_size);
     if (h->meta) munmap(h->meta, h->meta_size);
     if (h->data_fd >= 0) close(h->data_fd);
@@ -176,8 +187,15 @@ uint64_t gs_heap_scavenge_delay(const gs_heap_t *h) { return h->cfg.scavenge_del
 uint64_t gs_heap_id(const gs_heap_t *h) { return h->heap_id; }
 uint64_t gs_heap_size(const gs_heap_t *h) { return h->cfg.size; }
 const char *gs_heap_prof_region(const gs_heap_t *h) { return h->data + h->prof_off; }
-uint64_t gs_heap_slots_off(const gs_heap_t *h) { return h->lay.slots_off; }
-uint64_t gs_heap_slot_size(const gs_heap_t *h) { return h->lay.slot_size; }
+uint64_t gs_heap_epoch(const gs_heap_t *h) { return h->epoch; }
+int gs_heap_slot_fd(const gs_heap_t *h, uint32_t slot)
+{
+    return slot < h->cfg.max_slots && h->slots[slot].in_use ? h->slots[slot].fd : -1;
+}
+gs_slot_t *gs_heap_slot_ptr(const gs_heap_t *h, uint32_t slot)
+{
+    return slot < h->cfg.max_slots && h->slots[slot].in_use ? h->slots[slot].map : NULL;
+}
 uint32_t gs_heap_max_slots(const gs_heap_t *h) { return h->cfg.max_slots; }
 
 uint64_t gs_heap_backed_bytes(const gs_heap_t *h)

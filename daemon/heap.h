@@ -46,14 +46,19 @@ uint64_t gs_heap_id(const gs_heap_t *h);
 /* The profile region (shm/profregion.h) in the heap side's mapping. */
 const char *gs_heap_prof_region(const gs_heap_t *h);
 const char *gs_heap_meta_ptr(const gs_heap_t *h);
-/* Where the slots are (the heap side's own layout, not the header's copy). */
-uint64_t gs_heap_slots_off(const gs_heap_t *h);
-uint64_t gs_heap_slot_size(const gs_heap_t *h);
 uint32_t gs_heap_max_slots(const gs_heap_t *h);
+uint64_t gs_heap_epoch(const gs_heap_t *h);
+/* A claimed slot: its memfd (to pass to its client only; the heap keeps
+ * ownership) and the heap side's mapping of it. -1 / NULL if not claimed. */
+int gs_heap_slot_fd(const gs_heap_t *h, uint32_t slot);
+gs_slot_t *gs_heap_slot_ptr(const gs_heap_t *h, uint32_t slot);
 
-/* Client slots. claim returns a slot index or -ENOSPC; reclaim returns every
+/* Client slots. claim creates the slot's own memfd (sealed, committed) and
+ * returns a slot index, or -ENOSPC (-ENOMEM, -EMFILE); reclaim returns every
  * span the slot cached to its mcentral (slots the client had not handed out,
- * known from its published freeindex, become free again) and frees the slot. */
+ * known from its published freeindex, become free again), then unmaps and
+ * closes the slot's memfd: its pages go away with the client's last
+ * reference. */
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid);
 int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot);
 bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
@@ -140,5 +145,12 @@ int gs_heap_check(gs_heap_t *h);
 
 /* Memfd bytes actually backed (st_blocks * 512), data and meta. */
 uint64_t gs_heap_backed_bytes(const gs_heap_t *h);
+
+/* Any client can fallocate() inside the data memfd (a seal cannot forbid it
+ * without forbidding writes). If the memfd holds more than the heap side
+ * committed, punch again every range the heap believes not backed. Returns
+ * the bytes the data memfd held beyond the expected (0: nothing to do), or
+ * -errno cast (never for a healthy heap). Called by the housekeeping tick. */
+uint64_t gs_heap_reconcile(gs_heap_t *h);
 
 #endif /* GOSHM_HEAP_H */

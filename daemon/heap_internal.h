@@ -61,14 +61,16 @@ typedef struct gs_central {
 typedef struct gs_slot_state {
     bool in_use;
     uint32_t pid;
+    uint32_t generation;        /* claims of this slot index so far */
+    int fd;                     /* the slot's memfd while in use, else -1 */
+    gs_slot_t *map;             /* our mapping of it ([shared]: the client writes it) */
     gs_spanlist_t cached;       /* spans this slot caches */
 } gs_slot_state_t;
 
-/* The segment's layout, as the heap side set it. The copy in the data
- * memfd's header is for clients: any client can overwrite it, so the heap
- * side never reads it back. */
+/* The segment's layout, as the heap side set it. The copy in the meta
+ * header is for clients (read-only for them); the heap side never reads
+ * either memfd's header for its layout. */
 typedef struct gs_layout {
-    uint64_t slots_off, slot_size;
     uint64_t side_off, side_size;
     uint64_t notice_off;
     uint64_t arena_off;
@@ -76,7 +78,8 @@ typedef struct gs_layout {
 
 struct gs_heap {
     gs_heap_config_t cfg;       /* [immutable] */
-    gs_layout_t lay;            /* [immutable] the layout; the header's copy is clients' */
+    gs_layout_t lay;            /* [immutable] the layout; the meta header's copy is clients' */
+    uint64_t epoch;             /* [immutable] */
     int data_fd, meta_fd;       /* [immutable] */
     char *data;                 /* [immutable] data memfd, read-write; what it holds is [shared] */
     char *meta;                 /* [immutable] meta memfd, read-write (sealed for others) */
@@ -114,10 +117,13 @@ struct gs_heap {
 
     uint64_t large_allocs, large_frees, notices, bad_requests; /* [heap lock] */
 
-    uint64_t heap_id;           /* [immutable] random, at creation; the header holds a copy */
-    uint64_t prof_off;          /* [immutable] the profile region (shm/profregion.h) */
+    uint64_t heap_id;           /* [immutable] random, at creation; the meta header holds a copy */
+    uint64_t prof_off, prof_size; /* [immutable] the profile region (shm/profregion.h), data memfd */
     gs_owners_t owners;         /* [heap lock] who holds live bytes (daemon/owners.h) */
 };
+
+/* "heap.c": a sealed memfd (see there). 0 or -errno. */
+int gs_make_memfd(const char *name, uint64_t size, bool final, int *fd_out);
 
 /* "sysmem.c": the memory state transitions on a memfd. */
 int gs_sys_commit(int fd, uint64_t off, uint64_t len);   /* Prepared -> Ready; -ENOMEM */
@@ -198,15 +204,13 @@ static inline uint64_t gs_page_off(const gs_heap_t *h, uint64_t page)
 {
     return h->lay.arena_off + (page << GS_PAGE_SHIFT);
 }
-static inline gs_slot_t *gs_slot_at(gs_heap_t *h, uint32_t slot)
-{
-    return gs_slot_in(h->data, h->lay.slots_off, h->lay.slot_size, slot);
-}
-static inline uint64_t gs_slot_off(const gs_layout_t *lay, uint32_t slot)
-{
-    return gs_slot_offset(lay->slots_off, lay->slot_size, slot);
-}
-/* Bytes of a slot committed at claim (the gs_slot_t, page-rounded). */
-static inline uint64_t gs_slot_committed_size(void) { return (sizeof(gs_slot_t) + 4095u) / 4096u * 4096u; }
+/* A claimed slot's record, through the heap side's own mapping of its memfd. */
+static inline gs_slot_t *gs_slot_at(gs_heap_t *h, uint32_t slot) { return h->slots[slot].map; }
+/* Bytes of a slot memfd (the gs_slot_t, page-rounded). */
+static inline uint64_t gs_slot_committed_size(void) { return GS_SLOT_MAP_SIZE; }
+
+/* "reconcile.c": what the data memfd really holds against what the heap
+ * side committed; re-punches what a client fallocated behind its back. */
+uint64_t gs_heap_expected_data_bytes(const gs_heap_t *h);
 
 #endif /* GOSHM_HEAP_INTERNAL_H */

@@ -29,6 +29,7 @@
 #include <sys/un.h>       /* sockaddr_un */
 #include <unistd.h>       /* close, getpid */
 
+#include "clock.h"
 #include "config.h"
 #include "ctl.h"
 #include "dataplane.h"
@@ -102,7 +103,20 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     uint32_t notices = 0;
     uint32_t swept = gs_heap_bgsweep(d->heap, BGSWEEP_BUDGET, &notices); /* drains first */
     uint64_t released = gs_heap_scavenge(d->heap, gs_heap_scavenge_delay(d->heap));
+    /* A client may have fallocated memory the heap never committed
+     * (daemon/reconcile.c): give it back. */
+    uint64_t excess = gs_heap_reconcile(d->heap);
     pthread_mutex_unlock(&d->heap_lock);
+    if (excess) {
+        /* At most one line per 10 s: a client could repeat this every tick. */
+        static uint64_t last_ns;
+        uint64_t now = gs_now_ns();
+        if (!last_ns || now - last_ns > UINT64_C(10000000000)) {
+            last_ns = now;
+            gs_log_warn("the data memfd held %llu bytes the heap never committed (a client's fallocate); "
+                        "punched them again", (unsigned long long)excess);
+        }
+    }
     if (released || (gs_log_enabled(GS_LOG_DEBUG) && (notices || swept)))
         gs_log_debug("housekeeping: %u notices, %u spans swept, %llu bytes released", notices, swept,
                      (unsigned long long)released);

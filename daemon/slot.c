@@ -9,23 +9,45 @@
  * objects a dead client never read are abandoned: the serve unit, which
  * remembers which completions carried one (daemon/serve.c,
  * gs_serve_slot_close), names them to gs_heap_large_abandon.
+ *
+ * Each slot is a memfd of its own (issue 7, point 4): created here at claim,
+ * sealed (no shrink, no grow, no further seal) and committed, mapped by the
+ * heap side for itself, and passed by the control plane to the one client
+ * that claimed it. No other client can reach its ring, so the ring a request
+ * comes in on names the requester. At reclaim the heap side unmaps it and
+ * closes its descriptor: the pages go away with the last reference (the
+ * client's mapping, or nothing if the client is dead). A client that punches
+ * or scribbles its own slot hurts only itself: the serve unit copies each
+ * entry out once and validates it, and the counters are statistics.
  */
 #include "heap_internal.h"
 
 #include <errno.h>  /* ENOSPC */
 #include <string.h> /* memset */
+#include <sys/mman.h> /* mmap, munmap */
+#include <unistd.h> /* close */
 
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
 {
     for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
         if (h->slots[i].in_use) continue;
-        int rc = gs_sys_commit(h->data_fd, gs_slot_off(&h->lay, i), gs_slot_committed_size());
+        int fd = -1;
+        int rc = gs_make_memfd("goshm-slot", GS_SLOT_MAP_SIZE, true, &fd);
         if (rc) return rc;
-        gs_slot_t *s = gs_slot_at(h, i);
-        uint32_t gen = s->generation + 1u;
-        memset(s, 0, sizeof *s);
+        /* Ready before the client touches it: no SIGBUS on a full tmpfs. */
+        rc = gs_sys_commit(fd, 0, GS_SLOT_MAP_SIZE);
+        gs_slot_t *s = rc ? MAP_FAILED : mmap(NULL, GS_SLOT_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (s == MAP_FAILED) {
+            if (!rc) rc = -errno;
+            close(fd);
+            return rc;
+        }
+        /* A fresh memfd reads as zero: the rings are empty. */
+        h->slots[i].generation++;
         s->pid = pid;
-        s->generation = gen;
+        s->generation = h->slots[i].generation;
+        h->slots[i].fd = fd;
+        h->slots[i].map = s;
         h->slots[i].in_use = true;
         h->slots[i].pid = pid;
         h->slots[i].cached.head = 0;
@@ -68,6 +90,12 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
     gs_owners_depart(&h->owners, slot, gs_now_ns(), gs_heap_owner_walk, h);
     h->slots[slot].in_use = false;
     h->slots[slot].pid = 0;
+    /* The data plane let go of the ring before (gs_dp_remove_slot, or the
+     * in-process seam's close); nothing of ours points into it any more. */
+    munmap(sl, GS_SLOT_MAP_SIZE);
+    close(h->slots[slot].fd);
+    h->slots[slot].map = NULL;
+    h->slots[slot].fd = -1;
     /* A removal is a serve pass of its own: frees the dead client made into
      * spans it no longer owns are swept now, not at the next tick. */
     gs_heap_drain_notices(h);

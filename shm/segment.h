@@ -5,16 +5,27 @@
  * Each field says who writes it, how it is ordered and what a writer that
  * dies halfway leaves behind. Bump GS_ABI_VERSION whenever a layout changes.
  *
- * Data memfd (read-write for every client):
- *   [0, 64 KiB)                 gs_seg_header_t
- *   [slots_off, +max_slots*SLOT) client slots (gs_slot_t)
+ * Data memfd (read-write for every client; sealed against shrink, grow and
+ * new seals, but any client can write, fallocate or punch any byte of it):
+ *   [0, 64 KiB)                 gs_seg_header_t: the notice stack head only
  *   [side_off, +side_size)      side records, carved by daemon/fixalloc.c
- *   [arena_off, reserve_size)   arenas; arena_off is 64 MiB aligned
+ *   [notice_off, ...)           gs_notice_t per span id
+ *   [arena_off, data_size)      arenas; arena_off is 64 MiB aligned
+ * Nothing the heap side needs lives here, and no client reads its layout
+ * from here: the layout is in the meta header (read-only for clients), which
+ * each client copies into its private struct goshm once, at attach.
  *
  * Meta memfd (read-write for the heap side, O_RDONLY for clients):
- *   [0, 4 KiB)                  gs_meta_header_t
+ *   [0, 4 KiB)                  gs_meta_header_t: the layout of both memfds
  *   [pagemap_off, ...)          uint32_t span id per heap page (0: none)
  *   [spans_off, ...)            gs_mspan_t per span id (id 0 unused)
+ *
+ * Slot memfds, one per attached client (gs_slot_t): created by the heap side
+ * at claim, passed only to that client (SCM_RIGHTS in its AttachReply), and
+ * closed and unmapped by the heap side at reclaim. No other client holds a
+ * descriptor or a mapping of it, so a request that arrives on a slot's ring
+ * comes from that slot's client (or from a process of its uid that can
+ * ptrace it or open its /proc/PID/fd: the same trust domain).
  */
 #ifndef GOSHM_SEGMENT_H
 #define GOSHM_SEGMENT_H
@@ -29,7 +40,7 @@
 
 #define GS_SEG_MAGIC  UINT64_C(0x4745534d48534f47) /* "GOSHMSEG" */
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
-#define GS_ABI_VERSION 2u /* 2: heap_id, prof_off */
+#define GS_ABI_VERSION 3u /* 2: heap_id, prof_off; 3: layout in the meta header, a memfd per slot */
 
 #define GS_HEADER_SIZE   (64u * 1024u)
 #define GS_SLOT_SIZE     (64u * 1024u)
@@ -38,48 +49,35 @@
 
 /* ---- data memfd: header ------------------------------------------------ */
 
+/* What clients must write and nothing else. The layout used to live here too;
+ * any client could rewrite it under the others (issue 7, point 6), so it moved
+ * to the meta header (gs_meta_header_t below).
+ *
+ * The notice stack: span ids (0 = empty) of spans that gained frees while no
+ * mcache owned them. Multi-producer (any freer, any process), single consumer
+ * (the heap side), Treiber push with a release CAS, pop of the whole chain
+ * with one acquire exchange, so there is no ABA. Links and "queued" flags
+ * live in the notice array (gs_notice_t), indexed by span id, not in side
+ * records: a freer may push a span that the heap side has meanwhile given
+ * back to the mheap (it saw no owner, then lost the race), and such a stale
+ * entry must not break the chain. The heap side skips it, or sweeps the span
+ * that now has that id: harmless. A pusher that dies after its CAS has pushed
+ * completely; one that dies between setting the flag and the push leaves the
+ * flag set: the background sweep (daemon/mcentral.c) sweeps full spans anyway
+ * and clears a flag it finds set on two visits in a row.
+ * Trust: any client can write any value (or punch the page: it reads 0, an
+ * empty stack). The heap side bounds every id it pops and every link it
+ * follows; garbage costs at most a sweep of a span that did not need one, or
+ * a lost notice that the background sweep makes up for. */
 typedef struct gs_seg_header {
-    /* Written once by the heap side before the segment is shared; read-only
-     * afterwards. Clients check magic and abi_version before using anything. */
-    uint64_t magic;
-    uint32_t abi_version;
-    uint32_t page_size;      /* GS_PAGE_SIZE */
-    uint64_t arena_size;     /* GS_ARENA_SIZE */
-    uint64_t reserve_size;   /* size of the data memfd */
-    uint64_t slots_off;
-    uint32_t max_slots;
-    uint32_t slot_size;
-    uint64_t side_off;
-    uint64_t side_size;
-    uint64_t arena_off;      /* offset of heap page 0 */
-    uint64_t max_pages;      /* heap pages the reservation can hold */
-    uint64_t meta_size;      /* size of the meta memfd */
-    uint64_t epoch;          /* changes with every heap instance */
-    uint64_t notice_off;     /* gs_notice_t per span id */
-    uint64_t heap_id;        /* random, made at creation (daemon/heap.h) */
-    uint64_t prof_off;       /* the profile region (shm/profregion.h) */
-
-    /* The notice stack: span ids (0 = empty) of spans that gained frees
-     * while no mcache owned them. Multi-producer (any freer, any process),
-     * single consumer (the heap side), Treiber push with a release CAS, pop of
-     * the whole chain with one acquire exchange, so there is no ABA. Links
-     * and "queued" flags live in the notice array (gs_notice_t), indexed by
-     * span id, not in side records: a freer may push a span that the heap side
-     * has meanwhile given back to the mheap (it saw no owner, then lost the
-     * race), and such a stale entry must not break the chain. The heap side
-     * skips it, or sweeps the span that now has that id: harmless. A pusher
-     * that dies after its CAS has pushed completely; one that dies between
-     * setting the flag and the push leaves the flag set: the background sweep
-     * (daemon/mcentral.c) sweeps full spans anyway and clears a flag it finds
-     * set on two visits in a row. */
     _Alignas(GS_CACHELINE) _Atomic uint32_t xnotice_head;
     uint8_t pad1[GS_CACHELINE - 4];
 } gs_seg_header_t;
 
-_Static_assert(offsetof(gs_seg_header_t, xnotice_head) == 128, "header layout");
-_Static_assert(sizeof(gs_seg_header_t) == 192, "header layout");
+_Static_assert(offsetof(gs_seg_header_t, xnotice_head) == 0, "header layout");
+_Static_assert(sizeof(gs_seg_header_t) == GS_CACHELINE, "header layout");
 
-/* ---- data memfd: client slots ---------------------------------------- */
+/* ---- slot memfds: one per client --------------------------------------- */
 
 /* Per-class counters a client publishes. Written by the client (relaxed
  * adds), read by the heap side for statistics only: values are untrusted and
@@ -89,9 +87,12 @@ typedef struct gs_slot_class_stats {
     _Atomic uint64_t xfrees;    /* freed bits merged by this client's sweeps */
 } gs_slot_class_stats_t;
 
+/* A client slot, alone in its own memfd (see the top of this file). Only
+ * its client and the heap side map it; the client can write all of it, and
+ * the heap side reads it as that client's untrusted input. */
 typedef struct gs_slot {
-    /* Written by the heap side when it hands the slot out (before the client
-     * learns its index) and when it reclaims it. */
+    /* Written by the heap side when it creates the slot (before the client
+     * gets the descriptor); informational. */
     uint32_t pid;
     uint32_t generation;
     uint8_t  pad0[GS_CACHELINE - 8];
@@ -104,6 +105,8 @@ typedef struct gs_slot {
 } gs_slot_t;
 
 _Static_assert(sizeof(gs_slot_t) <= GS_SLOT_SIZE, "slot too large");
+/* The size of a slot memfd: the gs_slot_t, in whole OS pages. */
+#define GS_SLOT_MAP_SIZE ((uint32_t)((sizeof(gs_slot_t) + 4095u) & ~(size_t)4095u))
 
 /* ---- data memfd: side records ---------------------------------------- */
 
@@ -153,17 +156,9 @@ typedef struct gs_notice {
     _Atomic uint32_t xnext;
 } gs_notice_t;
 
-/* The one formula for where a slot and a notice entry are: `data` is the
- * data memfd's mapping, slots_off/slot_size/notice_off the layout (the heap
- * side's own copy, or a client's checked copy of the header's). */
-static inline uint64_t gs_slot_offset(uint64_t slots_off, uint64_t slot_size, uint32_t slot)
-{
-    return slots_off + (uint64_t)slot * slot_size;
-}
-static inline gs_slot_t *gs_slot_in(char *data, uint64_t slots_off, uint64_t slot_size, uint32_t slot)
-{
-    return (gs_slot_t *)(data + gs_slot_offset(slots_off, slot_size, slot));
-}
+/* Where a notice entry is: `data` is the data memfd's mapping, notice_off
+ * the layout (the heap side's own, or a client's private copy of the meta
+ * header's). */
 static inline gs_notice_t *gs_notice_in(char *data, uint64_t notice_off, uint32_t sid)
 {
     return (gs_notice_t *)(data + notice_off) + sid;
@@ -242,14 +237,29 @@ static inline uint32_t gs_mspan_owner(const gs_mspan_t *s)
 }
 
 typedef struct gs_meta_header {
-    /* Written once by the heap side. */
+    /* Written once by the heap side before any client can map the memfd;
+     * read-only afterwards (clients hold an O_RDONLY descriptor of a memfd
+     * sealed with F_SEAL_FUTURE_WRITE). Clients check it at attach, copy the
+     * layout into their private struct goshm and never read it again. */
     uint64_t magic;
     uint32_t abi_version;
-    uint32_t pad0;
+    uint32_t page_size;      /* GS_PAGE_SIZE */
+    uint64_t arena_size;     /* GS_ARENA_SIZE */
+    uint64_t data_size;      /* size of the data memfd */
+    uint64_t meta_size;      /* size of this memfd */
     uint64_t pagemap_off;
     uint64_t spans_off;
     uint64_t max_spans;
-    uint64_t epoch;          /* equals the data header's epoch */
+    uint64_t side_off;       /* data memfd: side records */
+    uint64_t side_size;
+    uint64_t notice_off;     /* data memfd: gs_notice_t per span id */
+    uint64_t arena_off;      /* data memfd: heap page 0 */
+    uint64_t max_pages;      /* heap pages the reservation can hold */
+    uint32_t max_slots;      /* client slots */
+    uint32_t slot_size;      /* bytes of a slot memfd (GS_SLOT_MAP_SIZE) */
+    uint64_t epoch;          /* changes with every heap instance */
+    uint64_t heap_id;        /* random, made at creation (daemon/heap.h) */
+    uint64_t prof_off;       /* data memfd: the profile region (shm/profregion.h) */
     /* Heap pages grown so far (arenas * GS_PAGES_PER_ARENA). Written with a
      * release store by the heap side after the arena's page map is
      * committed; clients load it with acquire before indexing the page map. */
