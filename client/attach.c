@@ -47,16 +47,7 @@ int gs_client_adopt(struct goshm *h)
     const gs_meta_header_t *m = h->mhdr;
     /* Read once, into private memory (the memfd is read-only for every
      * client, so it cannot change under us anyway). */
-    if (m->magic != GS_META_MAGIC || m->abi_version != GS_ABI_VERSION || m->page_size != GS_PAGE_SIZE ||
-        m->arena_size != GS_ARENA_SIZE || m->data_size != h->data_size || m->meta_size != h->meta_size ||
-        m->arena_off % GS_ARENA_SIZE != 0 || m->max_pages > (h->data_size >> GS_PAGE_SHIFT) ||
-        m->arena_off + (m->max_pages << GS_PAGE_SHIFT) > h->data_size || m->side_off < sizeof(gs_seg_header_t) ||
-        m->side_size > h->data_size || m->side_off + m->side_size > m->notice_off ||
-        m->max_spans > (h->meta_size / sizeof(gs_mspan_t)) ||
-        m->notice_off + m->max_spans * sizeof(gs_notice_t) > m->arena_off ||
-        m->pagemap_off + m->max_pages * 4u > h->meta_size ||
-        m->spans_off + m->max_spans * sizeof(gs_mspan_t) > h->meta_size || m->max_slots == 0 ||
-        m->max_slots > GS_MAX_SLOTS || m->slot_size != GS_SLOT_MAP_SIZE)
+    if (!gs_meta_usable(m, h->data_size, h->meta_size))
         return -EPROTO;
     h->arena_off = m->arena_off;
     h->max_spans = m->max_spans;

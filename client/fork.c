@@ -91,8 +91,8 @@ int gs_svc_reattach(svc_seam_t *s)
     struct goshm *h = s->h;
     /* The data and meta mappings survived the fork; the layout we copied at
      * attach is still ours. A different heap at that path is refused. */
-    if (s->epoch != epoch || ar.data_size != h->data_size || ar.meta_size != h->meta_size ||
-        ar.max_slots != h->max_slots || ar.slot >= h->max_slots)
+    if (s->epoch != epoch ||
+        !gs_attach_agrees(h->mhdr, ar.slot, ar.max_slots, ar.data_size, ar.meta_size, ar.slot_size, s->epoch))
         rc = -ESTALE;
     if (!rc) rc = gs_client_map_slot(h, ar.slot_fd, ar.slot_size);
     gs_attach_reply_close(&ar);

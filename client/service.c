@@ -50,8 +50,8 @@ goshm_t *goshm_attach(const char *socket_path)
         /* The reply must agree with the meta header (which no client can
          * write): the layout this process uses from now on is the header's,
          * copied into h by gs_client_adopt. */
-        if (!rc && (ar.data_size != h->data_size || ar.meta_size != h->meta_size || ar.max_slots != h->max_slots ||
-                    ar.slot >= h->max_slots || h->epoch != s->epoch))
+        if (!rc && !gs_attach_agrees(h->mhdr, ar.slot, ar.max_slots, ar.data_size, ar.meta_size, ar.slot_size,
+                                     s->epoch))
             rc = -EPROTO;
         if (!rc) rc = gs_client_map_slot(h, ar.slot_fd, ar.slot_size);
         if (rc && h->data) gs_client_unmap(h);

@@ -266,6 +266,34 @@ typedef struct gs_meta_header {
     _Alignas(GS_CACHELINE) _Atomic uint64_t xheap_pages;
 } gs_meta_header_t;
 
+/* A client's check of the meta header (mapped read-only) against the sizes
+ * of its two mappings, before it copies the layout: every region must fit
+ * where it is said to be. 1 if it is a layout this library can use. */
+static inline int gs_meta_usable(const gs_meta_header_t *m, uint64_t data_size, uint64_t meta_size)
+{
+    return m->magic == GS_META_MAGIC && m->abi_version == GS_ABI_VERSION && m->page_size == GS_PAGE_SIZE &&
+           m->arena_size == GS_ARENA_SIZE && m->data_size == data_size && m->meta_size == meta_size &&
+           m->arena_off % GS_ARENA_SIZE == 0 && m->max_pages <= (data_size >> GS_PAGE_SHIFT) &&
+           m->arena_off <= data_size && m->arena_off + (m->max_pages << GS_PAGE_SHIFT) <= data_size &&
+           m->side_off >= sizeof(gs_seg_header_t) && m->side_size <= data_size && m->side_off <= data_size &&
+           m->side_off + m->side_size <= m->notice_off && m->notice_off <= data_size &&
+           m->max_spans <= meta_size / sizeof(gs_mspan_t) &&
+           m->notice_off + m->max_spans * sizeof(gs_notice_t) <= m->arena_off && m->pagemap_off <= meta_size &&
+           m->pagemap_off + m->max_pages * 4u <= meta_size && m->spans_off <= meta_size &&
+           m->spans_off + m->max_spans * sizeof(gs_mspan_t) <= meta_size && m->max_slots != 0 &&
+           m->max_slots <= GS_MAX_SLOTS && m->slot_size == GS_SLOT_MAP_SIZE;
+}
+
+/* Does an AttachReply's layout agree with the meta header it came with?
+ * The client uses the header's values; a reply that disagrees is refused
+ * (EPROTO): it comes from a daemon that is not the heap's, or is broken. */
+static inline int gs_attach_agrees(const gs_meta_header_t *m, uint32_t slot, uint32_t max_slots, uint64_t data_size,
+                                   uint64_t meta_size, uint64_t slot_size, uint64_t epoch)
+{
+    return max_slots == m->max_slots && slot < max_slots && data_size == m->data_size &&
+           meta_size == m->meta_size && slot_size == m->slot_size && epoch == m->epoch;
+}
+
 /* Object index of byte offset `rel` inside a span, without a division. */
 static inline uint32_t gs_divide(uint64_t rel, uint32_t divmagic)
 {

@@ -116,7 +116,7 @@ static bool fz_no_header; /* -no-header: skip header scribbles (triage) */
 /* What the inputs reached, summed over a run (printed by main). */
 static struct {
     unsigned long long ok[GS_OP_MAX + 1], err[GS_OP_MAX + 1], spans_got, notices, bad, large_frees, drained,
-        detaches, abandoned, skipped;
+        detaches, abandoned, skipped, punched, fallocated, reconciled;
 } fz_cov;
 
 /* CHECK_MSG (tests/unit/check.h) that also marks the input failed; cond is
@@ -250,15 +250,16 @@ static void scribble(fz_t *f, fz_client_t *cl, uint32_t sid, const uint8_t *c)
             uint64_t off = c[2] & 0x40u ? (side ? s->side_off : 0)
                                         : f->hdr0.notice_off + (uint64_t)sid * sizeof(gs_notice_t);
             off &= ~UINT64_C(4095);
-            if (off < f->hdr0.arena_off)
-                (void)fallocate(h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, 4096);
+            if (off < f->hdr0.arena_off &&
+                fallocate(h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, 4096) == 0)
+                fz_cov.punched++;
         } else if (c[2] & 0x40u) {
             /* ... or fallocates memory the heap never committed: from a
              * random page to the end of the memfd, at most 1 MiB. The
              * housekeeping tick's reconcile must give it back. */
             uint64_t off = ((uint64_t)(uint32_t)value_of(f, c, 0) << 12) % h->data_size;
             uint64_t len = h->data_size - off < (UINT64_C(1) << 20) ? h->data_size - off : UINT64_C(1) << 20;
-            (void)fallocate(h->data_fd, 0, (off_t)off, (off_t)len);
+            if (fallocate(h->data_fd, 0, (off_t)off, (off_t)len) == 0) fz_cov.fallocated++;
             f->fallocated = true;
         } else {
             /* Any word of page 0, where the layout used to be: now only the
@@ -733,7 +734,7 @@ static void one_entry(fz_t *f, gs_sqe_t e)
         if (c[7] & 0x80u) gs_heap_scavenge(f->h, 0);
         /* The tick's reconcile: afterwards the data memfd holds no more than
          * the heap side committed. */
-        gs_heap_reconcile(f->h);
+        if (gs_heap_reconcile(f->h)) fz_cov.reconciled++;
         if (f->fallocated) {
             uint64_t want = gs_heap_expected_data_bytes(f->h), held = data_backed(f->h);
             FZ_CHECK(f, held <= want, "after reconcile the data memfd holds %llu bytes, the heap committed %llu",
@@ -878,6 +879,8 @@ int main(int argc, char **argv)
                     "%llu abandoned, %llu bad requests, %llu detaches, %llu entries not served (ring full)\n",
             fz_cov.spans_got, fz_cov.notices, fz_cov.drained, fz_cov.large_frees, fz_cov.abandoned, fz_cov.bad,
             fz_cov.detaches, fz_cov.skipped);
+    fprintf(stderr, "fuzz-ring: data memfd: %llu pages punched, %llu fallocates, %llu reconciles that gave memory back\n",
+            fz_cov.punched, fz_cov.fallocated, fz_cov.reconciled);
     return rc;
 }
 #endif
