@@ -30,7 +30,8 @@
  *             at data + slots_off + slot * slot_size).
  * After each attack: the victim's objects read back intact, it can allocate
  * and free, a new client (under the attacker's uid) attaches, allocates,
- * verifies and detaches, the daemon is alive, and in_use_bytes and
+ * verifies, forks (the child maps no slot of its parent's, and gets one of
+ * its own at its first refill) and detaches, the daemon is alive, and in_use_bytes and
  * committed_bytes are what they were before the attack.
  * Last, the destructive one: PUNCH_HOLE on every page of the data memfd.
  * Objects and side records read as zero (the attacker's damage to objects,
@@ -142,6 +143,26 @@ static int churn(goshm_t *h, int tag0)
     return bad;
 }
 
+/* The inodes of the slot memfds this process maps (/proc/self/maps); how
+ * many (at most max are stored). */
+static int slot_inodes(uint64_t *ino, int max)
+{
+    int n = 0;
+    FILE *m = fopen("/proc/self/maps", "r");
+    char line[512];
+    while (m && fgets(line, sizeof line, m))
+        if (strstr(line, "memfd:goshm-slot")) {
+            unsigned long long a, b, off, in;
+            char perms[8], dev[16];
+            if (sscanf(line, "%llx-%llx %7s %llx %15s %llu", &a, &b, perms, &off, dev, &in) == 6) {
+                if (n < max) ino[n] = in;
+                n++;
+            }
+        }
+    if (m) fclose(m);
+    return n;
+}
+
 /* ---- the victim ----------------------------------------------------------------- */
 
 /* Commands on `cmd`: 'c' check its objects, 'w' check and churn, 'q' free
@@ -171,15 +192,7 @@ static void victim(int cmd, int ans)
     }
     /* Our slot memfd's inode, from our own mapping of it. */
     uint64_t ino = 0;
-    FILE *m = fopen("/proc/self/maps", "r");
-    char line[512];
-    while (m && fgets(line, sizeof line, m))
-        if (strstr(line, "memfd:goshm-slot")) {
-            unsigned long long a, b, off, in;
-            char perms[8], dev[16];
-            if (sscanf(line, "%llx-%llx %7s %llx %15s %llu", &a, &b, perms, &off, dev, &in) == 6) ino = in;
-        }
-    if (m) fclose(m);
+    if (slot_inodes(&ino, 1) != 1) ino = 0;
     if (write(ans, "r", 1) != 1 || write(ans, &ino, sizeof ino) != sizeof ino) _exit(6);
     char c;
     while (read(cmd, &c, 1) == 1) {
@@ -417,7 +430,8 @@ static void attacker(int which, pid_t victim_pid)
     _exit(fails ? 1 : 0);
 }
 
-/* A new client under the attacker's uid: attach, churn, detach. */
+/* A new client under the attacker's uid: attach, churn, fork (the child
+ * must not keep the parent's slot: it gets one of its own), detach. */
 static void newcomer(void)
 {
     become(attacker_uid, attacker_gid);
@@ -427,6 +441,30 @@ static void newcomer(void)
         _exit(30);
     }
     int bad = churn(h, 5000);
+    uint64_t mine = 0;
+    if (slot_inodes(&mine, 1) != 1) {
+        fprintf(stderr, "newcomer: not exactly one slot memfd mapped\n");
+        bad++;
+    }
+    fflush(NULL);
+    pid_t c = fork();
+    if (c == 0) {
+        uint64_t ino[4];
+        int before = slot_inodes(ino, 4); /* the parent's slot is gone from our view */
+        int cbad = churn(h, 7000);        /* reattaches: a slot of our own */
+        int after = slot_inodes(ino, 4);
+        if (before != 0 || after != 1 || ino[0] == mine) {
+            fprintf(stderr, "fork child: %d slot mappings before, %d after (inode %llu, parent's %llu)\n", before,
+                    after, (unsigned long long)ino[0], (unsigned long long)mine);
+            cbad++;
+        }
+        goshm_detach(h);
+        _exit(cbad ? 1 : 0);
+    }
+    if (gsh_wait_child(c, 30000) != 0) {
+        fprintf(stderr, "newcomer: its fork child failed\n");
+        bad++;
+    }
     if (bad) fprintf(stderr, "newcomer: %d objects failed\n", bad);
     goshm_detach(h);
     _exit(bad ? 31 : 0);
