@@ -400,13 +400,28 @@ static int attack_proc(raw_t *r, pid_t daemon_pid, pid_t victim_pid)
     }
     struct stat own;
     ATT_CHECK(fstat(r->fds[3], &own) == 0 && (uint64_t)own.st_ino != victim_slot_ino, "we got the victim's slot");
-    /* The data memfd holds no ring: the victim's pid appears nowhere in it
-     * as a slot header would have it (pid, then its generation). */
+    /* Map our own slot: the only slot memfd we can map is ours. */
+    void *sp = mmap(NULL, r->slot_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fds[3], 0);
+    ATT_CHECK(sp != MAP_FAILED, "mmap of our own slot: %s", strerror(errno));
+    uint64_t ino[4];
+    int n = slot_inodes(ino, 4);
+    ATT_CHECK(n == 1 && ino[0] == (uint64_t)own.st_ino, "%d slot memfds mapped", n);
+    /* The data memfd holds no ring any more: no gs_slot_t, no gs_ring_t,
+     * whose place a client used to compute from the header. Its pages
+     * before the side records are the notice head only (and zeros). */
+    const uint64_t *d = mmap(NULL, r->m.side_off, PROT_READ, MAP_SHARED, r->fds[0], 0);
+    ATT_CHECK(d != MAP_FAILED, "mmap data: %s", strerror(errno));
+    if (d != MAP_FAILED) {
+        size_t nz = 0;
+        for (size_t i = 1; i < r->m.side_off / 8u; i++) nz += d[i] != 0;
+        ATT_CHECK(nz == 0, "%zu nonzero words in the data memfd's first %" PRIu64 " bytes", nz, r->m.side_off);
+        munmap((void *)d, r->m.side_off);
+    }
     return fails;
 }
 
-enum { A_SEALS, A_TRUNCATE, A_FALLOCATE, A_PUNCH, A_OVERWRITE, A_PROC, A_PUNCH_ALL, A_N };
-static const char *attack_names[A_N] = {"seals", "truncate", "fallocate", "punch", "overwrite", "proc", "punch-all"};
+enum { A_SEALS, A_TRUNCATE, A_FALLOCATE, A_PROC, A_PUNCH, A_OVERWRITE, A_PUNCH_ALL, A_N };
+static const char *attack_names[A_N] = {"seals", "truncate", "fallocate", "proc", "punch", "overwrite", "punch-all"};
 
 static void attacker(int which, pid_t victim_pid)
 {
