@@ -38,7 +38,6 @@
 #include "overview.h"
 #include "ring.h"   /* gs_ring_t, in each slot */
 
-#define GS_SEG_MAGIC  UINT64_C(0x4745534d48534f47) /* "GOSHMSEG" */
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
 #define GS_ABI_VERSION 3u /* 2: heap_id, prof_off; 3: layout in the meta header, a memfd per slot */
 
@@ -113,7 +112,10 @@ _Static_assert(sizeof(gs_slot_t) <= GS_SLOT_SIZE, "slot too large");
 /* One per in-use span, allocated by the heap side from size buckets
  * (daemon/fixalloc.c) in client-writable memory. The heap side reads every
  * field as untrusted input: indices are clamped, bitmaps are masked to nelems,
- * and the span id is checked against the trusted span record.
+ * and the span id is checked against the trusted span record. A record whose
+ * page a client punched reads as zero ("nothing allocated, nothing freed"):
+ * its span's objects may be handed out again (lost), the heap side goes on
+ * (daemon/reconcile.c).
  *
  * Bitmaps follow the header: alloc[words], then freed[fwords].
  *   alloc  bit i: slot i was allocated at the last sweep. Written only by the
