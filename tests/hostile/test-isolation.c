@@ -41,7 +41,8 @@
  * uid can reach (/proc/PID/mem): the same trust domain.
  * Needs root; skipped otherwise (exit 77).
  *
- * Usage: test-isolation GOSHMD
+ * Usage: test-isolation GOSHMD [GOSHMCTL]   (with goshmctl: a heap profile is
+ *                                         asked for after the overwrite)
  *        TEST_ISOLATION_ONLY=overwrite,proc test-isolation GOSHMD  (triage)
  */
 #define _GNU_SOURCE
@@ -348,8 +349,10 @@ static int attack_overwrite(raw_t *r)
     w[9] = 0;                 /* max_pages */
     w[12] = r->data_size - 8; /* notice_off */
     for (size_t i = 13; i < r->m.side_off / 8; i++) w[i] = 0xa5a5a5a5a5a5a5a5ull ^ i;
-    /* The notice array, committed or not: links and flags of garbage. */
-    memset(d + r->m.notice_off, 0xa5, r->m.arena_off - r->m.notice_off > (4u << 20) ? 4u << 20
+    /* The notice array, committed or not (links and flags of garbage), and
+     * the heap profile's region after it (prof_off: the daemon reads it for
+     * `goshmctl profile`). */
+    memset(d + r->m.notice_off, 0xa5, r->m.arena_off - r->m.notice_off > (8u << 20) ? 8u << 20
                                                                                      : r->m.arena_off - r->m.notice_off);
     munmap(d, r->m.arena_off);
     return fails;
@@ -564,6 +567,15 @@ int main(int argc, char **argv)
                       "after %s: committed %" PRIu64 " in_use %" PRIu64 ", was %" PRIu64 " %" PRIu64,
                       attack_names[a], st.committed_bytes, st.in_use_bytes, st0.committed_bytes, st0.in_use_bytes);
             continue;
+        }
+        if (a == A_OVERWRITE && argc > 2) {
+            /* The daemon reads the garbled profile region: it may refuse,
+             * it must not fall over. */
+            char c[600];
+            snprintf(c, sizeof c, "%s --socket %s profile -o %s/profile.pb.gz >/dev/null 2>&1", argv[2], D.sock, D.dir);
+            int prc = system(c);
+            fprintf(stderr, "goshmctl profile over a garbled region: exit %d\n", WIFEXITED(prc) ? WEXITSTATUS(prc) : -1);
+            CHECK_MSG(gsh_alive(&D), "the daemon died reading a garbled profile region");
         }
         CHECK_MSG(ask(cmd, ans, 'c') == 'o', "attack %s: the victim's objects were damaged", attack_names[a]);
         CHECK_MSG(run_child(newcomer_fn, 0, 0) == 0, "after %s: a new client failed", attack_names[a]);
