@@ -45,7 +45,7 @@ int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uin
     int rc = gs_ctl_send(fd, &req);
     Goshm__Reply *rep = NULL;
     int fds[3] = {-1, -1, -1};
-    if (!rc) rc = gs_ctl_recv(fd, &rep, fds, 3, -1);
+    if (!rc) rc = gs_ctl_recv(fd, &rep, fds, 3, gs_svc_timeout_ms() ? (int)gs_svc_timeout_ms() : -1);
     if (rc < 0) {
         close(fd);
         return rc == -ECONNRESET ? -ECONNREFUSED : rc;
@@ -85,7 +85,7 @@ int gs_svc_detach(svc_seam_t *s)
     req.detach = &d;
     int rc = gs_ctl_send(s->sock, &req);
     Goshm__Reply *rep = NULL;
-    if (!rc && gs_ctl_recv(s->sock, &rep, NULL, 0, -1) >= 0) {
+    if (!rc && gs_ctl_recv(s->sock, &rep, NULL, 0, gs_svc_timeout_ms() ? (int)gs_svc_timeout_ms() : -1) >= 0) {
         if (rep->msg_case != GOSHM__REPLY__MSG_DETACH) rc = -EPROTO;
         goshm__reply__free_unpacked(rep, NULL);
     }
