@@ -133,6 +133,16 @@ typedef struct gs_heap_stats {
 
 /* Statistics: walks the in-use spans (linear, for goshmctl; not hot). */
 void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st);
+/* The same in pieces, each under the heap lock, the lock free in between:
+ * begin (O(slots)), then span ids [from, from + budget) per call (returns
+ * where to go on, 0 when the table is done), then end (by owner). Spans
+ * that change between pieces are counted as each piece saw them: a snapshot
+ * that is exact when the heap is quiet, and never more than one piece of
+ * work under the lock. */
+void gs_heap_stats_begin(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally);
+uint32_t gs_heap_stats_spans(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally, uint32_t from,
+                             uint32_t budget);
+void gs_heap_stats_end(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally);
 
 /* Check every invariant of the page heap and the mcentrals; returns 0 or
  * -EFAULT after printing what is broken. Linear; for tests. */
