@@ -83,9 +83,11 @@ int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);
 /* A client says span sid gained frees (the ring's NOTICE): sweep it if it
  * is uncached. */
 int gs_heap_notice(gs_heap_t *h, uint32_t sid);
-/* Drain the notice stack; returns the number of spans handled. Its owner
- * drains once per serve pass and once per tick: refills and large
- * allocations do not drain on their own. */
+/* Drain the notice stack; returns the number of spans handled: at most a
+ * bounded budget per call (the rest of the chain taken off the stack waits
+ * for the next call), and a chain that loops ends at the repeated id
+ * (daemon/sweep.c). Its owner drains once per serve pass and once per tick:
+ * refills and large allocations do not drain on their own. */
 uint32_t gs_heap_drain_notices(gs_heap_t *h);
 /* The housekeeping tick's sweep: drain the notice stack (*notices, if not
  * NULL, gets how many), then sweep up to `budget` spans of the full lists

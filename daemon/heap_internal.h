@@ -102,6 +102,13 @@ struct gs_heap {
     uint32_t sl_bitmap[2][GS_TLSF_FL];
     gs_spanlist_t bins[2][GS_TLSF_FL][GS_TLSF_SL];
     uint32_t bgsweep_cursor;    /* [heap lock] gs_heap_bgsweep's place in the span table */
+    /* [heap lock] The notice chain being drained: what is left of the chain
+     * last taken off the stack (0: none), drained GS_DRAIN_BUDGET ids per
+     * call; and that chain's generation, stamped on each span it visits
+     * (gs_mspan_t.drain_gen) so that an id seen twice (a loop a client wrote
+     * into the xnext links) ends the chain. daemon/sweep.c. */
+    uint32_t notice_rest;
+    uint32_t drain_gen;
     uint8_t *pagestate;         /* [heap lock] GS_PAGE_* per heap page */
     gs_spanlist_t scav;         /* [heap lock] free runs with ready pages, oldest first (scav links) */
     uint64_t ready_pages;       /* [heap lock] pages in state READY (in use or idle) */

@@ -220,7 +220,8 @@ typedef struct gs_mspan {
     uint8_t  pad2[3];
     uint32_t client;       /* ticket of the client that cached it last, or
                             * allocated it (large): daemon/owners.h */
-    uint8_t  pad3[8];
+    uint32_t drain_gen;    /* the notice chain that last visited it (daemon/sweep.c) */
+    uint8_t  pad3[4];
 } gs_mspan_t;
 
 _Static_assert(sizeof(gs_mspan_t) == 112, "mspan layout");

@@ -28,7 +28,9 @@
 #include "../unit/check.h"
 #include "goshm/goshm.h"
 
-#define HAMMERED_MAX_MS 20u
+/* Generous: on a loaded 2-CPU machine (load 12) the victim alone saw 14 ms
+ * of scheduling noise. */
+#define HAMMERED_MAX_MS 50u
 #define RUN_MS 1500u
 
 static uint64_t now_us(void)
