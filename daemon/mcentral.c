@@ -117,6 +117,10 @@ void gs_mcentral_uncache(gs_heap_t *h, uint32_t sid)
     /* Dekker with freers: clear the owner, then sweep. A freer either sees
      * owner 0 (and sends a notice) or its bit is seen by this sweep. */
     gs_store_seqcst(&s->xowner, 0);
+    /* The owner's published freeindex, read once and clamped: the trusted
+     * copy the sweep below folds in (and the only read of it). */
+    uint32_t fi = gs_load_relaxed(&side->xfreeindex);
+    s->freeindex = (uint16_t)(fi < s->nelems ? fi : s->nelems);
     if (gs_spanclass_tiny(s->spanclass)) {
         uint64_t t = gs_load_relaxed(&side->xtiny);
         uint32_t block;

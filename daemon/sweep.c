@@ -22,8 +22,11 @@ uint32_t gs_sweep_span(gs_heap_t *h, gs_mspan_t *s)
 {
     gs_side_t *side = gs_side_of(h, s);
     uint32_t merged = 0;
-    uint32_t live = gs_span_sweep(side, s->nelems, s->awords, gs_spanclass_tiny(s->spanclass),
-                                  gs_load_relaxed(&side->xfreeindex), &merged);
+    /* The trusted freeindex (gs_mspan_t.freeindex), never the side
+     * record's: the heap side sweeps only spans no mcache owns. */
+    uint32_t fi = s->freeindex;
+    s->freeindex = 0; /* folded below; step 1 is idempotent if we die */
+    uint32_t live = gs_span_sweep(side, s->nelems, s->awords, gs_spanclass_tiny(s->spanclass), fi, &merged);
     if (s->state == GS_SPAN_SMALL) h->central[s->spanclass].daemon_frees += merged;
     return live;
 }

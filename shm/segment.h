@@ -221,7 +221,13 @@ typedef struct gs_mspan {
     uint32_t client;       /* ticket of the client that cached it last, or
                             * allocated it (large): daemon/owners.h */
     uint32_t drain_gen;    /* the notice chain that last visited it (daemon/sweep.c) */
-    uint8_t  pad3[4];
+    /* The freeindex the next sweep folds in, while no mcache owns the span:
+     * the owner's published xfreeindex, read once (clamped to nelems) when
+     * the span was taken back, and 0 once a sweep folded it. The side
+     * record's xfreeindex of an uncached span is never read again: a
+     * client could write it to pin the span as full (daemon/sweep.c). */
+    uint16_t freeindex;
+    uint8_t  pad3[2];
 } gs_mspan_t;
 
 _Static_assert(sizeof(gs_mspan_t) == 112, "mspan layout");
