@@ -233,6 +233,17 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
         }
         return 0;
     }
+    if (strcmp(key, "max-client-bytes") == 0 || strcmp(key, "max-uid-bytes") == 0) {
+        uint64_t v;
+        if (gs_parse_size(value, &v) || v > GS_MAX_HEAP_SIZE) {
+            snprintf(err, errlen, "%s: bad value '%s' (want bytes with an optional K, M, G or T suffix, at most %lluT; "
+                     "0: no limit)", key, value, (unsigned long long)(GS_MAX_HEAP_SIZE >> 40));
+            return -1;
+        }
+        if (key[4] == 'c') cfg->max_client_bytes = v;
+        else cfg->max_uid_bytes = v;
+        return 0;
+    }
     if (strcmp(key, "allow-uid") == 0) return parse_idlist(&cfg->allow_uid, value, source, key, false, err, errlen);
     if (strcmp(key, "allow-gid") == 0) return parse_idlist(&cfg->allow_gid, value, source, key, true, err, errlen);
     if (strcmp(key, "scavenge-delay") == 0) {
@@ -406,10 +417,10 @@ static const optdef_t options[] = {
     {"socket", true},      {"size", true},        {"config", true},       {"max-clients", true},
     {"allow-uid", true},   {"allow-gid", true},   {"scavenge-delay", true}, {"spin-us", true},
     {"force-epoll", false}, {"log-level", true},  {"help", false},        {"version", false},
-    {"metrics", true},     {"max-clients-per-uid", true},
+    {"metrics", true},     {"max-clients-per-uid", true}, {"max-client-bytes", true}, {"max-uid-bytes", true},
 };
 #define HELP_INDEX 10
-_Static_assert(sizeof options / sizeof options[0] == 14, "options table changed: check HELP_INDEX");
+_Static_assert(sizeof options / sizeof options[0] == 16, "options table changed: check HELP_INDEX");
 
 /* Split argv[*i] into an option and its value (from "=value" or the next
  * argument). Returns the option or NULL with err set. */
@@ -516,6 +527,15 @@ void gs_config_usage(const char *prog)
            "                       only the daemon's user and root may connect, else half\n"
            "                       of them. Beyond it an attach fails with EDQUOT. Root\n"
            "                       and the daemon's own user are not limited.\n"
+           "  --max-client-bytes BYTES\n"
+           "                       quota: bytes one client may hold in spans it caches and\n"
+           "                       large objects it allocated (K, M, G, T suffixes). Past it\n"
+           "                       a refill or large allocation fails with EDQUOT. Default\n"
+           "                       0: no limit.\n"
+           "  --max-uid-bytes BYTES\n"
+           "                       quota: the same for all clients of one user together; a\n"
+           "                       user's large objects count until freed, even after its\n"
+           "                       clients exit. Default 0: no limit.\n"
            "  --allow-uid USER[,USER...]\n"
            "                       also accept these users, by name or number (the daemon's\n"
            "                       own user and root are always accepted). Makes the socket\n"

@@ -43,6 +43,8 @@ typedef struct gs_config {
     uint64_t size;              /* heap reservation, bytes */
     uint32_t max_clients;       /* 1 .. GS_MAX_SLOTS */
     uint32_t max_clients_per_uid; /* 0: automatic (gs_config_max_per_uid) */
+    uint64_t max_client_bytes;  /* quota per client, bytes; 0: none (daemon/quota.c) */
+    uint64_t max_uid_bytes;     /* quota per uid, bytes; 0: none */
     gs_idlist_t allow_uid;
     gs_idlist_t allow_gid;
     uint32_t scavenge_delay_ms;

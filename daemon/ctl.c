@@ -296,6 +296,7 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
     }
     pthread_mutex_lock(ctl->heap_lock);
     int slot = gs_heap_slot_claim(ctl->heap, (uint32_t)c->pid);
+    if (slot >= 0) gs_heap_slot_set_uid(ctl->heap, (uint32_t)slot, (uint32_t)c->uid); /* quotas */
     pthread_mutex_unlock(ctl->heap_lock);
     if (slot == -ENOSPC) {
         char text[96];

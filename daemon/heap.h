@@ -55,6 +55,12 @@ uint32_t gs_heap_max_slots(const gs_heap_t *h);
  * span the slot cached to its mcentral (slots the client had not handed out,
  * known from its published freeindex, become free again) and frees the slot. */
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid);
+/* Quotas (daemon/quota.c): the limits in bytes (0: none), and the uid a
+ * slot just claimed belongs to (call after gs_heap_slot_claim). A refill or
+ * large allocation past a limit fails with -EDQUOT. */
+void gs_heap_set_quotas(gs_heap_t *h, uint64_t client_bytes, uint64_t uid_bytes);
+void gs_heap_slot_set_uid(gs_heap_t *h, uint32_t slot, uint32_t uid);
+uint64_t gs_heap_slot_charged(const gs_heap_t *h, uint32_t slot);
 int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot);
 bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
 /* Per-client statistics: spans the slot caches, and the counters the client

@@ -74,6 +74,19 @@ typedef struct gs_layout {
     uint64_t arena_off;
 } gs_layout_t;
 
+/* Quota accounting (daemon/quota.c): per slot, and per uid (a uid's entry
+ * lives while it has slots or bytes charged). */
+#define GS_QUOTA_UIDS (2 * GS_MAX_SLOTS - 1) /* entry + 1 fits gs_mspan_t.charge_uidx */
+typedef struct gs_quota_slot {
+    uint64_t bytes;             /* charged to this client */
+    uint32_t uidx;              /* its uid's entry + 1; 0: none */
+    uint32_t gen;               /* bumped when a client takes or leaves the slot */
+} gs_quota_slot_t;
+typedef struct gs_quota_uid {
+    uint32_t uid, refs;         /* refs: slots of this uid */
+    uint64_t bytes;             /* charged to this uid */
+} gs_quota_uid_t;
+
 struct gs_heap {
     gs_heap_config_t cfg;       /* [immutable] */
     gs_layout_t lay;            /* [immutable] the layout; the header's copy is clients' */
@@ -124,7 +137,21 @@ struct gs_heap {
     uint64_t heap_id;           /* [immutable] random, at creation; the header holds a copy */
     uint64_t prof_off;          /* [immutable] the profile region (shm/profregion.h) */
     gs_owners_t owners;         /* [heap lock] who holds live bytes (daemon/owners.h) */
+
+    /* Quotas (daemon/quota.c). [heap lock] */
+    uint64_t quota_client, quota_uid;          /* bytes; 0: no limit */
+    gs_quota_slot_t qslot[GS_MAX_SLOTS];
+    gs_quota_uid_t quid[GS_QUOTA_UIDS];
 };
+
+/* "quota.c": would `bytes` more take the slot or its uid past a quota
+ * (-EDQUOT)? Charge a span to the slot now taking it (moving the charge
+ * from whoever had it); drop a span's charge when it returns to the page
+ * heap; end a slot's charges when its client goes. */
+int gs_quota_check(const gs_heap_t *h, uint32_t slot, uint64_t bytes);
+void gs_quota_span_take(gs_heap_t *h, uint32_t slot, gs_mspan_t *s);
+void gs_quota_span_drop(gs_heap_t *h, gs_mspan_t *s);
+void gs_quota_slot_close(gs_heap_t *h, uint32_t slot);
 
 /* "sysmem.c": the memory state transitions on a memfd. */
 int gs_sys_commit(int fd, uint64_t off, uint64_t len);   /* Prepared -> Ready; -ENOMEM */

@@ -68,6 +68,7 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
     gs_owners_depart(&h->owners, slot, gs_now_ns(), gs_heap_owner_walk, h);
     h->slots[slot].in_use = false;
     h->slots[slot].pid = 0;
+    gs_quota_slot_close(h, slot); /* its uid keeps its large objects' charge */
     /* A removal is a serve pass of its own: frees the dead client made into
      * spans it no longer owns are swept now, not at the next tick. */
     gs_heap_drain_notices(h);

@@ -28,6 +28,11 @@
  *   EPERM         attach: the daemon refused this user (see goshmd's
  *                 --allow-uid and --allow-gid).
  *   ENOSPC        attach: the daemon serves --max-clients processes already.
+ *   EDQUOT        attach: this user has --max-clients-per-uid processes
+ *                 attached already. The malloc family: the allocation would
+ *                 take this process past goshmd's --max-client-bytes, or its
+ *                 user past --max-uid-bytes (quotas on the spans a process
+ *                 caches and the large objects it allocated; goshmd(8)).
  *   EPROTO        attach: the daemon speaks another protocol ABI version, or
  *                 its answer or its segment failed the checks.
  *   ENAMETOOLONG  attach: the socket path does not fit a sockaddr_un (107
@@ -54,7 +59,7 @@
  * is used up (a refill, about once per span of objects) or for objects
  * larger than 32 KiB; every other allocation, every goshm_free, goshm_off,
  * goshm_ptr and goshm_usable_size work on the shared memory alone. So the
- * malloc family can fail with ENOMEM, ECONNRESET, ETIMEDOUT, and, in a fork() child's
+ * malloc family can fail with ENOMEM, EDQUOT, ECONNRESET, ETIMEDOUT, and, in a fork() child's
  * first refill (which attaches the child), with any error of goshm_attach or
  * ESTALE.
  *
