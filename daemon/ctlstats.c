@@ -6,6 +6,7 @@
  */
 #include "ctlstats.h"
 
+#include <sched.h>  /* sched_yield */
 #include <stdlib.h> /* calloc, free */
 #include <unistd.h> /* getpid */
 
@@ -57,6 +58,9 @@ Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs
         pthread_mutex_lock(heap_lock);
         from = gs_heap_stats_spans(heap, st, &m->tally, from, STATS_PIECE);
         pthread_mutex_unlock(heap_lock);
+        /* Let a waiter in: a mutex is not fair, and re-locking at once
+         * would keep the data plane out for the whole walk all the same. */
+        if (from) sched_yield();
     } while (from);
     pthread_mutex_lock(heap_lock);
     gs_heap_stats_end(heap, st, &m->tally);

@@ -5,8 +5,8 @@
  * keeps pushing a span whose link points to itself (a self-looping chain),
  * and a chain that visits every span id, while a victim process allocates
  * and frees (large objects: a round trip each) and records its worst
- * allocation latency. The victim's worst stays under a generous bound
- * (printed), its objects read back, the loops are counted as bad requests,
+ * allocation latencies. The victim's 99.9th percentile stays under a bound
+ * (it and the worst are printed), its objects read back, the loops are counted as bad requests,
  * and the daemon keeps serving and ends idle.
  *
  * Usage: test-dos-notice GOSHMD   (also $GOSHMD)
@@ -26,10 +26,12 @@
 #include "client.h"
 #include "harness.h"
 
-/* Generous: on a loaded 2-CPU machine (load 12) scheduling noise alone
- * reached 28 ms; the old drain stalled for 598 ms on a big heap. The work
+/* On the 99.9th percentile: on a loaded 2-CPU machine (load 12) single
+ * stalls of scheduling noise reached 300 ms, while a drain that follows a
+ * loop (thousands of pushes per run) would stall far more than 0.1% of the
+ * allocations; the old drain stalled one for 598 ms on a big heap. The work
  * per push is asserted exactly below. */
-#define VICTIM_MAX_MS 50u
+#define VICTIM_MAX_MS 20u
 #define RUN_MS 1500u
 
 static uint64_t now_us(void)
@@ -39,26 +41,41 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Allocate, write, read back, free large objects for ms; print the 99.9th
+ * percentile and the worst allocation latency in us, and the count, on
+ * stdout. */
 static int victim(const char *sock, unsigned ms)
 {
     goshm_t *h = goshm_attach(sock);
     REQUIRE(h);
-    uint64_t worst = 0, n = 0, end = now_us() + (uint64_t)ms * 1000u;
-    while (now_us() < end) {
+    enum { MAXS = 1u << 22 };
+    uint64_t *lat = malloc(MAXS * sizeof *lat);
+    REQUIRE(lat);
+    uint64_t n = 0, end = now_us() + (uint64_t)ms * 1000u;
+    while (now_us() < end && n < MAXS) {
         uint64_t t0 = now_us();
         unsigned char *p = goshm_malloc(h, 64u << 10);
         uint64_t t = now_us() - t0;
         CHECK(p != NULL);
         if (!p) break;
-        if (t > worst) worst = t;
+        lat[n] = t;
         p[0] = (unsigned char)n;
         p[(64u << 10) - 1] = (unsigned char)~n;
         CHECK(p[0] == (unsigned char)n && p[(64u << 10) - 1] == (unsigned char)~n);
         goshm_free(h, p);
         n++;
     }
-    printf("%" PRIu64 " %" PRIu64 "\n", worst, n);
+    qsort(lat, n, sizeof *lat, cmp_u64);
+    uint64_t p999 = n ? lat[(n * 999u) / 1000u] : 0, worst = n ? lat[n - 1] : 0;
+    printf("%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", p999, worst, n);
     fflush(stdout);
+    free(lat);
     CHECK(goshm_detach(h) == 0);
     return CHECK_DONE("test-dos-notice victim");
 }
@@ -127,13 +144,13 @@ int main(int argc, char **argv)
     ssize_t r = read(pfd[0], buf, sizeof buf - 1);
     close(pfd[0]);
     CHECK(gsh_wait_child(vp, 60000) == 0);
-    uint64_t worst = 0, n = 0;
-    CHECK(r > 0 && sscanf(buf, "%" SCNu64 " %" SCNu64, &worst, &n) == 2);
+    uint64_t p999 = 0, worst = 0, n = 0;
+    CHECK(r > 0 && sscanf(buf, "%" SCNu64 " %" SCNu64 " %" SCNu64, &p999, &worst, &n) == 3);
     REQUIRE(gsh_stats(d.sock, &st) == 0);
-    fprintf(stderr, "%" PRIu64 " looping pushes; victim: %" PRIu64 " large mallocs, worst %" PRIu64
-            " us (bound %u ms); bad requests %" PRIu64 " -> %" PRIu64 "\n",
-            pushes, n, worst, VICTIM_MAX_MS, st0.bad_requests, st.bad_requests);
-    CHECK_MSG(worst < VICTIM_MAX_MS * 1000u, "victim's worst malloc %" PRIu64 " us", worst);
+    fprintf(stderr, "%" PRIu64 " looping pushes; victim: %" PRIu64 " large mallocs, p99.9 %" PRIu64 " us, worst %" PRIu64
+            " us (bound on p99.9: %u ms); bad requests %" PRIu64 " -> %" PRIu64 "\n",
+            pushes, n, p999, worst, VICTIM_MAX_MS, st0.bad_requests, st.bad_requests);
+    CHECK_MSG(p999 < VICTIM_MAX_MS * 1000u, "victim's p99.9 malloc %" PRIu64 " us", p999);
     CHECK_MSG(n > 100, "victim made only %" PRIu64 " allocations", n);
     CHECK(st.bad_requests > st0.bad_requests); /* the loops were seen */
     /* The daemon's work: one notice per self-loop push, 4096 per long

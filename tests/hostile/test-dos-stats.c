@@ -2,16 +2,15 @@
 /* Description: statistics requests do not stall other clients (issue 7,
  * point 8). A heap holding tens of thousands of spans; a victim process
  * allocates and frees large objects (each a round trip to the daemon, under
- * its heap lock) and records its worst allocation latency, first alone, then
+ * its heap lock) and records its allocation latencies, first alone, then
  * while another process hammers the daemon with stats requests (each walks
- * the span table). Both worst cases are printed; the hammered one must stay
- * under a generous bound (HAMMERED_MAX_MS) so that noise does not fail it,
- * while a walk of the whole table under the lock took tens of ms here.
+ * the span table). The 99.9th percentiles and the worst cases are printed;
+ * the hammered 99.9th percentile must stay under HAMMERED_MAX_MS.
  * The victim's objects are written and read back, and the heap is idle at
  * the end.
  *
  * Usage: test-dos-stats GOSHMD   (also $GOSHMD)
- *        test-dos-stats --victim SOCKET MS   (internal role: prints worst us)
+ *        test-dos-stats --victim SOCKET MS   (internal role: prints p99.9, worst us)
  *        test-dos-stats --hammer SOCKET MS   (internal role)
  */
 #define _GNU_SOURCE
@@ -28,9 +27,11 @@
 #include "../unit/check.h"
 #include "goshm/goshm.h"
 
-/* Generous: on a loaded 2-CPU machine (load 12) the victim alone saw 14 ms
- * of scheduling noise. */
-#define HAMMERED_MAX_MS 50u
+/* The bound is on the 99.9th percentile: on a loaded 2-CPU machine (load
+ * 12) the victim alone saw single stalls of up to 290 ms of scheduling
+ * noise, while a stall caused by stats requests (thousands of them per run)
+ * would hit far more than 0.1% of the allocations. */
+#define HAMMERED_MAX_MS 20u
 #define RUN_MS 1500u
 
 static uint64_t now_us(void)
@@ -40,28 +41,41 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Allocate, write, read back, free large objects for ms; print the worst
- * allocation latency in us on stdout. */
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Allocate, write, read back, free large objects for ms; print the 99.9th
+ * percentile and the worst allocation latency in us, and the count, on
+ * stdout. */
 static int victim(const char *sock, unsigned ms)
 {
     goshm_t *h = goshm_attach(sock);
     REQUIRE(h);
-    uint64_t worst = 0, n = 0, end = now_us() + (uint64_t)ms * 1000u;
-    while (now_us() < end) {
+    enum { MAXS = 1u << 22 };
+    uint64_t *lat = malloc(MAXS * sizeof *lat);
+    REQUIRE(lat);
+    uint64_t n = 0, end = now_us() + (uint64_t)ms * 1000u;
+    while (now_us() < end && n < MAXS) {
         uint64_t t0 = now_us();
         unsigned char *p = goshm_malloc(h, 64u << 10);
         uint64_t t = now_us() - t0;
         CHECK(p != NULL);
         if (!p) break;
-        if (t > worst) worst = t;
+        lat[n] = t;
         p[0] = (unsigned char)n;
         p[(64u << 10) - 1] = (unsigned char)~n;
         CHECK(p[0] == (unsigned char)n && p[(64u << 10) - 1] == (unsigned char)~n);
         goshm_free(h, p);
         n++;
     }
-    printf("%" PRIu64 " %" PRIu64 "\n", worst, n);
+    qsort(lat, n, sizeof *lat, cmp_u64);
+    uint64_t p999 = n ? lat[(n * 999u) / 1000u] : 0, worst = n ? lat[n - 1] : 0;
+    printf("%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", p999, worst, n);
     fflush(stdout);
+    free(lat);
     CHECK(goshm_detach(h) == 0);
     return CHECK_DONE("test-dos-stats victim") ? 1 : 0;
 }
@@ -78,8 +92,9 @@ static int hammer(const char *sock, unsigned ms)
     return 0;
 }
 
-/* Run the victim (alone or with the hammer); its worst malloc in us. */
-static uint64_t run_victim(const char *sock, bool with_hammer)
+/* Run the victim (alone or with the hammer); its 99.9th percentile malloc
+ * latency in us (*worst: the worst). */
+static uint64_t run_victim(const char *sock, bool with_hammer, uint64_t *worstp)
 {
     char msb[16];
     snprintf(msb, sizeof msb, "%u", RUN_MS);
@@ -106,11 +121,12 @@ static uint64_t run_victim(const char *sock, bool with_hammer)
     close(pfd[0]);
     CHECK(gsh_wait_child(vp, 60000) == 0);
     if (with_hammer) CHECK(gsh_wait_child(hp, 60000) == 0);
-    uint64_t worst = 0, n = 0;
-    CHECK(r > 0 && sscanf(buf, "%" SCNu64 " %" SCNu64, &worst, &n) == 2);
-    fprintf(stderr, "victim %s: %" PRIu64 " large mallocs, worst %" PRIu64 " us\n",
-            with_hammer ? "while stats is hammered" : "alone", n, worst);
-    return worst;
+    uint64_t p999 = 0, worst = 0, n = 0;
+    CHECK(r > 0 && sscanf(buf, "%" SCNu64 " %" SCNu64 " %" SCNu64, &p999, &worst, &n) == 3);
+    fprintf(stderr, "victim %s: %" PRIu64 " large mallocs, p99.9 %" PRIu64 " us, worst %" PRIu64 " us\n",
+            with_hammer ? "while stats is hammered" : "alone", n, p999, worst);
+    *worstp = worst;
+    return p999;
 }
 
 int main(int argc, char **argv)
@@ -138,11 +154,12 @@ int main(int argc, char **argv)
     fprintf(stderr, "heap: %" PRIu64 " MiB of spans, %" PRIu64 " objects in use\n", st.span_bytes >> 20,
             st.objects_in_use);
 
-    uint64_t alone = run_victim(d.sock, false);
-    uint64_t hammered = run_victim(d.sock, true);
-    fprintf(stderr, "worst large malloc: alone %" PRIu64 " us, while stats is hammered %" PRIu64 " us (bound %u ms)\n",
-            alone, hammered, HAMMERED_MAX_MS);
-    CHECK_MSG(hammered < HAMMERED_MAX_MS * 1000u, "victim's worst malloc %" PRIu64 " us while stats is hammered",
+    uint64_t alone_worst, hammered_worst;
+    uint64_t alone = run_victim(d.sock, false, &alone_worst);
+    uint64_t hammered = run_victim(d.sock, true, &hammered_worst);
+    fprintf(stderr, "large malloc p99.9 (worst): alone %" PRIu64 " us (%" PRIu64 "), while stats is hammered %" PRIu64
+            " us (%" PRIu64 "); bound %u ms\n", alone, alone_worst, hammered, hammered_worst, HAMMERED_MAX_MS);
+    CHECK_MSG(hammered < HAMMERED_MAX_MS * 1000u, "victim's p99.9 malloc %" PRIu64 " us while stats is hammered",
               hammered);
 
     for (unsigned i = 0; i < N; i++) {
