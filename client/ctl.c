@@ -54,7 +54,7 @@ int gs_svc_attach(svc_seam_t *s, gs_attach_reply_t *r)
     int rc = gs_ctl_send(fd, &req);
     Goshm__Reply *rep = NULL;
     int fds[4] = {-1, -1, -1, -1};
-    if (!rc) rc = gs_ctl_recv(fd, &rep, fds, 4, -1);
+    if (!rc) rc = gs_ctl_recv(fd, &rep, fds, 4, gs_svc_timeout_ms() ? (int)gs_svc_timeout_ms() : -1);
     if (rc < 0) {
         close(fd);
         return rc == -ECONNRESET ? -ECONNREFUSED : rc;
@@ -99,7 +99,7 @@ int gs_svc_detach(svc_seam_t *s)
     req.detach = &d;
     int rc = gs_ctl_send(s->sock, &req);
     Goshm__Reply *rep = NULL;
-    if (!rc && gs_ctl_recv(s->sock, &rep, NULL, 0, -1) >= 0) {
+    if (!rc && gs_ctl_recv(s->sock, &rep, NULL, 0, gs_svc_timeout_ms() ? (int)gs_svc_timeout_ms() : -1) >= 0) {
         if (rep->msg_case != GOSHM__REPLY__MSG_DETACH) rc = -EPROTO;
         goshm__reply__free_unpacked(rep, NULL);
     }

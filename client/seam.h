@@ -40,6 +40,12 @@ typedef struct svc_seam {
     gs_ring_t *ring;
     pthread_mutex_t mu;   /* one request batch at a time */
     uint32_t sq_tail, cq_head, tag;
+    /* Requests whose caller gave up (-ETIMEDOUT) before their completion
+     * came: completions arrive in order, so theirs are the next ones. Each
+     * is drained before a new request goes out, and what it carries is
+     * given back (client/ring.c). */
+    uint32_t nstale;
+    struct { uint32_t tag; uint8_t op; } stale[GS_RING_ENTRIES];
     uint64_t epoch;
     pid_t pid;            /* the process the slot belongs to */
     bool dead;            /* the daemon was found gone: fail at once from now on */
@@ -63,8 +69,10 @@ void gs_attach_reply_close(gs_attach_reply_t *r);
 int gs_svc_detach(svc_seam_t *s);
 bool gs_svc_daemon_gone(svc_seam_t *s);
 
-/* "ring.c": the seam's operations over the slot's ring. */
+/* "ring.c": the seam's operations over the slot's ring; the round trips'
+ * deadline in milliseconds ($GOSHM_TIMEOUT_MS; 0: none). */
 extern const gs_seam_ops_t gs_svc_ops;
+uint32_t gs_svc_timeout_ms(void);
 
 /* "fork.c": this process's pid (cheap), the registry of attached heaps,
  * and the fork child's reattach (s->mu held). */

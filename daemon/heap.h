@@ -60,6 +60,12 @@ gs_slot_t *gs_heap_slot_ptr(const gs_heap_t *h, uint32_t slot);
  * closes the slot's memfd: its pages go away with the client's last
  * reference. */
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid);
+/* Quotas (daemon/quota.c): the limits in bytes (0: none), and the uid a
+ * slot just claimed belongs to (call after gs_heap_slot_claim). A refill or
+ * large allocation past a limit fails with -EDQUOT. */
+void gs_heap_set_quotas(gs_heap_t *h, uint64_t client_bytes, uint64_t uid_bytes);
+void gs_heap_slot_set_uid(gs_heap_t *h, uint32_t slot, uint32_t uid);
+uint64_t gs_heap_slot_charged(const gs_heap_t *h, uint32_t slot);
 int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot);
 bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
 /* Per-client statistics: spans the slot caches, and the counters the client
@@ -88,9 +94,11 @@ int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);
 /* A client says span sid gained frees (the ring's NOTICE): sweep it if it
  * is uncached. */
 int gs_heap_notice(gs_heap_t *h, uint32_t sid);
-/* Drain the notice stack; returns the number of spans handled. Its owner
- * drains once per serve pass and once per tick: refills and large
- * allocations do not drain on their own. */
+/* Drain the notice stack; returns the number of spans handled: at most a
+ * bounded budget per call (the rest of the chain taken off the stack waits
+ * for the next call), and a chain that loops ends at the repeated id
+ * (daemon/sweep.c). Its owner drains once per serve pass and once per tick:
+ * refills and large allocations do not drain on their own. */
 uint32_t gs_heap_drain_notices(gs_heap_t *h);
 /* The housekeeping tick's sweep: drain the notice stack (*notices, if not
  * NULL, gets how many), then sweep up to `budget` spans of the full lists
@@ -138,6 +146,16 @@ typedef struct gs_heap_stats {
 
 /* Statistics: walks the in-use spans (linear, for goshmctl; not hot). */
 void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st);
+/* The same in pieces, each under the heap lock, the lock free in between:
+ * begin (O(slots)), then span ids [from, from + budget) per call (returns
+ * where to go on, 0 when the table is done), then end (by owner). Spans
+ * that change between pieces are counted as each piece saw them: a snapshot
+ * that is exact when the heap is quiet, and never more than one piece of
+ * work under the lock. */
+void gs_heap_stats_begin(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally);
+uint32_t gs_heap_stats_spans(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally, uint32_t from,
+                             uint32_t budget);
+void gs_heap_stats_end(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally);
 
 /* Check every invariant of the page heap and the mcentrals; returns 0 or
  * -EFAULT after printing what is broken. Linear; for tests. */

@@ -76,6 +76,19 @@ typedef struct gs_layout {
     uint64_t arena_off;
 } gs_layout_t;
 
+/* Quota accounting (daemon/quota.c): per slot, and per uid (a uid's entry
+ * lives while it has slots or bytes charged). */
+#define GS_QUOTA_UIDS (2 * GS_MAX_SLOTS - 1) /* entry + 1 fits gs_mspan_t.charge_uidx */
+typedef struct gs_quota_slot {
+    uint64_t bytes;             /* charged to this client */
+    uint32_t uidx;              /* its uid's entry + 1; 0: none */
+    uint32_t gen;               /* bumped when a client takes or leaves the slot */
+} gs_quota_slot_t;
+typedef struct gs_quota_uid {
+    uint32_t uid, refs;         /* refs: slots of this uid */
+    uint64_t bytes;             /* charged to this uid */
+} gs_quota_uid_t;
+
 struct gs_heap {
     gs_heap_config_t cfg;       /* [immutable] */
     gs_layout_t lay;            /* [immutable] the layout; the meta header's copy is clients' */
@@ -105,6 +118,13 @@ struct gs_heap {
     uint32_t sl_bitmap[2][GS_TLSF_FL];
     gs_spanlist_t bins[2][GS_TLSF_FL][GS_TLSF_SL];
     uint32_t bgsweep_cursor;    /* [heap lock] gs_heap_bgsweep's place in the span table */
+    /* [heap lock] The notice chain being drained: what is left of the chain
+     * last taken off the stack (0: none), drained GS_DRAIN_BUDGET ids per
+     * call; and that chain's generation, stamped on each span it visits
+     * (gs_mspan_t.drain_gen) so that an id seen twice (a loop a client wrote
+     * into the xnext links) ends the chain. daemon/sweep.c. */
+    uint32_t notice_rest;
+    uint32_t drain_gen;
     uint8_t *pagestate;         /* [heap lock] GS_PAGE_* per heap page */
     gs_spanlist_t scav;         /* [heap lock] free runs with ready pages, oldest first (scav links) */
     uint64_t ready_pages;       /* [heap lock] pages in state READY (in use or idle) */
@@ -120,10 +140,23 @@ struct gs_heap {
     uint64_t heap_id;           /* [immutable] random, at creation; the meta header holds a copy */
     uint64_t prof_off, prof_size; /* [immutable] the profile region (shm/profregion.h), data memfd */
     gs_owners_t owners;         /* [heap lock] who holds live bytes (daemon/owners.h) */
+
+    /* Quotas (daemon/quota.c). [heap lock] */
+    uint64_t quota_client, quota_uid;          /* bytes; 0: no limit */
+    gs_quota_slot_t qslot[GS_MAX_SLOTS];
+    gs_quota_uid_t quid[GS_QUOTA_UIDS];
 };
 
 /* "heap.c": a sealed memfd (see there). 0 or -errno. */
 int gs_make_memfd(const char *name, uint64_t size, bool final, int *fd_out);
+/* "quota.c": would `bytes` more take the slot or its uid past a quota
+ * (-EDQUOT)? Charge a span to the slot now taking it (moving the charge
+ * from whoever had it); drop a span's charge when it returns to the page
+ * heap; end a slot's charges when its client goes. */
+int gs_quota_check(const gs_heap_t *h, uint32_t slot, uint64_t bytes);
+void gs_quota_span_take(gs_heap_t *h, uint32_t slot, gs_mspan_t *s);
+void gs_quota_span_drop(gs_heap_t *h, gs_mspan_t *s);
+void gs_quota_slot_close(gs_heap_t *h, uint32_t slot);
 
 /* "sysmem.c": the memory state transitions on a memfd. */
 int gs_sys_commit(int fd, uint64_t off, uint64_t len);   /* Prepared -> Ready; -ENOMEM */

@@ -21,10 +21,13 @@ int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, ui
     if (!gs_heap_slot_in_use(h, slot) || align_shift > GS_LARGE_MAX_ALIGN_SHIFT) return gs_heap_bad(h);
     if (npages == 0 || npages > h->max_pages) return -ENOMEM;
     uint32_t sid;
-    int rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
+    int rc = gs_quota_check(h, slot, npages << GS_PAGE_SHIFT); /* daemon/quota.c */
+    if (rc) return rc;
+    rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
     if (rc) return rc;
     gs_span(h, sid)->list = GS_LIST_LARGE;
     gs_span(h, sid)->client = gs_owners_ticket(&h->owners, slot); /* daemon/owners.h */
+    gs_quota_span_take(h, slot, gs_span(h, sid)); /* charged until freed */
     h->large_allocs++;
     *out = sid;
     return 0;

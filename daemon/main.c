@@ -163,6 +163,7 @@ static int daemon_start(gs_daemon_t *d)
         gs_log_error("cannot create the heap (%llu bytes): %s", (unsigned long long)d->cfg.size, err);
         return -1;
     }
+    gs_heap_set_quotas(d->heap, d->cfg.max_client_bytes, d->cfg.max_uid_bytes); /* daemon/quota.c */
 
     gs_dataplane_config_t dc = {.force_epoll = d->cfg.force_epoll, .spin_us = d->cfg.spin_us};
     d->dp = gs_dp_start(d->heap, &d->heap_lock, &dc, err, sizeof err);

@@ -90,6 +90,7 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
     gs_owners_depart(&h->owners, slot, gs_now_ns(), gs_heap_owner_walk, h);
     h->slots[slot].in_use = false;
     h->slots[slot].pid = 0;
+    gs_quota_slot_close(h, slot); /* its uid keeps its large objects' charge */
     /* The data plane let go of the ring before (gs_dp_remove_slot, or the
      * in-process seam's close); nothing of ours points into it any more. */
     munmap(sl, GS_SLOT_MAP_SIZE);

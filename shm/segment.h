@@ -214,10 +214,22 @@ typedef struct gs_mspan {
     uint32_t allocated;    /* objects allocated at the last sweep */
     uint64_t freed_at_ns;  /* free runs: when it became idle */
     uint8_t  suspect;      /* its notice flag was set at the last background sweep */
-    uint8_t  pad2[3];
+    uint8_t  charge_slot;  /* slot + 1 charged for it (daemon/quota.c), 0: none */
+    uint8_t  charge_uidx;  /* uid table entry + 1 charged for it, 0: none */
+    uint8_t  pad2;
     uint32_t client;       /* ticket of the client that cached it last, or
                             * allocated it (large): daemon/owners.h */
-    uint8_t  pad3[8];
+    uint32_t drain_gen;    /* the notice chain that last visited it (daemon/sweep.c) */
+    /* The freeindex the next sweep folds in, while no mcache owns the span:
+     * the owner's published xfreeindex, read once (clamped to nelems) when
+     * the span was taken back, and 0 once a sweep folded it. The side
+     * record's xfreeindex of an uncached span is never read again: a
+     * client could write it to pin the span as full (daemon/sweep.c). */
+    uint16_t freeindex;
+    /* The charged slot's generation then (mod 2^16: a slot reused 65536
+     * times while the span stays charged could have an old charge debited
+     * from its new client, never the other way round). */
+    uint16_t charge_gen;
 } gs_mspan_t;
 
 _Static_assert(sizeof(gs_mspan_t) == 112, "mspan layout");
