@@ -4,7 +4,10 @@
  * Overview: shm/overview.h. The data memfd is mapped read-write, the meta memfd
  * read-only (the heap side passes an O_RDONLY descriptor and seals the memfd
  * against future writes, so neither mprotect nor a new mapping can make it
- * writable). Both headers are checked before anything else is read.
+ * writable). The meta header, which no client can write, is checked and its
+ * layout copied into struct goshm; the data memfd's header holds only the
+ * notice stack head, and this process never reads a layout field from
+ * client-writable memory. The slot memfd is this client's alone.
  */
 #define _GNU_SOURCE
 #include "client.h"
@@ -41,20 +44,35 @@ int gs_client_adopt(struct goshm *h)
 {
     h->hdr = (gs_seg_header_t *)h->data;
     h->mhdr = (const gs_meta_header_t *)h->meta;
-    const gs_seg_header_t *d = h->hdr;
     const gs_meta_header_t *m = h->mhdr;
-    if (d->magic != GS_SEG_MAGIC || m->magic != GS_META_MAGIC || d->abi_version != GS_ABI_VERSION ||
-        m->abi_version != GS_ABI_VERSION || d->epoch != m->epoch || d->page_size != GS_PAGE_SIZE ||
-        d->reserve_size != h->data_size || d->meta_size != h->meta_size ||
-        d->arena_off + (d->max_pages << GS_PAGE_SHIFT) > h->data_size ||
-        d->notice_off + m->max_spans * sizeof(gs_notice_t) > d->arena_off ||
-        m->pagemap_off + d->max_pages * 4u > h->meta_size ||
-        m->spans_off + m->max_spans * sizeof(gs_mspan_t) > h->meta_size)
+    /* Read once, into private memory (the memfd is read-only for every
+     * client, so it cannot change under us anyway). */
+    if (!gs_meta_usable(m, h->data_size, h->meta_size))
         return -EPROTO;
-    h->arena_off = d->arena_off;
+    h->arena_off = m->arena_off;
     h->max_spans = m->max_spans;
+    h->max_pages = m->max_pages;
+    h->side_off = m->side_off;
+    h->side_size = m->side_size;
+    h->notice_off = m->notice_off;
+    h->epoch = m->epoch;
+    h->prof_off = m->prof_off;
+    h->max_slots = m->max_slots;
     h->pagemap = (const _Atomic uint32_t *)(h->meta + m->pagemap_off);
     h->spans = (const gs_mspan_t *)(h->meta + m->spans_off);
+    return 0;
+}
+
+int gs_client_map_slot(struct goshm *h, int slot_fd, uint64_t slot_size)
+{
+    struct stat st;
+    if (fstat(slot_fd, &st) != 0) return -errno;
+    if (slot_size != GS_SLOT_MAP_SIZE || (uint64_t)st.st_size != slot_size) return -EPROTO;
+    void *p = mmap(NULL, slot_size, PROT_READ | PROT_WRITE, MAP_SHARED, slot_fd, 0);
+    if (p == MAP_FAILED) return -errno;
+    if (h->owns_slot && h->slotp) munmap(h->slotp, GS_SLOT_MAP_SIZE);
+    h->slotp = p;
+    h->owns_slot = true;
     return 0;
 }
 
@@ -62,8 +80,11 @@ void gs_client_unmap(struct goshm *h)
 {
     if (h->owns_mapping && h->data) munmap(h->data, h->data_size);
     if (h->owns_mapping && h->meta) munmap((void *)h->meta, h->meta_size);
+    if (h->owns_slot && h->slotp) munmap(h->slotp, GS_SLOT_MAP_SIZE);
     h->data = NULL;
     h->meta = NULL;
+    h->slotp = NULL;
+    h->owns_slot = false;
 }
 
 static void thread_exit(void *arg)
@@ -81,15 +102,16 @@ static void thread_exit(void *arg)
 
 int gs_client_init(struct goshm *h)
 {
-    h->slotp = gs_slot_in(h->data, h->hdr->slots_off, h->hdr->slot_size, h->slot);
     h->id = atomic_fetch_add(&next_id, 1);
     int rc = pthread_key_create(&h->key, thread_exit);
     if (rc) return -rc;
     pthread_mutex_init(&h->lock, NULL);
     h->caches = NULL;
     h->debug = gs_debug_flags();
-    /* The header is client-writable: gs_prof_attach checks what it reads. */
-    gs_prof_attach(h, h->hdr->prof_off, gs_prof_env_rate());
+    /* Where the region is comes from the read-only meta header (copied at
+     * attach); what the region holds is client-writable: gs_prof_attach
+     * checks what it reads there. */
+    gs_prof_attach(h, h->prof_off, gs_prof_env_rate());
     return 0;
 }
 

@@ -55,13 +55,20 @@ struct goshm {
     uint64_t data_size;
     const char *meta;                /* meta memfd, read-only */
     uint64_t meta_size;
-    gs_seg_header_t *hdr;
-    const gs_meta_header_t *mhdr;
+    gs_seg_header_t *hdr;            /* data memfd: the notice stack head only */
+    const gs_meta_header_t *mhdr;    /* read for xheap_pages only, after attach */
     const _Atomic uint32_t *pagemap;
     const gs_mspan_t *spans;
-    uint64_t arena_off, max_spans;
+    /* The layout, copied once at attach from the meta header (read-only for
+     * every client) and never read from shared memory again: no other
+     * process can change where this one looks (issue 7, point 6). */
+    uint64_t arena_off, max_spans, max_pages;
+    uint64_t side_off, side_size, notice_off;
+    uint64_t epoch, prof_off;
+    uint32_t max_slots;
     uint32_t slot;
-    gs_slot_t *slotp;
+    gs_slot_t *slotp;                /* this client's own slot memfd */
+    bool owns_slot;                  /* slotp is our mapping, to unmap */
     const gs_seam_ops_t *ops;
     void *seam;
     uint64_t id;                     /* unique per attach in this process */
@@ -75,11 +82,16 @@ struct goshm {
 };
 
 /* "attach.c": map a heap's memfds (data read-write, meta read-only) and
- * check their headers. 0 or -errno. */
+ * check the meta header. 0 or -errno. */
 int gs_client_map(struct goshm *h, int data_fd, int meta_fd);
+/* Map this client's slot memfd (read-write, exactly slot_size bytes: the
+ * meta header's, which the attach reply's must equal) as h->slotp, in place
+ * of any slot mapped before. 0 or -errno (-EPROTO: wrong size). */
+int gs_client_map_slot(struct goshm *h, int slot_fd, uint64_t slot_size);
 void gs_client_unmap(struct goshm *h);
-/* Check the headers of data/meta already set in h (data_size, meta_size
- * too) and fill in the derived pointers. 0 or -EPROTO. */
+/* Check the meta header of data/meta already set in h (data_size, meta_size
+ * too), copy the layout into h and fill in the derived pointers. 0 or
+ * -EPROTO. */
 int gs_client_adopt(struct goshm *h);
 /* Set up the per-thread machinery once the mapping and seam are in place. */
 int gs_client_init(struct goshm *h);

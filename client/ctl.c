@@ -17,10 +17,19 @@
 #include "ctlclient.h"
 #include "sockpath.h" /* gs_socket_check_path, gs_socket_check_peer */
 
-/* Attach over a fresh connection: fills seam->sock, doorbell; returns the
- * reply's slot and the data/meta descriptors. */
-int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uint64_t *data_size)
+void gs_attach_reply_close(gs_attach_reply_t *r)
 {
+    if (r->data_fd >= 0) close(r->data_fd);
+    if (r->meta_fd >= 0) close(r->meta_fd);
+    if (r->slot_fd >= 0) close(r->slot_fd);
+    r->data_fd = r->meta_fd = r->slot_fd = -1;
+}
+
+/* Attach over a fresh connection: fills seam->sock, doorbell; returns the
+ * reply's fields and the data/meta/slot descriptors in *r. */
+int gs_svc_attach(svc_seam_t *s, gs_attach_reply_t *r)
+{
+    r->data_fd = r->meta_fd = r->slot_fd = -1;
     /* Only to a daemon we trust (shm/sockpath.h): the socket's directory
      * first, the listener's credentials once connected. Nothing is sent
      * before both checks passed. */
@@ -47,8 +56,8 @@ int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uin
     req.attach = &at;
     int rc = gs_ctl_send(fd, &req);
     Goshm__Reply *rep = NULL;
-    int fds[3] = {-1, -1, -1};
-    if (!rc) rc = gs_ctl_recv(fd, &rep, fds, 3, -1);
+    int fds[4] = {-1, -1, -1, -1};
+    if (!rc) rc = gs_ctl_recv(fd, &rep, fds, 4, gs_svc_timeout_ms() ? (int)gs_svc_timeout_ms() : -1);
     if (rc < 0) {
         close(fd);
         return rc == -ECONNRESET ? -ECONNREFUSED : rc;
@@ -57,11 +66,15 @@ int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uin
         rc = rep->error->code > 0 ? -rep->error->code : -EPROTO;
         if (rep->error->message && *rep->error->message)
             gs_printf("goshm: attach to %s refused: %s\n", s->path, rep->error->message);
-    } else if (rep->msg_case != GOSHM__REPLY__MSG_ATTACH || rc != 3 || rep->attach->abi_version != GS_ABI_VERSION) {
+    } else if (rep->msg_case != GOSHM__REPLY__MSG_ATTACH || rc != 4 || rep->attach->abi_version != GS_ABI_VERSION ||
+               rep->attach->slot >= rep->attach->max_slots) {
         rc = -EPROTO;
     } else {
-        *slot = rep->attach->slot;
-        *data_size = rep->attach->data_size;
+        r->slot = rep->attach->slot;
+        r->max_slots = rep->attach->max_slots;
+        r->data_size = rep->attach->data_size;
+        r->meta_size = rep->attach->meta_size;
+        r->slot_size = rep->attach->slot_size;
         s->epoch = rep->attach->epoch;
         s->heap_id = rep->attach->heap_id;
         s->resumed = rep->attach->resumed;
@@ -69,15 +82,16 @@ int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uin
     }
     goshm__reply__free_unpacked(rep, NULL);
     if (rc) {
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if (fds[i] >= 0) close(fds[i]);
         close(fd);
         return rc;
     }
     s->sock = fd;
     s->doorbell = fds[2];
-    *data_fd = fds[0];
-    *meta_fd = fds[1];
+    r->data_fd = fds[0];
+    r->meta_fd = fds[1];
+    r->slot_fd = fds[3];
     return 0;
 }
 
@@ -91,7 +105,7 @@ int gs_svc_detach(svc_seam_t *s)
     req.detach = &d;
     int rc = gs_ctl_send(s->sock, &req);
     Goshm__Reply *rep = NULL;
-    if (!rc && gs_ctl_recv(s->sock, &rep, NULL, 0, -1) >= 0) {
+    if (!rc && gs_ctl_recv(s->sock, &rep, NULL, 0, gs_svc_timeout_ms() ? (int)gs_svc_timeout_ms() : -1) >= 0) {
         if (rep->msg_case != GOSHM__REPLY__MSG_DETACH) rc = -EPROTO;
         goshm__reply__free_unpacked(rep, NULL);
     }

@@ -8,6 +8,13 @@
  * the parent's, so that the next seam call (client/ring.c) reattaches the
  * child to a slot of its own. Objects from before the fork stay valid: the
  * mapping is shared.
+ *
+ * The parent's slot memfd is the parent's alone (issue 7, point 4): the
+ * child inherits a mapping of it but no descriptor (we close it after
+ * mapping). The atfork handler replaces that mapping, in the child only,
+ * with private anonymous memory at the same address, so nothing the child
+ * does before its reattach (a statistics counter bumped by a free) reaches
+ * the parent's slot; the reattach maps the child's own slot memfd.
  */
 #define _GNU_SOURCE
 #include "client.h"
@@ -15,6 +22,7 @@
 #include <errno.h>     /* ESTALE */
 #include <stdatomic.h> /* atomic_* */
 #include <string.h>    /* memset */
+#include <sys/mman.h>  /* mmap */
 #include <unistd.h>    /* close, getpid */
 
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -50,6 +58,17 @@ static void atfork_child(void)
             c->tiny_next = NULL;
             c->last = NULL;
         }
+        if (h->owns_slot && h->slotp) {
+            void *p = mmap(h->slotp, GS_SLOT_MAP_SIZE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+            if (p == MAP_FAILED) {
+                /* Cannot happen short of ENOMEM; then drop the view of the
+                 * parent's slot altogether. */
+                munmap(h->slotp, GS_SLOT_MAP_SIZE);
+                h->slotp = NULL;
+                h->owns_slot = false;
+            }
+        }
         pthread_mutex_init(&h->lock, NULL);
         pthread_mutex_init(&s->mu, NULL);
         if (s->sock >= 0) close(s->sock);
@@ -65,23 +84,25 @@ static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent
 /* In a fork child: a slot of our own on the same heap. s->mu held. */
 int gs_svc_reattach(svc_seam_t *s)
 {
-    uint32_t slot;
-    int data_fd, meta_fd;
-    uint64_t data_size;
+    gs_attach_reply_t ar;
     uint64_t epoch = s->epoch;
-    int rc = gs_svc_attach(s, &slot, &data_fd, &meta_fd, &data_size);
+    int rc = gs_svc_attach(s, &ar);
     if (rc) return rc;
-    close(data_fd); /* the mapping survived the fork */
-    close(meta_fd);
     struct goshm *h = s->h;
-    if (s->epoch != epoch || data_size != h->data_size || slot >= h->hdr->max_slots) {
+    /* The data and meta mappings survived the fork; the layout we copied at
+     * attach is still ours. A different heap at that path is refused. */
+    if (s->epoch != epoch ||
+        !gs_attach_agrees(h->mhdr, ar.slot, ar.max_slots, ar.data_size, ar.meta_size, ar.slot_size, s->epoch))
+        rc = -ESTALE;
+    if (!rc) rc = gs_client_map_slot(h, ar.slot_fd, ar.slot_size);
+    gs_attach_reply_close(&ar);
+    if (rc) {
         close(s->sock);
         close(s->doorbell);
         s->sock = s->doorbell = -1;
-        return -ESTALE; /* a different heap answers at that path now */
+        return rc; /* -ESTALE: a different heap answers at that path now */
     }
-    h->slot = slot;
-    h->slotp = gs_slot_in(h->data, h->hdr->slots_off, h->hdr->slot_size, slot);
+    h->slot = ar.slot;
     s->ring = &h->slotp->ring;
     s->sq_tail = s->cq_head = 0;
     s->pid = gs_svc_pid();

@@ -31,8 +31,8 @@ static inline const char *lookup(struct goshm *h, const void *p, gs_lookup_t *ou
     out->span = m;
     if (m->state != GS_SPAN_SMALL && m->state != GS_SPAN_LARGE) return "pointer into free pages";
     uint64_t span_bytes = (uint64_t)m->npages << GS_PAGE_SHIFT;
-    if (off < m->base_off || off - m->base_off >= span_bytes || m->side_off < h->hdr->side_off ||
-        m->side_off >= h->hdr->side_off + h->hdr->side_size)
+    if (off < m->base_off || off - m->base_off >= span_bytes || m->side_off < h->side_off ||
+        m->side_off >= h->side_off + h->side_size)
         return "pointer outside its span";
     uint64_t rel = off - m->base_off;
     out->side = (gs_side_t *)(h->data + m->side_off);
@@ -56,7 +56,7 @@ const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out) { return
 
 void gs_notice_push(struct goshm *h, uint32_t sid)
 {
-    gs_notice_t *n = gs_notice_in(h->data, h->hdr->notice_off, sid);
+    gs_notice_t *n = gs_notice_in(h->data, h->notice_off, sid);
     uint32_t zero = 0;
     /* Once per sweep: the heap side clears xqueued before it sweeps. */
     if (!gs_cas_seqcst(&n->xqueued, &zero, 1u)) return;

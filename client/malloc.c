@@ -16,7 +16,7 @@
 static void *large_alloc(goshm_t *h, size_t size, uint32_t align_shift, bool *zero)
 {
     uint64_t npages = ((uint64_t)size + GS_PAGE_SIZE - 1u) >> GS_PAGE_SHIFT;
-    if (size > (SIZE_MAX >> 1) || npages > h->hdr->max_pages) {
+    if (size > (SIZE_MAX >> 1) || npages > h->max_pages) {
         errno = ENOMEM;
         return NULL;
     }

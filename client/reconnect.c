@@ -23,6 +23,7 @@
 
 #include <errno.h>  /* errno */
 #include <stdlib.h> /* getenv, strtoul */
+#include <sys/mman.h> /* mmap */
 #include <time.h>   /* nanosleep */
 #include <unistd.h> /* close */
 
@@ -54,21 +55,29 @@ int gs_svc_reconnect(svc_seam_t *s)
     uint64_t deadline = gs_now_ns() + (s->gave_up ? 0 : reconnect_ns());
     uint64_t heap_id = s->heap_id, epoch = s->epoch;
     for (;;) {
-        uint32_t slot;
-        int data_fd, meta_fd;
-        uint64_t data_size;
+        gs_attach_reply_t ar;
         s->resume_slot = h->slot + 1u;
-        int rc = gs_svc_attach(s, &slot, &data_fd, &meta_fd, &data_size);
+        int rc = gs_svc_attach(s, &ar);
         s->resume_slot = 0;
         if (rc == 0) {
-            close(data_fd); /* the same files as the mapping we have */
-            close(meta_fd);
-            if (!s->resumed || slot != h->slot || s->heap_id != heap_id || data_size != h->data_size) {
+            /* The data and meta files are those we have mapped (same heap
+             * id, same layout); the slot memfd is a fresh one. It replaces
+             * ours without unmapping the old: other threads may be adding
+             * to its counters right now (a few KiB per restart). */
+            void *p = MAP_FAILED;
+            if (!s->resumed || ar.slot != h->slot || s->heap_id != heap_id || s->epoch != epoch ||
+                !gs_attach_agrees(h->mhdr, ar.slot, ar.max_slots, ar.data_size, ar.meta_size, ar.slot_size, epoch))
                 rc = -ESRCH;
-            } else {
+            else
+                p = mmap(NULL, GS_SLOT_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ar.slot_fd, 0);
+            gs_attach_reply_close(&ar);
+            if (!rc && p == MAP_FAILED) rc = -ESRCH;
+            if (!rc) {
+                h->slotp = p;
+                h->owns_slot = true;
+                s->ring = &h->slotp->ring;
                 s->sq_tail = s->cq_head = 0;
                 s->gave_up = false;
-                s->epoch = epoch;
                 return 0;
             }
         }

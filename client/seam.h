@@ -41,6 +41,12 @@ typedef struct svc_seam {
     pthread_mutex_t mu;   /* one request batch at a time */
     uint32_t sq_tail, cq_head, tag;
     uint32_t last_tag;    /* the tag of the last completion read (client/reconnect.c) */
+    /* Requests whose caller gave up (-ETIMEDOUT) before their completion
+     * came: completions arrive in order, so theirs are the next ones. Each
+     * is drained before a new request goes out, and what it carries is
+     * given back (client/ring.c). */
+    uint32_t nstale;
+    struct { uint32_t tag; uint8_t op; } stale[GS_RING_ENTRIES];
     uint64_t epoch;
     uint64_t heap_id;     /* goshm_heap_id of the heap attached to */
     uint32_t resume_slot; /* for gs_svc_attach: slot + 1 to resume, 0 for a new one */
@@ -52,10 +58,19 @@ typedef struct svc_seam {
     struct svc_seam *next; /* all attached heaps, for fork */
 } svc_seam_t;
 
+/* What an AttachReply gave us: the caller owns (and closes) the three
+ * memfd descriptors. */
+typedef struct gs_attach_reply {
+    uint32_t slot, max_slots;
+    uint64_t data_size, meta_size, slot_size;
+    int data_fd, meta_fd, slot_fd;
+} gs_attach_reply_t;
+
 /* "ctl.c": Attach over a fresh connection (fills s->sock, s->doorbell,
- * s->epoch; returns the slot and the data/meta descriptors); Detach; is the
- * daemon gone? */
-int gs_svc_attach(svc_seam_t *s, uint32_t *slot, int *data_fd, int *meta_fd, uint64_t *data_size);
+ * s->epoch, and *r); Detach; is the daemon gone? */
+int gs_svc_attach(svc_seam_t *s, gs_attach_reply_t *r);
+/* Close r's descriptors. */
+void gs_attach_reply_close(gs_attach_reply_t *r);
 int gs_svc_detach(svc_seam_t *s);
 bool gs_svc_daemon_gone(svc_seam_t *s);
 
@@ -65,8 +80,10 @@ bool gs_svc_daemon_gone(svc_seam_t *s);
  * afresh at index 0), or -ECONNRESET. */
 int gs_svc_reconnect(svc_seam_t *s);
 
-/* "ring.c": the seam's operations over the slot's ring. */
+/* "ring.c": the seam's operations over the slot's ring; the round trips'
+ * deadline in milliseconds ($GOSHM_TIMEOUT_MS; 0: none). */
 extern const gs_seam_ops_t gs_svc_ops;
+uint32_t gs_svc_timeout_ms(void);
 
 /* "fork.c": this process's pid (cheap), the registry of attached heaps,
  * and the fork child's reattach (s->mu held). */

@@ -43,21 +43,22 @@ goshm_t *goshm_attach(const char *socket_path)
     }
     s->sock = s->doorbell = -1;
     int rc = gs_client_socket_path(socket_path, s->path, sizeof s->path);
-    uint32_t slot = 0;
-    int data_fd = -1, meta_fd = -1;
-    uint64_t data_size = 0;
-    if (!rc) rc = gs_svc_attach(s, &slot, &data_fd, &meta_fd, &data_size);
+    gs_attach_reply_t ar = {.data_fd = -1, .meta_fd = -1, .slot_fd = -1};
+    if (!rc) rc = gs_svc_attach(s, &ar);
     if (!rc) {
-        rc = gs_client_map(h, data_fd, meta_fd);
-        close(data_fd);
-        close(meta_fd);
-        if (!rc && (data_size != h->data_size || slot >= h->hdr->max_slots || h->hdr->epoch != s->epoch)) {
-            gs_client_unmap(h);
+        rc = gs_client_map(h, ar.data_fd, ar.meta_fd);
+        /* The reply must agree with the meta header (which no client can
+         * write): the layout this process uses from now on is the header's,
+         * copied into h by gs_client_adopt. */
+        if (!rc && !gs_attach_agrees(h->mhdr, ar.slot, ar.max_slots, ar.data_size, ar.meta_size, ar.slot_size,
+                                     s->epoch))
             rc = -EPROTO;
-        }
+        if (!rc) rc = gs_client_map_slot(h, ar.slot_fd, ar.slot_size);
+        if (rc && h->data) gs_client_unmap(h);
+        gs_attach_reply_close(&ar); /* the mappings keep the memfds */
     }
     if (rc) goto fail;
-    h->slot = slot;
+    h->slot = ar.slot;
     h->ops = &gs_svc_ops;
     h->seam = s;
     h->detach = svc_detach;

@@ -69,11 +69,10 @@ static int fail(adopt_t *a, int code, const char *fmt, ...)
 
 /* ---- 1. headers ------------------------------------------------------------ */
 
-static int check_headers(adopt_t *a, const gs_meta_header_t *m, const gs_seg_header_t *d, uint64_t data_size,
-                         uint64_t meta_size)
+static int check_headers(adopt_t *a, const gs_meta_header_t *m, uint64_t data_size, uint64_t meta_size)
 {
-    if (m->magic != GS_META_MAGIC || d->magic != GS_SEG_MAGIC)
-        return fail(a, EPROTO, "not a goshm heap (no goshm magic in its headers)");
+    if (m->magic != GS_META_MAGIC)
+        return fail(a, EPROTO, "not a goshm heap (no goshm magic in its meta header)");
     if (m->abi_version != GS_ABI_VERSION)
         return fail(a, EPROTO, "a heap of goshm ABI %u; this goshmd speaks ABI %u", m->abi_version, GS_ABI_VERSION);
     if (m->max_spans < 3 || m->max_spans - 2u > (UINT64_C(1) << 46) >> GS_PAGE_SHIFT ||
@@ -89,8 +88,10 @@ static int check_headers(adopt_t *a, const gs_meta_header_t *m, const gs_seg_hea
                     (unsigned long long)data_size, (unsigned long long)meta_size, (unsigned long long)want_data,
                     (unsigned long long)ml.meta_size);
     if (m->pagemap_off != ml.pagemap_off || m->spans_off != ml.spans_off || m->pslots_off != ml.pslots_off ||
-        m->undo_off != ml.undo_off)
-        return fail(a, EUCLEAN, "inconsistent heap: meta offsets differ from its layout");
+        m->undo_off != ml.undo_off || m->side_off != lay.side_off || m->side_size != lay.side_size ||
+        m->notice_off != lay.notice_off || m->arena_off != lay.arena_off || m->prof_off != lay.prof_off ||
+        m->max_pages != m->max_spans - 2u || !gs_meta_usable(m, data_size, meta_size))
+        return fail(a, EUCLEAN, "inconsistent heap: the meta header's layout is not the one its size implies");
     uint64_t hp = gs_load_relaxed(&m->xheap_pages);
     if (hp > m->max_spans - 2u || hp % GS_PAGES_PER_ARENA != 0)
         return fail(a, EUCLEAN, "inconsistent heap: %llu heap pages grown", (unsigned long long)hp);
@@ -238,6 +239,12 @@ static void file_spans(adopt_t *a)
         } else {
             memset(h->pagestate + s->start, GS_PAGE_READY, s->npages);
             h->ready_pages += s->npages;
+            /* Quota charges name the previous daemon's private tables:
+             * dropped; a resuming client's spans are charged to it again
+             * (gs_heap_slot_recharge). */
+            s->charge_slot = 0;
+            s->charge_uidx = 0;
+            s->charge_gen = 0;
             /* Ours to write: the record's id, for the clients' cross-check. */
             gs_store_relaxed(&gs_side_of(h, s)->xsid, sid);
             if (s->owner) {
@@ -333,7 +340,12 @@ static void adopt_slots(adopt_t *a)
         } else {
             gs_owners_attach(&h->owners, i, p->pid);
         }
-        if (claimed && gs_proc_alive(p->pid, p->starttime)) {
+        /* A fresh slot memfd, as at a claim: an orphan's client maps it when
+         * it resumes; a dead one's is closed again by the reclaim. */
+        bool mapped = gs_slot_memfd_open(h, i, p->pid) == 0;
+        /* Without one (no memory for 64 KiB) the slot cannot be served:
+         * reclaimed, and its client, if alive, finds no slot to resume. */
+        if (mapped && claimed && gs_proc_alive(p->pid, p->starttime)) {
             h->slots[i].orphan = true;
             h->adopted_orphans++;
             continue;
@@ -351,31 +363,13 @@ static void adopt_slots(adopt_t *a)
 
 static void rewrite_data_header(gs_heap_t *h)
 {
-    /* The profile region's header too (shm/profregion.h): its contents,
-     * samples of live objects, are the clients' and stay. */
+    /* The data memfd's header holds only the notice stack's head (live
+     * shared state: it stays). The profile region's header is ours to
+     * restate (shm/profregion.h); its contents, samples of live objects,
+     * are the clients' and stay. */
     gs_prof_header_t *ph = (gs_prof_header_t *)(h->data + h->prof_off);
     ph->nbuckets = gs_prof_nbuckets(h->max_spans);
     ph->magic = GS_PROF_MAGIC;
-    /* Clients may have scribbled on it: the layout is ours to restate. The
-     * notice stack's head is live shared state and stays. */
-    gs_seg_header_t *d = h->hdr;
-    d->page_size = GS_PAGE_SIZE;
-    d->arena_size = GS_ARENA_SIZE;
-    d->reserve_size = h->data_size;
-    d->slots_off = h->lay.slots_off;
-    d->max_slots = h->cfg.max_slots;
-    d->slot_size = GS_SLOT_SIZE;
-    d->side_off = h->lay.side_off;
-    d->side_size = h->lay.side_size;
-    d->arena_off = h->lay.arena_off;
-    d->max_pages = h->max_pages;
-    d->meta_size = h->meta_size;
-    d->epoch = h->mhdr->epoch;
-    d->notice_off = h->lay.notice_off;
-    d->heap_id = h->heap_id;
-    d->prof_off = h->prof_off;
-    d->abi_version = GS_ABI_VERSION;
-    d->magic = GS_SEG_MAGIC;
 }
 
 static void release(gs_heap_t *h, bool close_fds)
@@ -398,20 +392,20 @@ static gs_heap_t *build(const gs_heap_config_t *cfg, int data_fd, int meta_fd, b
     h->meta_fd = meta_fd;
     h->dry_run = dry;
     h->is_memfd = fcntl(data_fd, F_GET_SEALS) >= 0;
+    for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) h->slots[i].fd = -1;
     struct stat ds, ms;
     gs_meta_header_t m;
-    gs_seg_header_t d;
     if (fstat(data_fd, &ds) != 0 || fstat(meta_fd, &ms) != 0) { rc = fail(&a, errno, "fstat: %s", strerror(errno)); goto out; }
     if (!S_ISREG(ds.st_mode) || !S_ISREG(ms.st_mode) || (uint64_t)ms.st_size < GS_META_HDR_SIZE ||
         (uint64_t)ds.st_size < GS_HEADER_SIZE) {
         rc = fail(&a, EPROTO, "not a goshm heap (not regular files of a heap's size)");
         goto out;
     }
-    if (pread(meta_fd, &m, sizeof m, 0) != (ssize_t)sizeof m || pread(data_fd, &d, sizeof d, 0) != (ssize_t)sizeof d) {
+    if (pread(meta_fd, &m, sizeof m, 0) != (ssize_t)sizeof m) {
         rc = fail(&a, EPROTO, "not a goshm heap (cannot read its headers)");
         goto out;
     }
-    if ((rc = check_headers(&a, &m, &d, (uint64_t)ds.st_size, (uint64_t)ms.st_size))) goto out;
+    if ((rc = check_headers(&a, &m, (uint64_t)ds.st_size, (uint64_t)ms.st_size))) goto out;
     h->max_spans = m.max_spans;
     h->max_pages = m.max_spans - 2u;
     h->cfg.max_slots = m.max_slots;
@@ -424,7 +418,10 @@ static gs_heap_t *build(const gs_heap_config_t *cfg, int data_fd, int meta_fd, b
     h->spans = (gs_mspan_t *)(h->meta + ml.spans_off);
     h->pslots = (gs_pslot_t *)(h->meta + ml.pslots_off);
     h->heap_id = h->mhdr->heap_id;
+    h->epoch = h->mhdr->epoch;
     h->prof_off = h->lay.prof_off;
+    h->prof_size = h->lay.prof_size;
+    h->hdr = (gs_seg_header_t *)h->data;
     h->undo = (gs_undo_log_t *)(h->meta + ml.undo_off);
     h->pagestate = calloc(h->max_pages ? h->max_pages : 1, 1);
     a.seen = calloc(h->max_spans, 1);

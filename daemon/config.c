@@ -39,6 +39,14 @@ void gs_config_init(gs_config_t *cfg)
     cfg->log_level = GS_LOG_INFO;
 }
 
+uint32_t gs_config_max_per_uid(const gs_config_t *cfg)
+{
+    uint32_t n = cfg->max_clients_per_uid;
+    if (n == 0) n = cfg->allow_uid.n || cfg->allow_gid.n ? cfg->max_clients / 2u : cfg->max_clients;
+    if (n == 0) n = 1;
+    return n > cfg->max_clients ? cfg->max_clients : n;
+}
+
 void gs_config_free(gs_config_t *cfg)
 {
     free(cfg->socket);
@@ -216,6 +224,25 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
             snprintf(err, errlen, "max-clients: bad value '%s' (want 1..%u)", value, GS_MAX_SLOTS);
             return -1;
         }
+        return 0;
+    }
+    if (strcmp(key, "max-clients-per-uid") == 0) {
+        if (gs_parse_u32(value, 0, GS_MAX_SLOTS, &cfg->max_clients_per_uid)) {
+            snprintf(err, errlen, "max-clients-per-uid: bad value '%s' (want 0..%u; 0: automatic)", value,
+                     GS_MAX_SLOTS);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "max-client-bytes") == 0 || strcmp(key, "max-uid-bytes") == 0) {
+        uint64_t v;
+        if (gs_parse_size(value, &v) || v > GS_MAX_HEAP_SIZE) {
+            snprintf(err, errlen, "%s: bad value '%s' (want bytes with an optional K, M, G or T suffix, at most %lluT; "
+                     "0: no limit)", key, value, (unsigned long long)(GS_MAX_HEAP_SIZE >> 40));
+            return -1;
+        }
+        if (key[4] == 'c') cfg->max_client_bytes = v;
+        else cfg->max_uid_bytes = v;
         return 0;
     }
     if (strcmp(key, "allow-uid") == 0) return parse_idlist(&cfg->allow_uid, value, source, key, false, err, errlen);
@@ -403,10 +430,11 @@ static const optdef_t options[] = {
     {"socket", true},      {"size", true},        {"config", true},       {"max-clients", true},
     {"allow-uid", true},   {"allow-gid", true},   {"scavenge-delay", true}, {"spin-us", true},
     {"force-epoll", false}, {"log-level", true},  {"help", false},        {"version", false},
-    {"metrics", true},     {"state-dir", true},   {"fresh", false},      {"fd-store", false},
+    {"metrics", true},     {"max-clients-per-uid", true}, {"max-client-bytes", true}, {"max-uid-bytes", true},
+    {"state-dir", true},   {"fresh", false},      {"fd-store", false},
 };
 #define HELP_INDEX 10
-_Static_assert(sizeof options / sizeof options[0] == 16, "options table changed: check HELP_INDEX");
+_Static_assert(sizeof options / sizeof options[0] == 19, "options table changed: check HELP_INDEX");
 
 /* Split argv[*i] into an option and its value (from "=value" or the next
  * argument). Returns the option or NULL with err set. */
@@ -508,6 +536,21 @@ void gs_config_usage(const char *prog)
            "  --config FILE        read settings from a text file (see Config file below).\n"
            "                       Command-line options win over the file.\n"
            "  --max-clients N      client processes attached at once, 1..%u. Default %u.\n"
+           "  --max-clients-per-uid N\n"
+           "                       client processes one user may have attached at once,\n"
+           "                       0..%u. Default 0: automatic, all of --max-clients when\n"
+           "                       only the daemon's user and root may connect, else half\n"
+           "                       of them. Beyond it an attach fails with EDQUOT. Root\n"
+           "                       and the daemon's own user are not limited.\n"
+           "  --max-client-bytes BYTES\n"
+           "                       quota: bytes one client may hold in spans it caches and\n"
+           "                       large objects it allocated (K, M, G, T suffixes). Past it\n"
+           "                       a refill or large allocation fails with EDQUOT. Default\n"
+           "                       0: no limit.\n"
+           "  --max-uid-bytes BYTES\n"
+           "                       quota: the same for all clients of one user together; a\n"
+           "                       user's large objects count until freed, even after its\n"
+           "                       clients exit. Default 0: no limit.\n"
            "  --allow-uid USER[,USER...]\n"
            "                       also accept these users, by name or number (the daemon's\n"
            "                       own user and root are always accepted). Makes the socket\n"
@@ -563,5 +606,5 @@ void gs_config_usage(const char *prog)
            "Example:\n"
            "  %s --socket /tmp/demo.sock --size 1G --log-level debug &\n"
            "  goshmctl --socket /tmp/demo.sock wait && goshmctl --socket /tmp/demo.sock stats\n",
-           prog, GS_MAX_SLOTS, GS_DEFAULT_MAX_CLIENTS, GS_DEFAULT_SCAVENGE_MS, GS_DEFAULT_SPIN_US, prog);
+           prog, GS_MAX_SLOTS, GS_DEFAULT_MAX_CLIENTS, GS_MAX_SLOTS, GS_DEFAULT_SCAVENGE_MS, GS_DEFAULT_SPIN_US, prog);
 }

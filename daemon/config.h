@@ -42,6 +42,9 @@ typedef struct gs_config {
     char *config_file;          /* NULL: none */
     uint64_t size;              /* heap reservation, bytes */
     uint32_t max_clients;       /* 1 .. GS_MAX_SLOTS */
+    uint32_t max_clients_per_uid; /* 0: automatic (gs_config_max_per_uid) */
+    uint64_t max_client_bytes;  /* quota per client, bytes; 0: none (daemon/quota.c) */
+    uint64_t max_uid_bytes;     /* quota per uid, bytes; 0: none */
     gs_idlist_t allow_uid;
     gs_idlist_t allow_gid;
     uint32_t scavenge_delay_ms;
@@ -78,6 +81,14 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
  * than GS_CONFIG_MAX_BYTES or one holding NUL or other control bytes is
  * refused. */
 int gs_config_load_file(gs_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* The slots one uid may hold: --max-clients-per-uid, or when that is 0
+ * (the default): all of --max-clients when only the daemon's own user and
+ * root may connect (no --allow-uid, no --allow-gid: there is nobody to
+ * protect from), else half of them (at least 1), so that one allowed user
+ * cannot take every slot. Root and the daemon's own user are not limited
+ * (daemon/ctl.c). */
+uint32_t gs_config_max_per_uid(const gs_config_t *cfg);
 
 /* Print --help to stdout. */
 void gs_config_usage(const char *prog);

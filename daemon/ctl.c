@@ -19,11 +19,27 @@
  * gets its Error at once, but the connection stays until its first request
  * arrives (1 s at most): closing a Unix socket with unread packets resets the
  * peer before it can read the Error.
+ *
+ * Denial of service. A connection that is not attached is "pending": it must
+ * send a request within PENDING_IDLE_MS of its accept or of its last request,
+ * or it is closed. Pending connections are bounded per uid
+ * (MAX_PENDING_PER_UID, except for root and the daemon's own user, who can
+ * stop the daemon anyway) and in all (MAX_PENDING): a new one beyond either
+ * limit evicts the oldest pending connection of that uid, or of the uid that
+ * holds the most, unless its request is waiting (then it is served first),
+ * so idle connections cannot lock out a newcomer that sends at once, not
+ * even one of the same uid. Attached connections are bounded by the slots,
+ * and per uid other than root and the daemon's by --max-clients-per-uid
+ * (EDQUOT). Refusals are logged at most
+ * once per uid per REFUSAL_LOG_MS, with the count of those not logged. The
+ * peer check (SO_PEERCRED) comes before anything is allocated, and nothing
+ * here waits for a peer: every socket is non-blocking.
  */
 #define _GNU_SOURCE
 #include "ctl.h"
 
 #include <errno.h>        /* errno */
+#include <inttypes.h>     /* PRIu64 */
 #include <event2/event.h> /* event_new, event_add */
 #include <fcntl.h>        /* open, fcntl */
 #include <poll.h>         /* poll, POLLRDHUP */
@@ -50,6 +66,13 @@
 #define STRAY_FDS 16                 /* descriptors a client may wrongly send us in one packet */
 #define MAX_REFUSED 16               /* refused peers kept until their request arrives */
 #define REFUSED_LINGER_MS 1000       /* ... or this long */
+#define PENDING_IDLE_MS 2000         /* a connection not attached must send a request this often */
+#define MAX_PENDING MAX_SPARE_CONNS  /* connections not attached, in all */
+#define MAX_PENDING_PER_UID 8u       /* ... and per uid */
+#define REFUSAL_LOG_MS 10000u        /* one refusal line per uid per this long */
+#define REFUSAL_LOG_UIDS 16          /* uids whose refusals are being counted */
+#define GS_STR_(x) #x
+#define GS_STR(x) GS_STR_(x)
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -62,8 +85,17 @@ typedef struct gs_conn {
     gid_t gid;
     int slot;               /* -1 until attached */
     bool refused;           /* got an Error at accept; closes on its first packet */
+    uint64_t since_ns;      /* accepted at (CLOCK_MONOTONIC): eviction picks the oldest */
     struct gs_conn *next, *prev;
 } gs_conn_t;
+
+/* Refusals of one uid in the current REFUSAL_LOG_MS window. */
+typedef struct refusal_log {
+    uid_t uid;
+    bool used;
+    uint64_t window_ns;     /* start of the window */
+    uint64_t suppressed;    /* refusals in it not logged */
+} refusal_log_t;
 
 struct gs_ctl {
     struct event_base *base;
@@ -75,16 +107,52 @@ struct gs_ctl {
     struct event *listen_ev;
     struct event *backoff_ev;       /* re-arms accepting after EMFILE */
     int meta_ro_fd;                 /* O_RDONLY view of the meta memfd, for clients */
-    uint64_t epoch;                 /* the heap's gs_seg_header_t.epoch */
+    uint64_t epoch;                 /* the heap's epoch (gs_meta_header_t.epoch) */
     uint64_t start_ns;              /* CLOCK_MONOTONIC at start, for uptime */
     gs_conn_t *conns;
     unsigned nconns, nattached, max_conns, nrefused;
     gs_conn_t *by_slot[GS_MAX_SLOTS];
     uint8_t *rxbuf;                 /* GS_CTL_MAX_PACKET bytes: one packet at a time */
     bool keep_slots;                /* stopping: leave slots claimed (gs_ctl_keep_slots) */
+    uint32_t max_per_uid;           /* slots one uid may hold (gs_config_max_per_uid) */
+    uint64_t evicted;               /* pending connections closed to make room */
+    refusal_log_t rlog[REFUSAL_LOG_UIDS];
 };
 
 void gs_ctl_keep_slots(gs_ctl_t *ctl) { ctl->keep_slots = true; }
+
+/* Log a refusal of uid's peer, unless one was logged for that uid less than
+ * REFUSAL_LOG_MS ago: then count it, and say how many when the next line is
+ * due. A flood of refused connects thus costs O(1) lines per interval per
+ * uid (and per REFUSAL_LOG_UIDS uids at once). */
+static void log_refusal(gs_ctl_t *ctl, const struct ucred *cr, const char *text)
+{
+    uint64_t now = gs_now_ns();
+    refusal_log_t *e = NULL, *oldest = &ctl->rlog[0];
+    for (unsigned i = 0; i < REFUSAL_LOG_UIDS && !e; i++) {
+        refusal_log_t *r = &ctl->rlog[i];
+        if (r->used && r->uid == cr->uid) e = r;
+        else if (!r->used || (oldest->used && r->window_ns < oldest->window_ns)) oldest = r;
+    }
+    if (e && now - e->window_ns < (uint64_t)REFUSAL_LOG_MS * 1000000u) {
+        e->suppressed++;
+        return;
+    }
+    if (!e) {
+        e = oldest; /* another uid's window ends early: say what it had */
+        if (e->used && e->suppressed)
+            gs_log_warn("uid %u: %" PRIu64 " more refused connections not logged", (unsigned)e->uid, e->suppressed);
+        e->used = true;
+        e->uid = cr->uid;
+        e->suppressed = 0;
+    }
+    if (e->suppressed)
+        gs_log_warn("uid %u: %" PRIu64 " more refused connections in the last %u s not logged", (unsigned)cr->uid,
+                    e->suppressed, REFUSAL_LOG_MS / 1000u);
+    gs_log_warn("pid %ld uid %u: %s", (long)cr->pid, (unsigned)cr->uid, text);
+    e->window_ns = now;
+    e->suppressed = 0;
+}
 
 unsigned gs_ctl_attached(const gs_ctl_t *ctl) { return ctl->nattached; }
 
@@ -100,7 +168,7 @@ static int send_reply(int fd, const Goshm__Reply *rep, const int *fds, unsigned 
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     union {
         struct cmsghdr hdr;
-        char space[CMSG_SPACE(sizeof(int) * 3)];
+        char space[CMSG_SPACE(sizeof(int) * 4)];
     } cbuf;
     if (nfds) {
         memset(&cbuf, 0, sizeof cbuf);
@@ -196,6 +264,22 @@ static void conn_fail(gs_conn_t *c, int code, const char *fmt, ...)
     conn_close(c, "gone after an error");
 }
 
+/* root and the daemon's own user: they can stop or write the daemon
+ * anyway, so the per-uid shares do not apply to them. */
+static bool uid_trusted(uid_t uid) { return uid == 0 || uid == geteuid(); }
+
+/* A request refused for want of room (slots, the uid's share): logged at
+ * most once per uid per interval (a retry loop must not flood the log),
+ * answered, closed. */
+static void refuse_conn(gs_conn_t *c, int code, const char *text)
+{
+    struct ucred cr = {.pid = c->pid, .uid = c->uid, .gid = c->gid};
+    log_refusal(c->ctl, &cr, text);
+    int rc = send_error(c->fd, code, text);
+    if (rc) gs_log_debug("pid %ld: could not send error: %s", (long)c->pid, strerror(-rc));
+    conn_close(c, "refused");
+}
+
 /* ---- requests ------------------------------------------------------------- */
 
 /* Returns true if the connection is still open. */
@@ -211,6 +295,15 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
                   GS_ABI_VERSION);
         return false;
     }
+    unsigned held = 0;
+    for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) held += ctl->by_slot[i] && ctl->by_slot[i]->uid == c->uid;
+    if (!uid_trusted(c->uid) && held >= ctl->max_per_uid) {
+        char text[128];
+        snprintf(text, sizeof text, "uid %u has %u clients attached already (--max-clients-per-uid %u)",
+                 (unsigned)c->uid, held, ctl->max_per_uid);
+        refuse_conn(c, EDQUOT, text);
+        return false;
+    }
     pthread_mutex_lock(ctl->heap_lock);
     uint64_t heap_id = gs_heap_id(ctl->heap);
     bool resumed = false;
@@ -220,6 +313,11 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
          * mcaches still hold that slot's spans: a fresh slot would not do). */
         slot = a->resume_heap_id == heap_id ? (int)a->resume_slot - 1 : -1;
         int rc = slot >= 0 ? gs_heap_slot_resume(ctl->heap, (uint32_t)slot, (uint32_t)c->pid, a->resume_last_tag) : -ESRCH;
+        if (!rc) {
+            /* Quotas: its uid, and the spans it holds charged to it again. */
+            gs_heap_slot_set_uid(ctl->heap, (uint32_t)slot, (uint32_t)c->uid);
+            gs_heap_slot_recharge(ctl->heap, (uint32_t)slot);
+        }
         pthread_mutex_unlock(ctl->heap_lock);
         if (rc) {
             conn_fail(c, ESRCH, "cannot resume slot %u of heap %016llx: %s", a->resume_slot - 1u,
@@ -230,10 +328,13 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
         resumed = true;
     } else {
         slot = gs_heap_slot_claim(ctl->heap, (uint32_t)c->pid);
+        if (slot >= 0) gs_heap_slot_set_uid(ctl->heap, (uint32_t)slot, (uint32_t)c->uid); /* quotas */
         pthread_mutex_unlock(ctl->heap_lock);
     }
     if (slot == -ENOSPC) {
-        conn_fail(c, ENOSPC, "too many clients (max %u)", ctl->cfg->max_clients);
+        char text[96];
+        snprintf(text, sizeof text, "too many clients (max %u)", ctl->cfg->max_clients);
+        refuse_conn(c, ENOSPC, text);
         return false;
     }
     if (slot < 0) {
@@ -252,6 +353,10 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
     c->slot = slot;
     ctl->by_slot[slot] = c;
     ctl->nattached++;
+    /* Attached: no more deadline (its slot bounds it, and a client may
+     * rightly stay silent for hours). */
+    event_del(c->ev);
+    event_add(c->ev, NULL);
 
     Goshm__AttachReply ar = GOSHM__ATTACH_REPLY__INIT;
     ar.abi_version = GS_ABI_VERSION;
@@ -261,11 +366,17 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
     ar.epoch = ctl->epoch;
     ar.heap_id = heap_id;
     ar.resumed = resumed;
+    ar.slot_size = GS_SLOT_MAP_SIZE;
+    ar.max_slots = gs_heap_max_slots(ctl->heap);
     Goshm__Reply rep = GOSHM__REPLY__INIT;
     rep.msg_case = GOSHM__REPLY__MSG_ATTACH;
     rep.attach = &ar;
-    int fds[3] = {gs_heap_data_fd(ctl->heap), ctl->meta_ro_fd, efd};
-    rc = send_reply(c->fd, &rep, fds, 3);
+    /* The slot's memfd goes to this client only (issue 7, point 4). The heap
+     * keeps its own descriptor until it reclaims the slot. Claimed by us, so
+     * reading its descriptor without the heap lock is safe: only this thread
+     * claims and reclaims slots. */
+    int fds[4] = {gs_heap_data_fd(ctl->heap), ctl->meta_ro_fd, efd, gs_heap_slot_fd(ctl->heap, (uint32_t)slot)};
+    rc = send_reply(c->fd, &rep, fds, 4);
     close(efd); /* the data plane keeps its own copy */
     if (rc < 0) {
         gs_log_warn("pid %ld: sending the attach reply failed: %s", (long)c->pid, strerror(-rc));
@@ -405,6 +516,10 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg)
 {
     gs_conn_t *c = arg;
     gs_ctl_t *ctl = c->ctl;
+    if ((what & EV_TIMEOUT) && !(what & EV_READ)) {
+        conn_close(c, "closed: no request within " GS_STR(PENDING_IDLE_MS) " ms");
+        return;
+    }
     struct iovec iov = {.iov_base = ctl->rxbuf, .iov_len = GS_CTL_MAX_PACKET};
     union {
         struct cmsghdr hdr;
@@ -504,6 +619,7 @@ static gs_conn_t *conn_new(gs_ctl_t *ctl, int fd, const struct ucred *cr, bool r
     }
     c->ctl = ctl;
     c->fd = fd;
+    c->since_ns = gs_now_ns();
     c->pid = cr->pid;
     c->uid = cr->uid;
     c->gid = cr->gid;
@@ -532,6 +648,71 @@ static void refuse(gs_ctl_t *ctl, int fd, const struct ucred *cr, int code, cons
     if (!conn_new(ctl, fd, cr, true, &tv)) close(fd);
 }
 
+static gs_conn_t *room_victim(gs_ctl_t *ctl, uid_t uid);
+
+/* Before a new pending connection of `uid`: if that uid has
+ * MAX_PENDING_PER_UID pending already, close its oldest; if MAX_PENDING are
+ * pending in all, close the oldest of the uid that has the most. A client
+ * that sends its request at once is served before it could be evicted. */
+static void make_room(gs_ctl_t *ctl, uid_t uid)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        gs_conn_t *v = room_victim(ctl, uid);
+        if (!v) return;
+        /* Its request may be waiting, unread (a burst of connects is
+         * accepted before their requests are read): serve it first. */
+        struct pollfd p = {.fd = v->fd, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0) {
+            on_conn_readable(v->fd, EV_READ, v); /* may close it, or attach it */
+            continue;
+        }
+        ctl->evicted++;
+        struct ucred cr = {.pid = v->pid, .uid = v->uid, .gid = v->gid};
+        log_refusal(ctl, &cr, "pending connection closed to make room (too many connections without a request)");
+        conn_close(v, "evicted");
+    }
+}
+
+static gs_conn_t *room_victim(gs_ctl_t *ctl, uid_t uid)
+{
+    unsigned pending = 0, mine = 0;
+    gs_conn_t *my_oldest = NULL;
+    for (gs_conn_t *c = ctl->conns; c; c = c->next) {
+        if (c->refused || c->slot >= 0) continue;
+        pending++;
+        if (c->uid == uid) {
+            mine++;
+            if (!my_oldest || c->since_ns < my_oldest->since_ns) my_oldest = c;
+        }
+    }
+    gs_conn_t *victim = NULL;
+    if (mine >= MAX_PENDING_PER_UID && !uid_trusted(uid)) {
+        victim = my_oldest;
+    } else if (pending >= MAX_PENDING) {
+        /* The uid holding the most pending connections loses its oldest:
+         * count per uid (at most MAX_PENDING distinct). */
+        uid_t uids[MAX_PENDING];
+        unsigned counts[MAX_PENDING], nu = 0, best = 0;
+        for (gs_conn_t *c = ctl->conns; c; c = c->next) {
+            if (c->refused || c->slot >= 0) continue;
+            unsigned k = 0;
+            while (k < nu && uids[k] != c->uid) k++;
+            if (k == nu) {
+                if (nu == MAX_PENDING) continue;
+                uids[nu] = c->uid;
+                counts[nu++] = 0;
+            }
+            counts[k]++;
+        }
+        for (unsigned k = 1; k < nu; k++)
+            if (counts[k] > counts[best]) best = k;
+        for (gs_conn_t *c = ctl->conns; c && nu; c = c->next)
+            if (!c->refused && c->slot < 0 && c->uid == uids[best] && (!victim || c->since_ns < victim->since_ns))
+                victim = c;
+    }
+    return victim;
+}
+
 static void accept_one(gs_ctl_t *ctl, int fd)
 {
     struct ucred cr;
@@ -544,18 +725,20 @@ static void accept_one(gs_ctl_t *ctl, int fd)
     if (!gs_peer_allowed(ctl->cfg, fd, &cr)) {
         char text[64];
         snprintf(text, sizeof text, "uid %u not allowed", (unsigned)cr.uid);
-        gs_log_warn("pid %ld: %s (see --allow-uid, --allow-gid)", (long)cr.pid, text);
+        log_refusal(ctl, &cr, "not allowed (see --allow-uid, --allow-gid)");
         refuse(ctl, fd, &cr, EPERM, text);
         return;
     }
-    if (ctl->nconns >= ctl->max_conns) {
+    make_room(ctl, cr.uid);
+    if (ctl->nconns >= ctl->max_conns) { /* cannot happen: attached + MAX_PENDING */
         char text[96];
         snprintf(text, sizeof text, "too many connections (max %u); try again later", ctl->max_conns);
-        gs_log_warn("pid %ld: %s", (long)cr.pid, text);
+        log_refusal(ctl, &cr, text);
         refuse(ctl, fd, &cr, EAGAIN, text);
         return;
     }
-    if (!conn_new(ctl, fd, &cr, false, NULL)) {
+    struct timeval idle = {PENDING_IDLE_MS / 1000, (PENDING_IDLE_MS % 1000) * 1000};
+    if (!conn_new(ctl, fd, &cr, false, &idle)) {
         gs_log_warn("pid %ld: out of memory for a connection", (long)cr.pid);
         refuse(ctl, fd, &cr, ENOMEM, "out of memory");
         return;
@@ -614,6 +797,7 @@ gs_ctl_t *gs_ctl_start(struct event_base *base, int listen_fd, const gs_config_t
     ctl->meta_ro_fd = -1;
     ctl->start_ns = gs_now_ns();
     ctl->max_conns = cfg->max_clients + MAX_SPARE_CONNS;
+    ctl->max_per_uid = gs_config_max_per_uid(cfg);
     ctl->rxbuf = malloc(GS_CTL_MAX_PACKET);
     if (!ctl->rxbuf) { snprintf(err, errlen, "out of memory"); goto fail; }
 
@@ -626,11 +810,7 @@ gs_ctl_t *gs_ctl_start(struct event_base *base, int listen_fd, const gs_config_t
         snprintf(err, errlen, "cannot reopen the meta memfd read-only via %s: %s", proc, strerror(errno));
         goto fail;
     }
-    if (pread(gs_heap_data_fd(heap), &ctl->epoch, sizeof ctl->epoch, offsetof(gs_seg_header_t, epoch)) !=
-        (ssize_t)sizeof ctl->epoch) {
-        snprintf(err, errlen, "cannot read the heap header: %s", strerror(errno));
-        goto fail;
-    }
+    ctl->epoch = gs_heap_epoch(heap); /* ours, never read back from shared memory */
     ctl->listen_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, on_listen_readable, ctl);
     ctl->backoff_ev = evtimer_new(base, on_backoff, ctl);
     if (!ctl->listen_ev || !ctl->backoff_ev || event_add(ctl->listen_ev, NULL) != 0) {

@@ -6,6 +6,7 @@
  */
 #include "ctlstats.h"
 
+#include <sched.h>  /* sched_yield */
 #include <stdlib.h> /* calloc, free */
 #include <unistd.h> /* getpid */
 
@@ -14,6 +15,9 @@
 #endif
 
 enum { NCLASSES = GS_NUM_SIZE_CLASSES - 1 };
+/* Spans walked per hold of the heap lock: ~1 us each at most (a tiny span's
+ * live count is the costliest), so a piece is well under a millisecond. */
+#define STATS_PIECE 256u
 
 /* Per-client numbers, read under heap_lock. */
 typedef struct client_row {
@@ -26,6 +30,7 @@ typedef struct stats_msg {
     Goshm__StatsReply sr;
     Goshm__HeapStats hs;
     gs_heap_stats_t st;
+    gs_owner_tally_t tally; /* the walk's, carried between its pieces */
     Goshm__ClassStats cls[NCLASSES];
     Goshm__ClassStats *clp[NCLASSES];
     client_row_t rows[GS_MAX_SLOTS];
@@ -43,9 +48,23 @@ Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs
     gs_heap_stats_t *st = &m->st;
 
     unsigned n = 0;
-    uint32_t orphans = 0, adopted_orphans = 0, adopted_reclaimed = 0;
+    /* The span table in pieces, the lock let go in between, so that a
+     * client waiting for a refill waits for one piece at most. */
     pthread_mutex_lock(heap_lock);
-    gs_heap_stats(heap, st);
+    gs_heap_stats_begin(heap, st, &m->tally);
+    pthread_mutex_unlock(heap_lock);
+    uint32_t from = 1;
+    do {
+        pthread_mutex_lock(heap_lock);
+        from = gs_heap_stats_spans(heap, st, &m->tally, from, STATS_PIECE);
+        pthread_mutex_unlock(heap_lock);
+        /* Let a waiter in: a mutex is not fair, and re-locking at once
+         * would keep the data plane out for the whole walk all the same. */
+        if (from) sched_yield();
+    } while (from);
+    pthread_mutex_lock(heap_lock);
+    gs_heap_stats_end(heap, st, &m->tally);
+    uint32_t orphans = 0, adopted_orphans = 0, adopted_reclaimed = 0;
     bool adopted = gs_heap_adopted_ns(heap, &adopted_orphans, &adopted_reclaimed) != 0;
     for (uint32_t s = 0; s < GS_MAX_SLOTS; s++) orphans += gs_heap_slot_orphan(heap, s);
     for (uint32_t s = 0; s < GS_MAX_SLOTS && n < nattached; s++) {

@@ -77,8 +77,10 @@ static void handle_request(gs_dataplane_t *dp)
     pthread_mutex_lock(&dp->mu);
     if (dp->req_op == REQ_ADD) {
         dp_slot_t *s = &dp->slots[dp->req_slot];
-        gs_serve_slot_open(dp->heap, dp->req_slot, &s->srv); /* the heap side zeroed the ring at claim */
-        dp->req_rc = dp->w->ops->add(dp->w, dp->req_slot, dp->req_fd);
+        /* The slot was claimed (its memfd mapped) before this request, under
+         * the heap lock; dp->mu orders that before us. */
+        gs_serve_slot_open(dp->heap, dp->req_slot, &s->srv);
+        dp->req_rc = s->srv.ring ? dp->w->ops->add(dp->w, dp->req_slot, dp->req_fd) : -EINVAL;
         s->active = dp->req_rc == 0;
     } else if (dp->req_op == REQ_REMOVE || dp->req_op == REQ_FORGET) {
         dp_slot_t *s = &dp->slots[dp->req_slot];
@@ -175,7 +177,6 @@ gs_dataplane_t *gs_dp_start(gs_heap_t *heap, pthread_mutex_t *heap_lock, const g
         snprintf(err, errlen, "data plane: %s", strerror(errno ? errno : ENOMEM));
         goto fail;
     }
-    for (uint32_t i = 0; i < dp->max_slots; i++) gs_serve_slot_open(heap, i, &dp->slots[i].srv);
     char why[256] = "forced by configuration";
     if (!cfg->force_epoll) dp->w = gs_waiter_uring_create(dp->ctl_fd, dp->max_slots, why, sizeof why);
     if (!dp->w) {

@@ -26,38 +26,46 @@
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-static int make_memfd(const char *name, int *fd_out)
+/* A memfd of `size` bytes, sealed against shrinking and growing; with
+ * `final`, against any further seal too (F_SEAL_SEAL). Every descriptor a
+ * client gets is of a memfd whose seals are final by then: a client cannot
+ * add F_SEAL_WRITE or F_SEAL_FUTURE_WRITE to stop the heap side (issue 7,
+ * point 3), nor change its size. What seals cannot forbid on a writable
+ * memfd, fallocate() and PUNCH_HOLE, is reconciled (daemon/reconcile.c). */
+int gs_make_memfd(const char *name, uint64_t size, bool final, int *fd_out)
 {
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) return -errno;
+    int seals = F_SEAL_SHRINK | F_SEAL_GROW | (final ? F_SEAL_SEAL : 0);
+    if (ftruncate(fd, (off_t)size) != 0 || fcntl(fd, F_ADD_SEALS, seals) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
     *fd_out = fd;
     return 0;
 }
 
-/* Size a fresh file; memfds are also sealed against shrinking and growing
- * (state-directory files cannot be sealed: their directory is 0700 instead). */
-static int size_file(int fd, uint64_t size, bool memfd)
+/* Size a fresh state-directory file (daemon/persist.c). Files on a tmpfs
+ * cannot be sealed: their directory is 0700, and they are 0600, instead. */
+static int size_file(int fd, uint64_t size)
 {
-    if (ftruncate(fd, (off_t)size) != 0) return -errno;
-    if (memfd && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) return -errno;
-    return 0;
+    return ftruncate(fd, (off_t)size) != 0 ? -errno : 0;
 }
 
 void gs_heap_layout(uint64_t max_pages, uint32_t max_slots, gs_layout_t *lay, uint64_t *data_size,
                     gs_meta_layout_t *ml)
 {
     uint64_t max_spans = max_pages + 2u;
-    /* data memfd layout */
-    uint64_t slots_off = GS_HEADER_SIZE;
-    uint64_t side_off = align_up(slots_off + (uint64_t)max_slots * GS_SLOT_SIZE, 65536);
+    /* data memfd layout (no client slots: each has its own memfd) */
+    uint64_t side_off = GS_HEADER_SIZE;
     uint64_t side_size = align_up(max_pages * SIDE_MAX_RECORD, 65536);
     uint64_t notice_off = side_off + side_size;
     uint64_t prof_off = notice_off + align_up(max_spans * sizeof(gs_notice_t), 65536);
     uint64_t prof_size = align_up(gs_prof_region_size(gs_prof_nbuckets(max_spans)), 65536);
     uint64_t arena_off = align_up(prof_off + prof_size, GS_ARENA_SIZE);
-    *lay = (gs_layout_t){.slots_off = slots_off, .slot_size = GS_SLOT_SIZE, .side_off = side_off,
-                         .side_size = side_size, .notice_off = notice_off, .prof_off = prof_off,
-                         .prof_size = prof_size, .arena_off = arena_off};
+    *lay = (gs_layout_t){.side_off = side_off, .side_size = side_size, .notice_off = notice_off,
+                         .prof_off = prof_off, .prof_size = prof_size, .arena_off = arena_off};
     *data_size = arena_off + (max_pages << GS_PAGE_SHIFT);
     /* meta memfd layout */
     ml->pagemap_off = GS_META_HDR_SIZE;
@@ -85,6 +93,29 @@ int gs_heap_map(gs_heap_t *h, bool dry)
     h->hdr = (gs_seg_header_t *)h->data;
     h->mhdr = (gs_meta_header_t *)h->meta;
     return 0;
+}
+
+void gs_heap_write_meta_header(gs_heap_t *h, const gs_meta_layout_t *ml)
+{
+    gs_meta_header_t *m = h->mhdr;
+    m->abi_version = GS_ABI_VERSION;
+    m->page_size = GS_PAGE_SIZE;
+    m->arena_size = GS_ARENA_SIZE;
+    m->data_size = h->data_size;
+    m->meta_size = h->meta_size;
+    m->side_off = h->lay.side_off;
+    m->side_size = h->lay.side_size;
+    m->notice_off = h->lay.notice_off;
+    m->arena_off = h->lay.arena_off;
+    m->max_pages = h->max_pages;
+    m->max_slots = h->cfg.max_slots;
+    m->slot_size = GS_SLOT_MAP_SIZE;
+    m->pagemap_off = ml->pagemap_off;
+    m->spans_off = ml->spans_off;
+    m->max_spans = h->max_spans;
+    m->prof_off = h->lay.prof_off;
+    m->pslots_off = ml->pslots_off;
+    m->undo_off = ml->undo_off;
 }
 
 static void random_id(uint64_t *id)
@@ -125,12 +156,14 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
     gs_heap_layout(h->max_pages, h->cfg.max_slots, &h->lay, &h->data_size, &ml);
     h->meta_size = ml.meta_size;
 
+    for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) h->slots[i].fd = -1;
     if (h->is_memfd) {
-        rc = make_memfd("goshm-data", &h->data_fd);
-        if (!rc) rc = make_memfd("goshm-meta", &h->meta_fd);
+        rc = gs_make_memfd("goshm-data", h->data_size, true, &h->data_fd);
+        if (!rc) rc = gs_make_memfd("goshm-meta", h->meta_size, false, &h->meta_fd);
+    } else {
+        rc = size_file(h->data_fd, h->data_size);
+        if (!rc) rc = size_file(h->meta_fd, h->meta_size);
     }
-    if (!rc) rc = size_file(h->data_fd, h->data_size, h->is_memfd);
-    if (!rc) rc = size_file(h->meta_fd, h->meta_size, h->is_memfd);
     if (rc) {
         snprintf(err, errlen, "%s: %s", h->is_memfd ? "memfd" : "sizing the heap files", strerror(-rc));
         goto fail;
@@ -154,13 +187,19 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
         goto fail;
     }
     /* From now on nobody can map the meta memfd writable or write(2) to it,
-     * whatever descriptor they hold; our mapping above stays writable. */
-    if (h->is_memfd && h->cfg.persistent && fchmod(h->meta_fd, 0600) != 0) {
+     * whatever descriptor they hold; our mapping above stays writable. And
+     * no seal can be added any more (clients hold O_RDONLY descriptors,
+     * which cannot add seals anyway). A heap that outlives us cannot be
+     * sealed so (the next daemon must map it writable): its meta memfd is
+     * 0600 instead, so clients of other uids cannot reopen their O_RDONLY
+     * descriptor for writing through /proc (README, "Restart"). */
+    if (h->is_memfd && h->cfg.persistent && (fchmod(h->meta_fd, 0600) != 0 ||
+                                             fcntl(h->meta_fd, F_ADD_SEALS, F_SEAL_SEAL) != 0)) {
         rc = -errno;
         snprintf(err, errlen, "chmod meta: %s", strerror(-rc));
         goto fail;
     }
-    if (h->is_memfd && !h->cfg.persistent && fcntl(h->meta_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0) {
+    if (h->is_memfd && !h->cfg.persistent && fcntl(h->meta_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) != 0) {
         rc = -errno;
         snprintf(err, errlen, "sealing meta: %s", strerror(-rc));
         goto fail;
@@ -173,39 +212,17 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
      * for adoption, with copies in the data header (for clients) and here. */
     random_id(&h->heap_id);
     h->prof_off = h->lay.prof_off;
+    h->prof_size = h->lay.prof_size;
     gs_prof_header_t *ph = (gs_prof_header_t *)(h->data + h->prof_off);
     ph->nbuckets = gs_prof_nbuckets(h->max_spans);
     ph->magic = GS_PROF_MAGIC;
-    gs_seg_header_t *hdr = h->hdr;
-    hdr->page_size = GS_PAGE_SIZE;
-    hdr->arena_size = GS_ARENA_SIZE;
-    hdr->reserve_size = h->data_size;
-    hdr->slots_off = h->lay.slots_off;
-    hdr->max_slots = h->cfg.max_slots;
-    hdr->slot_size = GS_SLOT_SIZE;
-    hdr->side_off = h->lay.side_off;
-    hdr->side_size = h->lay.side_size;
-    hdr->arena_off = h->lay.arena_off;
-    hdr->max_pages = h->max_pages;
-    hdr->meta_size = h->meta_size;
-    hdr->epoch = epoch;
-    hdr->notice_off = h->lay.notice_off;
-    hdr->heap_id = h->heap_id;
-    hdr->prof_off = h->prof_off;
-    gs_store_relaxed(&hdr->xnotice_head, 0);
-    hdr->abi_version = GS_ABI_VERSION;
-    hdr->magic = GS_SEG_MAGIC;
+    h->epoch = epoch;
+    gs_store_relaxed(&h->hdr->xnotice_head, 0);
 
     gs_meta_header_t *m = h->mhdr;
-    m->abi_version = GS_ABI_VERSION;
-    m->pagemap_off = ml.pagemap_off;
-    m->spans_off = ml.spans_off;
-    m->max_spans = h->max_spans;
+    gs_heap_write_meta_header(h, &ml);
     m->epoch = epoch;
     m->heap_id = h->heap_id;
-    m->max_slots = h->cfg.max_slots;
-    m->pslots_off = ml.pslots_off;
-    m->undo_off = ml.undo_off;
     gs_store_relaxed(&m->xheap_pages, 0);
     /* The magic last: a heap file whose creation was cut short before this
      * store is not a goshm heap (and is not linked into its directory yet
@@ -245,6 +262,10 @@ uint64_t gs_heap_adopted_ns(const gs_heap_t *h, uint32_t *orphans, uint32_t *rec
 void gs_heap_destroy(gs_heap_t *h)
 {
     if (!h) return;
+    for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) {
+        if (h->slots[i].map) munmap(h->slots[i].map, GS_SLOT_MAP_SIZE);
+        if (h->slots[i].fd >= 0) close(h->slots[i].fd);
+    }
     if (h->data) munmap(h->data, h->data_size);
     if (h->meta) munmap(h->meta, h->meta_size);
     if (h->data_fd >= 0) close(h->data_fd);
@@ -264,8 +285,15 @@ uint64_t gs_heap_scavenge_delay(const gs_heap_t *h) { return h->cfg.scavenge_del
 uint64_t gs_heap_id(const gs_heap_t *h) { return h->heap_id; }
 uint64_t gs_heap_size(const gs_heap_t *h) { return h->cfg.size; }
 const char *gs_heap_prof_region(const gs_heap_t *h) { return h->data + h->prof_off; }
-uint64_t gs_heap_slots_off(const gs_heap_t *h) { return h->lay.slots_off; }
-uint64_t gs_heap_slot_size(const gs_heap_t *h) { return h->lay.slot_size; }
+uint64_t gs_heap_epoch(const gs_heap_t *h) { return h->epoch; }
+int gs_heap_slot_fd(const gs_heap_t *h, uint32_t slot)
+{
+    return slot < h->cfg.max_slots && h->slots[slot].in_use ? h->slots[slot].fd : -1;
+}
+gs_slot_t *gs_heap_slot_ptr(const gs_heap_t *h, uint32_t slot)
+{
+    return slot < h->cfg.max_slots && h->slots[slot].in_use ? h->slots[slot].map : NULL;
+}
 uint32_t gs_heap_max_slots(const gs_heap_t *h) { return h->cfg.max_slots; }
 
 uint64_t gs_heap_backed_bytes(const gs_heap_t *h)

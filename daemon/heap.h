@@ -70,15 +70,26 @@ uint64_t gs_heap_id(const gs_heap_t *h);
 /* The profile region (shm/profregion.h) in the heap side's mapping. */
 const char *gs_heap_prof_region(const gs_heap_t *h);
 const char *gs_heap_meta_ptr(const gs_heap_t *h);
-/* Where the slots are (the heap side's own layout, not the header's copy). */
-uint64_t gs_heap_slots_off(const gs_heap_t *h);
-uint64_t gs_heap_slot_size(const gs_heap_t *h);
 uint32_t gs_heap_max_slots(const gs_heap_t *h);
+uint64_t gs_heap_epoch(const gs_heap_t *h);
+/* A claimed slot: its memfd (to pass to its client only; the heap keeps
+ * ownership) and the heap side's mapping of it. -1 / NULL if not claimed. */
+int gs_heap_slot_fd(const gs_heap_t *h, uint32_t slot);
+gs_slot_t *gs_heap_slot_ptr(const gs_heap_t *h, uint32_t slot);
 
-/* Client slots. claim returns a slot index or -ENOSPC; reclaim returns every
+/* Client slots. claim creates the slot's own memfd (sealed, committed) and
+ * returns a slot index, or -ENOSPC (-ENOMEM, -EMFILE); reclaim returns every
  * span the slot cached to its mcentral (slots the client had not handed out,
- * known from its published freeindex, become free again) and frees the slot. */
+ * known from its published freeindex, become free again), then unmaps and
+ * closes the slot's memfd: its pages go away with the client's last
+ * reference. */
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid);
+/* Quotas (daemon/quota.c): the limits in bytes (0: none), and the uid a
+ * slot just claimed belongs to (call after gs_heap_slot_claim). A refill or
+ * large allocation past a limit fails with -EDQUOT. */
+void gs_heap_set_quotas(gs_heap_t *h, uint64_t client_bytes, uint64_t uid_bytes);
+void gs_heap_slot_set_uid(gs_heap_t *h, uint32_t slot, uint32_t uid);
+uint64_t gs_heap_slot_charged(const gs_heap_t *h, uint32_t slot);
 int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot);
 bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
 /* A process that held `slot` under a previous daemon asks for it back: 0 if
@@ -89,6 +100,8 @@ bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
 int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last_tag);
 bool gs_heap_slot_orphan(const gs_heap_t *h, uint32_t slot);
 uint32_t gs_heap_slot_pid(const gs_heap_t *h, uint32_t slot);
+/* After a resume, charge the spans the slot caches to it again (quotas). */
+void gs_heap_slot_recharge(gs_heap_t *h, uint32_t slot);
 /* Reclaim the orphans whose process is gone; returns how many. */
 uint32_t gs_heap_orphans_reap(gs_heap_t *h);
 /* Per-client statistics: spans the slot caches, and the counters the client
@@ -122,9 +135,11 @@ int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);
 /* A client says span sid gained frees (the ring's NOTICE): sweep it if it
  * is uncached. */
 int gs_heap_notice(gs_heap_t *h, uint32_t sid);
-/* Drain the notice stack; returns the number of spans handled. Its owner
- * drains once per serve pass and once per tick: refills and large
- * allocations do not drain on their own. */
+/* Drain the notice stack; returns the number of spans handled: at most a
+ * bounded budget per call (the rest of the chain taken off the stack waits
+ * for the next call), and a chain that loops ends at the repeated id
+ * (daemon/sweep.c). Its owner drains once per serve pass and once per tick:
+ * refills and large allocations do not drain on their own. */
 uint32_t gs_heap_drain_notices(gs_heap_t *h);
 /* The housekeeping tick's sweep: drain the notice stack (*notices, if not
  * NULL, gets how many), then sweep up to `budget` spans of the full lists
@@ -172,6 +187,16 @@ typedef struct gs_heap_stats {
 
 /* Statistics: walks the in-use spans (linear, for goshmctl; not hot). */
 void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st);
+/* The same in pieces, each under the heap lock, the lock free in between:
+ * begin (O(slots)), then span ids [from, from + budget) per call (returns
+ * where to go on, 0 when the table is done), then end (by owner). Spans
+ * that change between pieces are counted as each piece saw them: a snapshot
+ * that is exact when the heap is quiet, and never more than one piece of
+ * work under the lock. */
+void gs_heap_stats_begin(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally);
+uint32_t gs_heap_stats_spans(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally, uint32_t from,
+                             uint32_t budget);
+void gs_heap_stats_end(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally);
 
 /* Check every invariant of the page heap and the mcentrals; returns 0 or
  * -EFAULT after printing what is broken. Linear; for tests. */
@@ -179,5 +204,12 @@ int gs_heap_check(gs_heap_t *h);
 
 /* Memfd bytes actually backed (st_blocks * 512), data and meta. */
 uint64_t gs_heap_backed_bytes(const gs_heap_t *h);
+
+/* Any client can fallocate() inside the data memfd (a seal cannot forbid it
+ * without forbidding writes). If the memfd holds more than the heap side
+ * committed, punch again every range the heap believes not backed. Returns
+ * the bytes the data memfd held beyond the expected (0: nothing to do), or
+ * -errno cast (never for a healthy heap). Called by the housekeeping tick. */
+uint64_t gs_heap_reconcile(gs_heap_t *h);
 
 #endif /* GOSHM_HEAP_H */

@@ -65,23 +65,39 @@ typedef struct gs_slot_state {
      * (gs_heap_slot_resume) or dies (gs_heap_orphans_reap). */
     bool orphan;
     uint32_t pid;
+    uint32_t generation;        /* claims of this slot index so far */
+    int fd;                     /* the slot's memfd while in use, else -1 */
+    gs_slot_t *map;             /* our mapping of it ([shared]: the client writes it) */
     gs_spanlist_t cached;       /* spans this slot caches */
 } gs_slot_state_t;
 
-/* The segment's layout, as the heap side set it. The copy in the data
- * memfd's header is for clients: any client can overwrite it, so the heap
- * side never reads it back. */
+/* The segment's layout, as the heap side set it. The copy in the meta
+ * header is for clients (read-only for them); the heap side never reads
+ * either memfd's header for its layout. */
 typedef struct gs_layout {
-    uint64_t slots_off, slot_size;
     uint64_t side_off, side_size;
     uint64_t notice_off;
     uint64_t prof_off, prof_size;
     uint64_t arena_off;
 } gs_layout_t;
 
+/* Quota accounting (daemon/quota.c): per slot, and per uid (a uid's entry
+ * lives while it has slots or bytes charged). */
+#define GS_QUOTA_UIDS (2 * GS_MAX_SLOTS - 1) /* entry + 1 fits gs_mspan_t.charge_uidx */
+typedef struct gs_quota_slot {
+    uint64_t bytes;             /* charged to this client */
+    uint32_t uidx;              /* its uid's entry + 1; 0: none */
+    uint32_t gen;               /* bumped when a client takes or leaves the slot */
+} gs_quota_slot_t;
+typedef struct gs_quota_uid {
+    uint32_t uid, refs;         /* refs: slots of this uid */
+    uint64_t bytes;             /* charged to this uid */
+} gs_quota_uid_t;
+
 struct gs_heap {
     gs_heap_config_t cfg;       /* [immutable] */
-    gs_layout_t lay;            /* [immutable] the layout; the header's copy is clients' */
+    gs_layout_t lay;            /* [immutable] the layout; the meta header's copy is clients' */
+    uint64_t epoch;             /* [immutable] */
     int data_fd, meta_fd;       /* [immutable] */
     char *data;                 /* [immutable] data memfd, read-write; what it holds is [shared] */
     char *meta;                 /* [immutable] meta memfd, read-write (sealed for others) */
@@ -107,6 +123,13 @@ struct gs_heap {
     uint32_t sl_bitmap[2][GS_TLSF_FL];
     gs_spanlist_t bins[2][GS_TLSF_FL][GS_TLSF_SL];
     uint32_t bgsweep_cursor;    /* [heap lock] gs_heap_bgsweep's place in the span table */
+    /* [heap lock] The notice chain being drained: what is left of the chain
+     * last taken off the stack (0: none), drained GS_DRAIN_BUDGET ids per
+     * call; and that chain's generation, stamped on each span it visits
+     * (gs_mspan_t.drain_gen) so that an id seen twice (a loop a client wrote
+     * into the xnext links) ends the chain. daemon/sweep.c. */
+    uint32_t notice_rest;
+    uint32_t drain_gen;
     uint8_t *pagestate;         /* [heap lock] GS_PAGE_* per heap page */
     gs_spanlist_t scav;         /* [heap lock] free runs with ready pages, oldest first (scav links) */
     uint64_t ready_pages;       /* [heap lock] pages in state READY (in use or idle) */
@@ -119,8 +142,8 @@ struct gs_heap {
 
     uint64_t large_allocs, large_frees, notices, bad_requests; /* [heap lock] */
 
-    uint64_t heap_id;           /* [immutable] random, at creation; the header holds a copy */
-    uint64_t prof_off;          /* [immutable] the profile region (shm/profregion.h) */
+    uint64_t heap_id;           /* [immutable] random, at creation; the meta header holds a copy */
+    uint64_t prof_off, prof_size; /* [immutable] the profile region (shm/profregion.h), data memfd */
     gs_owners_t owners;         /* [heap lock] who holds live bytes (daemon/owners.h) */
 
     /* Persistence (daemon/persist.c, adopt.c, intent.c). */
@@ -131,7 +154,22 @@ struct gs_heap {
     bool is_memfd;              /* [immutable] sealable memfds (not state-directory files) */
     uint64_t adopted_ns;        /* [immutable] when this heap was adopted (0: created) */
     uint32_t adopted_orphans, adopted_reclaimed; /* [immutable] slots found at adoption */
+    /* Quotas (daemon/quota.c). [heap lock] */
+    uint64_t quota_client, quota_uid;          /* bytes; 0: no limit */
+    gs_quota_slot_t qslot[GS_MAX_SLOTS];
+    gs_quota_uid_t quid[GS_QUOTA_UIDS];
 };
+
+/* "heap.c": a sealed memfd (see there). 0 or -errno. */
+int gs_make_memfd(const char *name, uint64_t size, bool final, int *fd_out);
+/* "quota.c": would `bytes` more take the slot or its uid past a quota
+ * (-EDQUOT)? Charge a span to the slot now taking it (moving the charge
+ * from whoever had it); drop a span's charge when it returns to the page
+ * heap; end a slot's charges when its client goes. */
+int gs_quota_check(const gs_heap_t *h, uint32_t slot, uint64_t bytes);
+void gs_quota_span_take(gs_heap_t *h, uint32_t slot, gs_mspan_t *s);
+void gs_quota_span_drop(gs_heap_t *h, gs_mspan_t *s);
+void gs_quota_slot_close(gs_heap_t *h, uint32_t slot);
 
 /* The meta memfd's layout, a function of the heap's size and slot count
  * (daemon/heap.c): creation writes it, adoption recomputes and compares. */
@@ -140,6 +178,8 @@ typedef struct gs_meta_layout {
 } gs_meta_layout_t;
 void gs_heap_layout(uint64_t max_pages, uint32_t max_slots, gs_layout_t *lay, uint64_t *data_size,
                     gs_meta_layout_t *ml);
+/* Write the layout fields of the meta header (creation; adoption restates them). */
+void gs_heap_write_meta_header(gs_heap_t *h, const gs_meta_layout_t *ml);
 /* Map the two files read-write (dry: private copies), set the pointers of h. 0 or -errno. */
 int gs_heap_map(gs_heap_t *h, bool dry);
 
@@ -166,6 +206,8 @@ void gs_killpoint(const char *name);
 #define gs_killpoint(name) ((void)0)
 #endif
 
+/* "slot.c": a fresh slot memfd for slot i (claim, and adoption's orphans). 0 or -errno. */
+int gs_slot_memfd_open(gs_heap_t *h, uint32_t i, uint32_t pid);
 /* "slot.c": the persistent owner of a slot. */
 uint64_t gs_proc_starttime(uint32_t pid); /* 0: unknown */
 bool gs_proc_alive(uint32_t pid, uint64_t starttime);
@@ -257,15 +299,13 @@ static inline uint64_t gs_page_off(const gs_heap_t *h, uint64_t page)
 {
     return h->lay.arena_off + (page << GS_PAGE_SHIFT);
 }
-static inline gs_slot_t *gs_slot_at(gs_heap_t *h, uint32_t slot)
-{
-    return gs_slot_in(h->data, h->lay.slots_off, h->lay.slot_size, slot);
-}
-static inline uint64_t gs_slot_off(const gs_layout_t *lay, uint32_t slot)
-{
-    return gs_slot_offset(lay->slots_off, lay->slot_size, slot);
-}
-/* Bytes of a slot committed at claim (the gs_slot_t, page-rounded). */
-static inline uint64_t gs_slot_committed_size(void) { return (sizeof(gs_slot_t) + 4095u) / 4096u * 4096u; }
+/* A claimed slot's record, through the heap side's own mapping of its memfd. */
+static inline gs_slot_t *gs_slot_at(gs_heap_t *h, uint32_t slot) { return h->slots[slot].map; }
+/* Bytes of a slot memfd (the gs_slot_t, page-rounded). */
+static inline uint64_t gs_slot_committed_size(void) { return GS_SLOT_MAP_SIZE; }
+
+/* "reconcile.c": what the data memfd really holds against what the heap
+ * side committed; re-punches what a client fallocated behind its back. */
+uint64_t gs_heap_expected_data_bytes(const gs_heap_t *h);
 
 #endif /* GOSHM_HEAP_INTERNAL_H */

@@ -2,9 +2,12 @@
 /* heapstats.c: heap statistics: walks the span table for goshmctl (mimalloc's stats.c).
  *
  * Overview: shm/overview.h; API: daemon/heap.h (gs_heap_stats_t). Linear in
- * the span table; not hot. Client-written counters are reported, never used
- * for a decision. Live bytes are also attributed to their owners, attached
- * or departed (daemon/owners.h).
+ * the span table; not hot, but it runs under the heap lock, so the control
+ * plane walks the table in pieces (gs_heap_stats_spans) and lets go of the
+ * lock between them: a stats request then delays a client's refill by one
+ * piece at most, not by the whole table (issue 7, point 8). Client-written
+ * counters are reported, never used for a decision. Live bytes are also
+ * attributed to their owners, attached or departed (daemon/owners.h).
  */
 #include "heap_internal.h"
 
@@ -50,11 +53,11 @@ void gs_heap_owner_walk(void *arg, gs_owner_tally_t *t)
     }
 }
 
-void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
+/* The O(slots) part: sizes, page counts, counters. */
+void gs_heap_stats_begin(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally)
 {
     memset(st, 0, sizeof *st);
-    gs_owner_tally_t tally;
-    memset(&tally, 0, sizeof tally);
+    memset(tally, 0, sizeof *tally);
     st->reserved_bytes = h->max_pages << GS_PAGE_SHIFT;
     st->grown_bytes = h->heap_pages << GS_PAGE_SHIFT;
     st->committed_bytes = h->ready_pages << GS_PAGE_SHIFT;
@@ -66,11 +69,37 @@ void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
     st->metadata_bytes = 4096 + (uint64_t)used_slots * gs_slot_committed_size() +
                          h->side_committed + h->meta_committed;
     for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) st->classes[c].size = gs_class_size[c];
-    for (uint32_t sid = 1; sid < h->span_bump; sid++) {
+    for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++) {
+        gs_class_stats_t *cs = &st->classes[gs_spanclass_sizeclass(sc)];
+        cs->allocs += h->central[sc].departed_allocs;
+        cs->frees += h->central[sc].departed_frees + h->central[sc].daemon_frees;
+    }
+    for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
+        if (!h->slots[i].in_use) continue;
+        gs_slot_t *sl = gs_slot_at(h, i);
+        for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
+            st->classes[c].allocs += gs_load_relaxed(&sl->stats[c].xallocs);
+            st->classes[c].frees += gs_load_relaxed(&sl->stats[c].xfrees);
+        }
+    }
+    st->large_allocs = h->large_allocs;
+    st->large_frees = h->large_frees;
+    st->notices = h->notices;
+    st->bad_requests = h->bad_requests;
+}
+
+uint32_t gs_heap_stats_spans(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally, uint32_t from,
+                             uint32_t budget)
+{
+    if (from == 0) from = 1;
+    uint32_t end = h->span_bump;
+    if (from >= end) return 0;
+    if (budget < end - from) end = from + budget;
+    for (uint32_t sid = from; sid < end; sid++) {
         gs_mspan_t *s = gs_span(h, sid);
         if (s->state != GS_SPAN_SMALL && s->state != GS_SPAN_LARGE) continue;
         st->spans_in_use++;
-        gs_owners_count(&h->owners, &tally, s->client, span_live_bytes(h, s));
+        gs_owners_count(&h->owners, tally, s->client, span_live_bytes(h, s));
         gs_side_t *side = gs_side_of(h, s);
         uint32_t fi = s->list == GS_LIST_CACHED ? gs_load_relaxed(&side->xfreeindex) : 0;
         uint32_t live = gs_span_count_live(side, s->nelems, s->awords, gs_spanclass_tiny(s->spanclass), fi);
@@ -92,33 +121,30 @@ void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
         cs->objects_in_use += live;
         st->in_use_bytes += (uint64_t)live * s->elemsize;
     }
-    for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++) {
-        gs_class_stats_t *cs = &st->classes[gs_spanclass_sizeclass(sc)];
-        cs->allocs += h->central[sc].departed_allocs;
-        cs->frees += h->central[sc].departed_frees + h->central[sc].daemon_frees;
-    }
-    for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
-        if (!h->slots[i].in_use) continue;
-        gs_slot_t *sl = gs_slot_at(h, i);
-        for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
-            st->classes[c].allocs += gs_load_relaxed(&sl->stats[c].xallocs);
-            st->classes[c].frees += gs_load_relaxed(&sl->stats[c].xfrees);
-        }
-    }
-    st->large_allocs = h->large_allocs;
-    st->large_frees = h->large_frees;
-    st->notices = h->notices;
-    st->bad_requests = h->bad_requests;
+    return end < h->span_bump ? end : 0;
+}
 
-    /* By owner (daemon/owners.h); departed entries with nothing live go. */
-    gs_owners_prune(&h->owners, &tally);
-    memcpy(st->slot_in_use, tally.slot_bytes, sizeof st->slot_in_use);
+void gs_heap_stats_end(gs_heap_t *h, gs_heap_stats_t *st, gs_owner_tally_t *tally)
+{
+    /* By owner (daemon/owners.h); departed entries with nothing live go.
+     * A departed owner's spans only ever empty, so a tally gathered in
+     * pieces never finds one empty that still holds something. */
+    gs_owners_prune(&h->owners, tally);
+    memcpy(st->slot_in_use, tally->slot_bytes, sizeof st->slot_in_use);
     uint64_t now = gs_now_ns();
     st->ndeparted = h->owners.ndeparted;
     for (uint32_t i = 0; i < h->owners.ndeparted; i++) {
         st->departed[i].pid = h->owners.departed[i].pid;
-        st->departed[i].in_use_bytes = tally.departed_bytes[i];
+        st->departed[i].in_use_bytes = tally->departed_bytes[i];
         st->departed[i].gone_ns = now - h->owners.departed[i].gone_ns;
     }
-    st->departed_other_bytes = tally.departed_other;
+    st->departed_other_bytes = tally->departed_other;
+}
+
+void gs_heap_stats(gs_heap_t *h, gs_heap_stats_t *st)
+{
+    gs_owner_tally_t tally;
+    gs_heap_stats_begin(h, st, &tally);
+    gs_heap_stats_spans(h, st, &tally, 1, UINT32_MAX);
+    gs_heap_stats_end(h, st, &tally);
 }

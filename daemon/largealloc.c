@@ -27,8 +27,10 @@ int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uin
     if (!gs_heap_slot_in_use(h, slot) || align_shift > GS_LARGE_MAX_ALIGN_SHIFT) return gs_heap_bad(h);
     if (npages == 0 || npages > h->max_pages) return -ENOMEM;
     uint32_t sid;
-    gs_txn_begin(h); /* the list tag with the span: adoption reads neither, but one operation is one transaction */
-    int rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
+    int rc = gs_quota_check(h, slot, npages << GS_PAGE_SHIFT); /* daemon/quota.c */
+    if (rc) return rc;
+    gs_txn_begin(h); /* the span, its list tag and the slot's last large allocation: one transaction */
+    rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
     if (!rc) {
         gs_span(h, sid)->list = GS_LIST_LARGE;
         gs_span(h, sid)->client = gs_owners_ticket(&h->owners, slot); /* daemon/owners.h */
@@ -39,6 +41,7 @@ int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uin
     gs_killpoint("large-alloc");
     gs_txn_end(h);
     if (rc) return rc;
+    gs_quota_span_take(h, slot, gs_span(h, sid)); /* charged until freed */
     h->large_allocs++;
     *out = sid;
     return 0;

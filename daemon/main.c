@@ -106,9 +106,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     uint32_t notices = 0;
     uint32_t swept = gs_heap_bgsweep(d->heap, BGSWEEP_BUDGET, &notices); /* drains first */
     uint64_t released = gs_heap_scavenge(d->heap, gs_heap_scavenge_delay(d->heap));
+    /* A client may have fallocated memory the heap never committed
+     * (daemon/reconcile.c): give it back. */
+    uint64_t excess = gs_heap_reconcile(d->heap);
     uint32_t reaped = d->adopted ? gs_heap_orphans_reap(d->heap) : 0;
     pthread_mutex_unlock(&d->heap_lock);
     if (reaped) gs_log_info("reclaimed %u slots of processes that died before resuming them", reaped);
+    if (excess) {
+        /* At most one line per 10 s: a client could repeat this every tick. */
+        static uint64_t last_ns;
+        uint64_t now = gs_now_ns();
+        if (!last_ns || now - last_ns > UINT64_C(10000000000)) {
+            last_ns = now;
+            gs_log_warn("the data memfd held %llu bytes the heap never committed (a client's fallocate); "
+                        "punched them again", (unsigned long long)excess);
+        }
+    }
     if (released || (gs_log_enabled(GS_LOG_DEBUG) && (notices || swept)))
         gs_log_debug("housekeeping: %u notices, %u spans swept, %llu bytes released", notices, swept,
                      (unsigned long long)released);
@@ -219,6 +232,7 @@ static int daemon_start(gs_daemon_t *d)
         return -1;
     }
     if (open_heap(d, store_data, store_meta) != 0) return -1;
+    gs_heap_set_quotas(d->heap, d->cfg.max_client_bytes, d->cfg.max_uid_bytes); /* daemon/quota.c */
 
     gs_dataplane_config_t dc = {.force_epoll = d->cfg.force_epoll, .spin_us = d->cfg.spin_us};
     d->dp = gs_dp_start(d->heap, &d->heap_lock, &dc, err, sizeof err);

@@ -70,6 +70,9 @@ static bool spanclass_ok(uint32_t spanclass)
 static int cache_span(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t *out)
 {
     gs_central_t *c = &h->central[spanclass];
+    uint64_t bytes = (uint64_t)gs_class_npages[gs_spanclass_sizeclass(spanclass)] << GS_PAGE_SHIFT;
+    int qrc = gs_quota_check(h, slot, bytes); /* daemon/quota.c */
+    if (qrc) return qrc;
     uint32_t sid = 0;
     gs_txn_begin(h);
     while (c->partial.head) {
@@ -96,6 +99,7 @@ static int cache_span(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t 
     gs_mspan_t *s = gs_span(h, sid);
     gs_txn_span(h, sid);
     gs_killpoint("cache-owner");
+    gs_quota_span_take(h, slot, s); /* charged to this client until it empties */
     s->owner = slot + 1u;
     s->client = gs_owners_ticket(&h->owners, slot); /* who holds its live bytes: daemon/owners.h */
     gs_list_push(h, &h->slots[slot].cached, sid, GS_LIST_CACHED);
@@ -128,6 +132,10 @@ void gs_mcentral_uncache(gs_heap_t *h, uint32_t sid)
     /* Dekker with freers: clear the owner, then sweep. A freer either sees
      * owner 0 (and sends a notice) or its bit is seen by this sweep. */
     gs_store_seqcst(&s->xowner, 0);
+    /* The owner's published freeindex, read once and clamped: the trusted
+     * copy the sweep below folds in (and the only read of it). */
+    uint32_t fi = gs_load_relaxed(&side->xfreeindex);
+    s->freeindex = (uint16_t)(fi < s->nelems ? fi : s->nelems);
     if (gs_spanclass_tiny(s->spanclass)) {
         uint64_t t = gs_load_relaxed(&side->xtiny);
         uint32_t block;

@@ -453,6 +453,7 @@ void gs_mheap_free_span(gs_heap_t *h, uint32_t sid)
     gs_store_relaxed(&side->xsid, 0);
     gs_sidefree(h, s->side_off, s->awords, s->fwords);
     if (s->state == GS_SPAN_LARGE) h->large_frees++;
+    gs_quota_span_drop(h, s); /* its charges end here (daemon/quota.c) */
     gs_mheap_free(h, sid);
     gs_txn_end(h);
 }

@@ -34,7 +34,8 @@ int32_t gs_serve_entry(gs_heap_t *h, uint32_t slot, const gs_sqe_t *e, gs_cqe_t 
 
 void gs_serve_slot_open(gs_heap_t *h, uint32_t slot, gs_serve_slot_t *s)
 {
-    s->ring = &gs_slot_in(gs_heap_data_ptr(h), gs_heap_slots_off(h), gs_heap_slot_size(h), slot)->ring;
+    gs_slot_t *sl = gs_heap_slot_ptr(h, slot); /* the slot's own memfd */
+    s->ring = sl ? &sl->ring : NULL;
     s->sq_head = s->cq_tail = 0;
     memset(s->large, 0, sizeof s->large);
 }

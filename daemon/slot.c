@@ -9,6 +9,16 @@
  * objects a dead client never read are abandoned: the serve unit, which
  * remembers which completions carried one (daemon/serve.c,
  * gs_serve_slot_close), names them to gs_heap_large_abandon.
+ *
+ * Each slot is a memfd of its own (issue 7, point 4): created here at claim,
+ * sealed (no shrink, no grow, no further seal) and committed, mapped by the
+ * heap side for itself, and passed by the control plane to the one client
+ * that claimed it. No other client can reach its ring, so the ring a request
+ * comes in on names the requester. At reclaim the heap side unmaps it and
+ * closes its descriptor: the pages go away with the last reference (the
+ * client's mapping, or nothing if the client is dead). A client that punches
+ * or scribbles its own slot hurts only itself: the serve unit copies each
+ * entry out once and validates it, and the counters are statistics.
  */
 #include "heap_internal.h"
 
@@ -17,6 +27,7 @@
 #include <stdio.h>  /* snprintf */
 #include <stdlib.h> /* strtoull */
 #include <string.h> /* memset, strrchr */
+#include <sys/mman.h> /* mmap, munmap */
 #include <fcntl.h>  /* open */
 #include <unistd.h> /* read, close */
 
@@ -70,21 +81,38 @@ static void pslot_set(gs_heap_t *h, uint32_t i, uint32_t pid, uint32_t gen)
     }
 }
 
+int gs_slot_memfd_open(gs_heap_t *h, uint32_t i, uint32_t pid)
+{
+    int fd = -1;
+    int rc = gs_make_memfd("goshm-slot", GS_SLOT_MAP_SIZE, true, &fd);
+    if (rc) return rc;
+    /* Ready before the client touches it: no SIGBUS on a full tmpfs. */
+    rc = gs_sys_commit(fd, 0, GS_SLOT_MAP_SIZE);
+    gs_slot_t *s = rc ? MAP_FAILED : mmap(NULL, GS_SLOT_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (s == MAP_FAILED) {
+        if (!rc) rc = -errno;
+        close(fd);
+        return rc;
+    }
+    /* A fresh memfd reads as zero: the rings are empty. */
+    h->slots[i].generation++;
+    s->pid = pid;
+    s->generation = h->slots[i].generation;
+    h->slots[i].fd = fd;
+    h->slots[i].map = s;
+    return 0;
+}
+
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
 {
     for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
         if (h->slots[i].in_use) continue;
-        int rc = gs_sys_commit(h->data_fd, gs_slot_off(&h->lay, i), gs_slot_committed_size());
+        int rc = gs_slot_memfd_open(h, i, pid);
         if (rc) return rc;
-        gs_slot_t *s = gs_slot_at(h, i);
-        uint32_t gen = s->generation + 1u;
-        memset(s, 0, sizeof *s);
-        s->pid = pid;
-        s->generation = gen;
         h->slots[i].in_use = true;
         h->slots[i].orphan = false;
         h->slots[i].pid = pid;
-        pslot_set(h, i, pid, gen);
+        pslot_set(h, i, pid, h->slots[i].generation);
         h->slots[i].cached.head = 0;
         h->slots[i].cached.count = 0;
         gs_owners_attach(&h->owners, i, pid);
@@ -116,7 +144,7 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
     if (!gs_heap_slot_in_use(h, slot)) return gs_heap_bad(h);
     while (h->slots[slot].cached.head) gs_mcentral_uncache(h, h->slots[slot].cached.head);
     gs_slot_t *sl = gs_slot_at(h, slot);
-    for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
+    for (uint32_t c = 0; sl && c < GS_NUM_SIZE_CLASSES; c++) {
         /* Untrusted counters, for statistics only. */
         h->central[c * 2u].departed_allocs += gs_load_relaxed(&sl->stats[c].xallocs);
         h->central[c * 2u].departed_frees += gs_load_relaxed(&sl->stats[c].xfrees);
@@ -130,6 +158,13 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
     h->slots[slot].in_use = false;
     h->slots[slot].orphan = false;
     h->slots[slot].pid = 0;
+    gs_quota_slot_close(h, slot); /* its uid keeps its large objects' charge */
+    /* The data plane let go of the ring before (gs_dp_remove_slot, or the
+     * in-process seam's close); nothing of ours points into it any more. */
+    if (sl) munmap(sl, GS_SLOT_MAP_SIZE);
+    if (h->slots[slot].fd >= 0) close(h->slots[slot].fd);
+    h->slots[slot].map = NULL;
+    h->slots[slot].fd = -1;
     /* A removal is a serve pass of its own: frees the dead client made into
      * spans it no longer owns are swept now, not at the next tick. */
     gs_heap_drain_notices(h);
@@ -179,12 +214,11 @@ int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last
     if (!gs_heap_slot_orphan(h, slot)) return -ESRCH;
     const gs_pslot_t *p = &h->pslots[slot];
     if (p->pid != pid || !gs_proc_alive(pid, p->starttime)) return -ESRCH;
-    int rc = gs_sys_commit(h->data_fd, gs_slot_off(&h->lay, slot), gs_slot_committed_size());
-    if (rc) return rc;
-    /* The rings start afresh, as at a claim (the client restarts its
-     * indices at 0 and submits again what the old daemon did not answer);
-     * the counters the client published stay. */
-    memset(&gs_slot_at(h, slot)->ring, 0, sizeof(gs_ring_t));
+    /* The slot memfd is the fresh one adoption made for the orphan
+     * (daemon/adopt.c): nobody has mapped it yet, its rings are empty, and
+     * the client maps it in place of its old one (client/reconnect.c),
+     * restarting its indices at 0 and submitting again what the old daemon
+     * did not answer. */
     h->slots[slot].orphan = false;
     /* The last large allocation, if its request came after the last answer
      * the client read: it never got it (nobody else knows the span), so it
@@ -200,6 +234,16 @@ int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last
     if (sid && unread && sid < h->span_bump && gs_span(h, sid)->state == GS_SPAN_LARGE)
         gs_heap_large_abandon(h, slot, sid);
     return 0;
+}
+
+/* Quotas after a resume: adoption cleared every span's charge (the charge
+ * tables were private to the previous daemon); the spans this slot caches
+ * are charged to it again. */
+void gs_heap_slot_recharge(gs_heap_t *h, uint32_t slot)
+{
+    if (!gs_heap_slot_in_use(h, slot)) return;
+    for (uint32_t sid = h->slots[slot].cached.head; sid; sid = gs_span(h, sid)->next)
+        gs_quota_span_take(h, slot, gs_span(h, sid));
 }
 
 uint32_t gs_heap_orphans_reap(gs_heap_t *h)

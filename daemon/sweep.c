@@ -6,17 +6,27 @@
  * notice entry's xqueued flag). The heap side drains the stack once per serve
  * pass (daemon/serve.c) and once per housekeeping tick (gs_heap_bgsweep), and
  * sweeps each span named: partial and full spans move between the mcentral's
- * lists or go back to the mheap, large ones are freed. Background sweep walks
+ * lists or go back to the mheap, large ones are freed. The stack's links are
+ * client-written: a drain does GS_DRAIN_BUDGET ids at most per call (the
+ * rest of the chain waits for the next call) and stops at an id the chain
+ * visited already, so a looping or endless chain costs a bounded time under
+ * the heap lock (issue 7, point 8). Background sweep walks
  * the span table for frees whose notice was lost with a dying freer.
  */
 #include "heap_internal.h"
+
+/* Notice ids handled per drain call: ~1 us each at most. */
+#define GS_DRAIN_BUDGET 256u
 
 uint32_t gs_sweep_span(gs_heap_t *h, gs_mspan_t *s)
 {
     gs_side_t *side = gs_side_of(h, s);
     uint32_t merged = 0;
-    uint32_t live = gs_span_sweep(side, s->nelems, s->awords, gs_spanclass_tiny(s->spanclass),
-                                  gs_load_relaxed(&side->xfreeindex), &merged);
+    /* The trusted freeindex (gs_mspan_t.freeindex), never the side
+     * record's: the heap side sweeps only spans no mcache owns. */
+    uint32_t fi = s->freeindex;
+    s->freeindex = 0; /* folded below; step 1 is idempotent if we die */
+    uint32_t live = gs_span_sweep(side, s->nelems, s->awords, gs_spanclass_tiny(s->spanclass), fi, &merged);
     if (s->state == GS_SPAN_SMALL) h->central[s->spanclass].daemon_frees += merged;
     return live;
 }
@@ -57,19 +67,34 @@ int gs_heap_notice(gs_heap_t *h, uint32_t sid) { return notice(h, sid, false); }
 
 uint32_t gs_heap_drain_notices(gs_heap_t *h)
 {
-    if (!gs_load_relaxed(&h->hdr->xnotice_head)) return 0;
-    /* Acquire: pairs with the pushers' release CAS, so their xnext is seen. */
-    uint32_t sid = gs_xchg_acqrel(&h->hdr->xnotice_head, 0);
+    uint32_t sid = h->notice_rest;
+    if (!sid) {
+        if (!gs_load_relaxed(&h->hdr->xnotice_head)) return 0;
+        /* Acquire: pairs with the pushers' release CAS, so their xnext is seen. */
+        sid = gs_xchg_acqrel(&h->hdr->xnotice_head, 0);
+        if (++h->drain_gen == 0) h->drain_gen = 1; /* 0: never visited */
+    }
     uint32_t n = 0;
-    while (sid) {
-        /* The chain lives in client-writable memory: bound it, and check each
-         * id before reading its link. */
-        if (sid >= h->span_bump || n > h->span_bump) {
+    /* The chain lives in client-writable memory: check each id before
+     * reading its link, stop at an id this chain visited already (a loop),
+     * and do GS_DRAIN_BUDGET ids per call at most: the rest waits for the
+     * next pass (the data plane's next loop, or the next tick), so a long
+     * chain never holds the heap lock for long. Ids left in the rest keep
+     * their xqueued flag, so no freer can push them again meanwhile. */
+    while (sid && n < GS_DRAIN_BUDGET) {
+        if (sid >= h->span_bump) {
             h->bad_requests++;
+            sid = 0;
             break;
         }
-        uint32_t next = gs_load_relaxed(&gs_notice_of(h, sid)->xnext);
         gs_mspan_t *s = gs_span(h, sid);
+        if (s->drain_gen == h->drain_gen) {
+            h->bad_requests++; /* seen twice in one chain: a loop */
+            sid = 0;
+            break;
+        }
+        s->drain_gen = h->drain_gen;
+        uint32_t next = gs_load_relaxed(&gs_notice_of(h, sid)->xnext);
         if (s->state == GS_SPAN_SMALL || s->state == GS_SPAN_LARGE) {
             notice(h, sid, true);
         } else {
@@ -79,6 +104,7 @@ uint32_t gs_heap_drain_notices(gs_heap_t *h)
         sid = next;
         n++;
     }
+    h->notice_rest = sid;
     return n;
 }
 
@@ -98,7 +124,10 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices)
          * right now, or its pusher died between flag and push. A flag seen
          * on two visits in a row (a lap apart, 100 ms or more) is the
          * latter: clear it, or the id would never be pushed again. */
-        if (gs_load_relaxed(&gs_notice_of(h, sid)->xqueued)) {
+        if (h->notice_rest) {
+            /* A chain is still being drained: its ids are rightly flagged
+             * and off the stack. Judge the flags when it is done. */
+        } else if (gs_load_relaxed(&gs_notice_of(h, sid)->xqueued)) {
             if (s->suspect) {
                 gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
                 s->suspect = 0;

@@ -30,12 +30,21 @@
  *
  * Who owns what
  * -------------
- *   data memfd   header, client slots, side records, arenas. Mapped read-write
- *                by every client. The daemon never trusts what it reads there.
- *   meta memfd   page map (page -> span id) and span records (gs_mspan_t).
- *                Written only by the heap side; clients get an O_RDONLY
- *                descriptor and map it PROT_READ, so they cannot corrupt the
- *                page heap.
+ *   data memfd   the notice stack head, side records, notice entries, arenas.
+ *                Mapped read-write by every client, sealed against shrink,
+ *                grow and new seals. The daemon never trusts what it reads
+ *                there, and nothing it needs lives there: a client that
+ *                punches a page of it loses objects, not the heap; one that
+ *                fallocates in it sees the housekeeping tick punch it again
+ *                (daemon/reconcile.c).
+ *   meta memfd   the layout header, page map (page -> span id) and span
+ *                records (gs_mspan_t). Written only by the heap side; clients
+ *                get an O_RDONLY descriptor and map it PROT_READ, so they
+ *                cannot corrupt the page heap; each copies the layout once,
+ *                at attach.
+ *   slot memfds  one per attached client: its rings and counters (gs_slot_t),
+ *                created by the heap side at attach and passed to that client
+ *                only, so no client can speak on another's ring.
  *   daemon heap  the mheap's free-run bins, per-page states, mcentral lists:
  *                private memory of the process that owns the heap.
  *
@@ -53,7 +62,7 @@
  *               thread allocates from its own mcache without a lock or a
  *               system call; frees are atomic ORs in shared memory. Only a
  *               refill or a large allocation goes to the daemon.
- *   the ring    one per client slot, in the data memfd (shm/ring.h): the
+ *   the ring    one per client slot, in the slot's memfd (shm/ring.h): the
  *               client writes an entry (REFILL, RELEASE, LARGE_ALLOC,
  *               NOTICE), publishes the tail, rings the doorbell only if
  *               the daemon asked for it, and spins, then sleeps on a futex

@@ -5,23 +5,36 @@
  * Each field says who writes it, how it is ordered and what a writer that
  * dies halfway leaves behind. Bump GS_ABI_VERSION whenever a layout changes.
  *
- * Data memfd (read-write for every client):
- *   [0, 64 KiB)                 gs_seg_header_t
- *   [slots_off, +max_slots*SLOT) client slots (gs_slot_t)
+ * Data memfd (read-write for every client; sealed against shrink, grow and
+ * new seals, but any client can write, fallocate or punch any byte of it):
+ *   [0, 64 KiB)                 gs_seg_header_t: the notice stack head only
  *   [side_off, +side_size)      side records, carved by daemon/fixalloc.c
- *   [arena_off, reserve_size)   arenas; arena_off is 64 MiB aligned
+ *   [notice_off, ...)           gs_notice_t per span id
+ *   [arena_off, data_size)      arenas; arena_off is 64 MiB aligned
+ * Nothing the heap side needs lives here, and no client reads its layout
+ * from here: the layout is in the meta header (read-only for clients), which
+ * each client copies into its private struct goshm once, at attach.
  *
  * Meta memfd (read-write for the heap side, O_RDONLY for clients):
- *   [0, 4 KiB)                  gs_meta_header_t
+ *   [0, 4 KiB)                  gs_meta_header_t: the layout of both memfds
  *   [pagemap_off, ...)          uint32_t span id per heap page (0: none)
  *   [spans_off, ...)            gs_mspan_t per span id (id 0 unused)
- *   [pslots_off, ...)           gs_pslot_t per client slot (daemon/persist.h)
+ *   [pslots_off, ...)           gs_pslot_t per client slot
  *   [undo_off, ...)             gs_undo_log_t (daemon/intent.c)
  *
- * Both memfds may be files in a state directory instead (goshmd --state-dir,
+ * Slot memfds, one per attached client (gs_slot_t): created by the heap side
+ * at claim, passed only to that client (SCM_RIGHTS in its AttachReply), and
+ * closed and unmapped by the heap side at reclaim. No other client holds a
+ * descriptor or a mapping of it, so a request that arrives on a slot's ring
+ * comes from that slot's client (or from a process of its uid that can
+ * ptrace it or open its /proc/PID/fd: the same trust domain).
+ *
+ * The data and meta memfds may be files in a state directory instead (goshmd --state-dir,
  * daemon/persist.c), or sit in systemd's fd store: a later goshmd adopts
  * them (daemon/adopt.c). Everything the heap side needs to rebuild its
- * private state is in the meta memfd, written only by the heap side.
+ * private state is in the meta memfd, written only by the heap side. Slot
+ * memfds are transient: a client that resumes its slot under the adopting
+ * daemon gets a fresh one (client/reconnect.c).
  */
 #ifndef GOSHM_SEGMENT_H
 #define GOSHM_SEGMENT_H
@@ -34,9 +47,8 @@
 #include "overview.h"
 #include "ring.h"   /* gs_ring_t, in each slot */
 
-#define GS_SEG_MAGIC  UINT64_C(0x4745534d48534f47) /* "GOSHMSEG" */
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
-#define GS_ABI_VERSION 3u /* 2: heap_id, prof_off; 3: meta heap id, persistent slot table, undo log */
+#define GS_ABI_VERSION 4u /* 3: layout in the meta header, a memfd per slot; 4: slot table, undo log */
 
 #define GS_HEADER_SIZE   (64u * 1024u)
 #define GS_SLOT_SIZE     (64u * 1024u)
@@ -45,48 +57,35 @@
 
 /* ---- data memfd: header ------------------------------------------------ */
 
+/* What clients must write and nothing else. The layout used to live here too;
+ * any client could rewrite it under the others (issue 7, point 6), so it moved
+ * to the meta header (gs_meta_header_t below).
+ *
+ * The notice stack: span ids (0 = empty) of spans that gained frees while no
+ * mcache owned them. Multi-producer (any freer, any process), single consumer
+ * (the heap side), Treiber push with a release CAS, pop of the whole chain
+ * with one acquire exchange, so there is no ABA. Links and "queued" flags
+ * live in the notice array (gs_notice_t), indexed by span id, not in side
+ * records: a freer may push a span that the heap side has meanwhile given
+ * back to the mheap (it saw no owner, then lost the race), and such a stale
+ * entry must not break the chain. The heap side skips it, or sweeps the span
+ * that now has that id: harmless. A pusher that dies after its CAS has pushed
+ * completely; one that dies between setting the flag and the push leaves the
+ * flag set: the background sweep (daemon/mcentral.c) sweeps full spans anyway
+ * and clears a flag it finds set on two visits in a row.
+ * Trust: any client can write any value (or punch the page: it reads 0, an
+ * empty stack). The heap side bounds every id it pops and every link it
+ * follows; garbage costs at most a sweep of a span that did not need one, or
+ * a lost notice that the background sweep makes up for. */
 typedef struct gs_seg_header {
-    /* Written once by the heap side before the segment is shared; read-only
-     * afterwards. Clients check magic and abi_version before using anything. */
-    uint64_t magic;
-    uint32_t abi_version;
-    uint32_t page_size;      /* GS_PAGE_SIZE */
-    uint64_t arena_size;     /* GS_ARENA_SIZE */
-    uint64_t reserve_size;   /* size of the data memfd */
-    uint64_t slots_off;
-    uint32_t max_slots;
-    uint32_t slot_size;
-    uint64_t side_off;
-    uint64_t side_size;
-    uint64_t arena_off;      /* offset of heap page 0 */
-    uint64_t max_pages;      /* heap pages the reservation can hold */
-    uint64_t meta_size;      /* size of the meta memfd */
-    uint64_t epoch;          /* changes with every heap instance */
-    uint64_t notice_off;     /* gs_notice_t per span id */
-    uint64_t heap_id;        /* random, made at creation (daemon/heap.h) */
-    uint64_t prof_off;       /* the profile region (shm/profregion.h) */
-
-    /* The notice stack: span ids (0 = empty) of spans that gained frees
-     * while no mcache owned them. Multi-producer (any freer, any process),
-     * single consumer (the heap side), Treiber push with a release CAS, pop of
-     * the whole chain with one acquire exchange, so there is no ABA. Links
-     * and "queued" flags live in the notice array (gs_notice_t), indexed by
-     * span id, not in side records: a freer may push a span that the heap side
-     * has meanwhile given back to the mheap (it saw no owner, then lost the
-     * race), and such a stale entry must not break the chain. The heap side
-     * skips it, or sweeps the span that now has that id: harmless. A pusher
-     * that dies after its CAS has pushed completely; one that dies between
-     * setting the flag and the push leaves the flag set: the background sweep
-     * (daemon/mcentral.c) sweeps full spans anyway and clears a flag it finds
-     * set on two visits in a row. */
     _Alignas(GS_CACHELINE) _Atomic uint32_t xnotice_head;
     uint8_t pad1[GS_CACHELINE - 4];
 } gs_seg_header_t;
 
-_Static_assert(offsetof(gs_seg_header_t, xnotice_head) == 128, "header layout");
-_Static_assert(sizeof(gs_seg_header_t) == 192, "header layout");
+_Static_assert(offsetof(gs_seg_header_t, xnotice_head) == 0, "header layout");
+_Static_assert(sizeof(gs_seg_header_t) == GS_CACHELINE, "header layout");
 
-/* ---- data memfd: client slots ---------------------------------------- */
+/* ---- slot memfds: one per client --------------------------------------- */
 
 /* Per-class counters a client publishes. Written by the client (relaxed
  * adds), read by the heap side for statistics only: values are untrusted and
@@ -96,9 +95,12 @@ typedef struct gs_slot_class_stats {
     _Atomic uint64_t xfrees;    /* freed bits merged by this client's sweeps */
 } gs_slot_class_stats_t;
 
+/* A client slot, alone in its own memfd (see the top of this file). Only
+ * its client and the heap side map it; the client can write all of it, and
+ * the heap side reads it as that client's untrusted input. */
 typedef struct gs_slot {
-    /* Written by the heap side when it hands the slot out (before the client
-     * learns its index) and when it reclaims it. */
+    /* Written by the heap side when it creates the slot (before the client
+     * gets the descriptor); informational. */
     uint32_t pid;
     uint32_t generation;
     uint8_t  pad0[GS_CACHELINE - 8];
@@ -111,13 +113,18 @@ typedef struct gs_slot {
 } gs_slot_t;
 
 _Static_assert(sizeof(gs_slot_t) <= GS_SLOT_SIZE, "slot too large");
+/* The size of a slot memfd: the gs_slot_t, in whole OS pages. */
+#define GS_SLOT_MAP_SIZE ((uint32_t)((sizeof(gs_slot_t) + 4095u) & ~(size_t)4095u))
 
 /* ---- data memfd: side records ---------------------------------------- */
 
 /* One per in-use span, allocated by the heap side from size buckets
  * (daemon/fixalloc.c) in client-writable memory. The heap side reads every
  * field as untrusted input: indices are clamped, bitmaps are masked to nelems,
- * and the span id is checked against the trusted span record.
+ * and the span id is checked against the trusted span record. A record whose
+ * page a client punched reads as zero ("nothing allocated, nothing freed"):
+ * its span's objects may be handed out again (lost), the heap side goes on
+ * (daemon/reconcile.c).
  *
  * Bitmaps follow the header: alloc[words], then freed[fwords].
  *   alloc  bit i: slot i was allocated at the last sweep. Written only by the
@@ -160,17 +167,9 @@ typedef struct gs_notice {
     _Atomic uint32_t xnext;
 } gs_notice_t;
 
-/* The one formula for where a slot and a notice entry are: `data` is the
- * data memfd's mapping, slots_off/slot_size/notice_off the layout (the heap
- * side's own copy, or a client's checked copy of the header's). */
-static inline uint64_t gs_slot_offset(uint64_t slots_off, uint64_t slot_size, uint32_t slot)
-{
-    return slots_off + (uint64_t)slot * slot_size;
-}
-static inline gs_slot_t *gs_slot_in(char *data, uint64_t slots_off, uint64_t slot_size, uint32_t slot)
-{
-    return (gs_slot_t *)(data + gs_slot_offset(slots_off, slot_size, slot));
-}
+/* Where a notice entry is: `data` is the data memfd's mapping, notice_off
+ * the layout (the heap side's own, or a client's private copy of the meta
+ * header's). */
 static inline gs_notice_t *gs_notice_in(char *data, uint64_t notice_off, uint32_t sid)
 {
     return (gs_notice_t *)(data + notice_off) + sid;
@@ -224,10 +223,22 @@ typedef struct gs_mspan {
     uint32_t allocated;    /* objects allocated at the last sweep */
     uint64_t freed_at_ns;  /* free runs: when it became idle */
     uint8_t  suspect;      /* its notice flag was set at the last background sweep */
-    uint8_t  pad2[3];
+    uint8_t  charge_slot;  /* slot + 1 charged for it (daemon/quota.c), 0: none */
+    uint8_t  charge_uidx;  /* uid table entry + 1 charged for it, 0: none */
+    uint8_t  pad2;
     uint32_t client;       /* ticket of the client that cached it last, or
                             * allocated it (large): daemon/owners.h */
-    uint8_t  pad3[8];
+    uint32_t drain_gen;    /* the notice chain that last visited it (daemon/sweep.c) */
+    /* The freeindex the next sweep folds in, while no mcache owns the span:
+     * the owner's published xfreeindex, read once (clamped to nelems) when
+     * the span was taken back, and 0 once a sweep folded it. The side
+     * record's xfreeindex of an uncached span is never read again: a
+     * client could write it to pin the span as full (daemon/sweep.c). */
+    uint16_t freeindex;
+    /* The charged slot's generation then (mod 2^16: a slot reused 65536
+     * times while the span stays charged could have an old charge debited
+     * from its new client, never the other way round). */
+    uint16_t charge_gen;
 } gs_mspan_t;
 
 _Static_assert(sizeof(gs_mspan_t) == 112, "mspan layout");
@@ -249,19 +260,29 @@ static inline uint32_t gs_mspan_owner(const gs_mspan_t *s)
 }
 
 typedef struct gs_meta_header {
-    /* Written once by the heap side. */
+    /* Written once by the heap side before any client can map the memfd;
+     * read-only afterwards (clients hold an O_RDONLY descriptor of a memfd
+     * sealed with F_SEAL_FUTURE_WRITE). Clients check it at attach, copy the
+     * layout into their private struct goshm and never read it again. */
     uint64_t magic;
     uint32_t abi_version;
-    uint32_t pad0;
+    uint32_t page_size;      /* GS_PAGE_SIZE */
+    uint64_t arena_size;     /* GS_ARENA_SIZE */
+    uint64_t data_size;      /* size of the data memfd */
+    uint64_t meta_size;      /* size of this memfd */
     uint64_t pagemap_off;
     uint64_t spans_off;
     uint64_t max_spans;
-    uint64_t epoch;          /* equals the data header's epoch */
-    /* A random identity chosen when the heap is created, kept by every
-     * adoption (goshm_heap_id): offsets mean something only within one id. */
-    uint64_t heap_id;
-    uint32_t max_slots;      /* client slots of the layout */
-    uint32_t pad1;
+    uint64_t side_off;       /* data memfd: side records */
+    uint64_t side_size;
+    uint64_t notice_off;     /* data memfd: gs_notice_t per span id */
+    uint64_t arena_off;      /* data memfd: heap page 0 */
+    uint64_t max_pages;      /* heap pages the reservation can hold */
+    uint32_t max_slots;      /* client slots */
+    uint32_t slot_size;      /* bytes of a slot memfd (GS_SLOT_MAP_SIZE) */
+    uint64_t epoch;          /* changes with every heap instance */
+    uint64_t heap_id;        /* random, made at creation (daemon/heap.h) */
+    uint64_t prof_off;       /* data memfd: the profile region (shm/profregion.h) */
     /* Heap pages grown so far (arenas * GS_PAGES_PER_ARENA). Written with a
      * release store by the heap side after the arena's page map is
      * committed; clients load it with acquire before indexing the page map.
@@ -271,8 +292,6 @@ typedef struct gs_meta_header {
     uint64_t undo_off;       /* gs_undo_log_t */
 } gs_meta_header_t;
 
-_Static_assert(offsetof(gs_meta_header_t, heap_id) == 48, "meta header layout");
-_Static_assert(offsetof(gs_meta_header_t, xheap_pages) == 64, "meta header layout");
 _Static_assert(sizeof(gs_meta_header_t) <= GS_META_HDR_SIZE, "meta header layout");
 
 /* The persistent slot table: which process owns each client slot, so that a
@@ -323,6 +342,34 @@ typedef struct gs_undo_log {
 
 _Static_assert(sizeof(gs_undo_entry_t) == 128, "undo layout");
 _Static_assert(sizeof(gs_mspan_t) == sizeof(((gs_undo_entry_t *)0)->rec), "undo holds a span record");
+
+/* A client's check of the meta header (mapped read-only) against the sizes
+ * of its two mappings, before it copies the layout: every region must fit
+ * where it is said to be. 1 if it is a layout this library can use. */
+static inline int gs_meta_usable(const gs_meta_header_t *m, uint64_t data_size, uint64_t meta_size)
+{
+    return m->magic == GS_META_MAGIC && m->abi_version == GS_ABI_VERSION && m->page_size == GS_PAGE_SIZE &&
+           m->arena_size == GS_ARENA_SIZE && m->data_size == data_size && m->meta_size == meta_size &&
+           m->arena_off % GS_ARENA_SIZE == 0 && m->max_pages <= (data_size >> GS_PAGE_SHIFT) &&
+           m->arena_off <= data_size && m->arena_off + (m->max_pages << GS_PAGE_SHIFT) <= data_size &&
+           m->side_off >= sizeof(gs_seg_header_t) && m->side_size <= data_size && m->side_off <= data_size &&
+           m->side_off + m->side_size <= m->notice_off && m->notice_off <= data_size &&
+           m->max_spans <= meta_size / sizeof(gs_mspan_t) &&
+           m->notice_off + m->max_spans * sizeof(gs_notice_t) <= m->arena_off && m->pagemap_off <= meta_size &&
+           m->pagemap_off + m->max_pages * 4u <= meta_size && m->spans_off <= meta_size &&
+           m->spans_off + m->max_spans * sizeof(gs_mspan_t) <= meta_size && m->max_slots != 0 &&
+           m->max_slots <= GS_MAX_SLOTS && m->slot_size == GS_SLOT_MAP_SIZE;
+}
+
+/* Does an AttachReply's layout agree with the meta header it came with?
+ * The client uses the header's values; a reply that disagrees is refused
+ * (EPROTO): it comes from a daemon that is not the heap's, or is broken. */
+static inline int gs_attach_agrees(const gs_meta_header_t *m, uint32_t slot, uint32_t max_slots, uint64_t data_size,
+                                   uint64_t meta_size, uint64_t slot_size, uint64_t epoch)
+{
+    return max_slots == m->max_slots && slot < max_slots && data_size == m->data_size &&
+           meta_size == m->meta_size && slot_size == m->slot_size && epoch == m->epoch;
+}
 
 /* Object index of byte offset `rel` inside a span, without a division. */
 static inline uint32_t gs_divide(uint64_t rel, uint32_t divmagic)

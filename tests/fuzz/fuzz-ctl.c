@@ -15,12 +15,19 @@
  *      (k from a hash of the input): it must return NULL and leak nothing.
  * Every allocation goes through a counting allocator: after each
  * free_unpacked nothing may remain. Mostly a memory-safety target for ASan.
+ *
+ * The AttachReply's layout fields are checked as the client checks them
+ * (shm/segment.h gs_attach_agrees, against a meta header like a real heap's:
+ * slot_size, max_slots, sizes, epoch) and compared with an independent
+ * oracle; and the input's first bytes, read as a gs_meta_header_t, go
+ * through gs_meta_usable, whose "yes" must mean every region fits.
  */
 #define _GNU_SOURCE
 #include <stdbool.h> /* bool */
 #include <stdint.h>  /* uint*_t */
 #include <stdio.h>   /* fprintf */
 #include <stdlib.h>  /* malloc, abort */
+#include <stddef.h>  /* offsetof */
 #include <string.h>  /* memcmp */
 
 #include "goshm.pb-c.h"
@@ -28,6 +35,9 @@
 #include "check.h"
 
 #define FZ_MAX_PACKET (64u * 1024u) /* GS_CTL_MAX_PACKET, daemon/ctl.h */
+#define FZ_DATA_SIZE (UINT64_C(320) << 20)
+#define FZ_META_SIZE UINT64_C(3792896)
+#define FZ_EPOCH UINT64_C(0x1234567890abcdef)
 
 /* What the inputs reached (printed by main): decodes per message and case. */
 static unsigned long long fz_decoded[2][6], fz_rejected[2], fz_oom_runs;
@@ -186,14 +196,71 @@ static void walk_request(const Goshm__Request *r)
     }
 }
 
+/* The meta header of a 256 MiB heap with 64 slots, as daemon/heap.c writes
+ * it (the values the replies of gen_valid and the corpus aim at). */
+static gs_meta_header_t fz_meta(void)
+{
+    gs_meta_header_t m;
+    memset(&m, 0, sizeof m);
+    m.magic = GS_META_MAGIC;
+    m.abi_version = GS_ABI_VERSION;
+    m.page_size = GS_PAGE_SIZE;
+    m.arena_size = GS_ARENA_SIZE;
+    m.data_size = FZ_DATA_SIZE;
+    m.meta_size = FZ_META_SIZE;
+    m.max_slots = 64;
+    m.slot_size = GS_SLOT_MAP_SIZE;
+    m.epoch = FZ_EPOCH;
+    return m;
+}
+
+static unsigned long long fz_attach_agreed, fz_meta_usable;
+
+/* client/service.c: an AttachReply is used only if it agrees with the meta
+ * header, field by field. */
+static void check_attach_reply(const Goshm__AttachReply *a)
+{
+    gs_meta_header_t m = fz_meta();
+    bool ok = gs_attach_agrees(&m, a->slot, a->max_slots, a->data_size, a->meta_size, a->slot_size, a->epoch);
+    bool want = a->max_slots == 64 && a->slot < 64 && a->data_size == FZ_DATA_SIZE &&
+                a->meta_size == FZ_META_SIZE && a->slot_size == GS_SLOT_MAP_SIZE && a->epoch == FZ_EPOCH;
+    CHECK_MSG(ok == want, "attach reply: slot %u/%u sizes %llu %llu %llu epoch %llu: client says %d, oracle %d",
+              a->slot, a->max_slots, (unsigned long long)a->data_size, (unsigned long long)a->meta_size,
+              (unsigned long long)a->slot_size, (unsigned long long)a->epoch, ok, want);
+    fz_attach_agreed += ok;
+}
+
+/* client/attach.c: a meta header the client accepts has every region
+ * inside its mappings (checked here in 128-bit arithmetic). */
+static void check_meta(const uint8_t *data, size_t size)
+{
+    gs_meta_header_t m;
+    if (size < offsetof(gs_meta_header_t, xheap_pages)) return;
+    memset(&m, 0, sizeof m);
+    memcpy(&m, data, offsetof(gs_meta_header_t, xheap_pages));
+    if (!gs_meta_usable(&m, m.data_size, m.meta_size)) return;
+    fz_meta_usable++;
+    typedef unsigned __int128 u128;
+    u128 ds = m.data_size, ms = m.meta_size;
+    CHECK((u128)m.arena_off + ((u128)m.max_pages << GS_PAGE_SHIFT) <= ds);
+    CHECK((u128)m.side_off + m.side_size <= m.notice_off);
+    CHECK((u128)m.notice_off + (u128)m.max_spans * sizeof(gs_notice_t) <= m.arena_off);
+    CHECK((u128)m.pagemap_off + (u128)m.max_pages * 4u <= ms);
+    CHECK((u128)m.spans_off + (u128)m.max_spans * sizeof(gs_mspan_t) <= ms);
+    CHECK(m.side_off >= sizeof(gs_seg_header_t) && m.max_slots >= 1 && m.max_slots <= GS_MAX_SLOTS);
+}
+
 /* client/service.c (attach, detach, errors) and tools/goshmctl.c (stats). */
 static void walk_reply(const Goshm__Reply *r)
 {
     switch (r->msg_case) {
     case GOSHM__REPLY__MSG_ATTACH:
         CHECK(r->attach != NULL);
-        if (r->attach) fz_sink += r->attach->abi_version + r->attach->slot + r->attach->data_size +
-                                  r->attach->meta_size + r->attach->epoch;
+        if (r->attach) {
+            fz_sink += r->attach->abi_version + r->attach->slot + r->attach->data_size + r->attach->meta_size +
+                       r->attach->epoch + r->attach->slot_size + r->attach->max_slots;
+            check_attach_reply(r->attach);
+        }
         break;
     case GOSHM__REPLY__MSG_DETACH: CHECK(r->detach != NULL); break;
     case GOSHM__REPLY__MSG_ERROR:
@@ -311,6 +378,7 @@ static int run_input(const uint8_t *data, size_t size)
     if (size > 0 && size <= FZ_MAX_PACKET)
         one_decoder("Request", &goshm__request__descriptor, unpack_request, walk_request_m, data, size, hash);
     one_decoder("Reply", &goshm__reply__descriptor, unpack_reply, walk_reply_m, data, size, hash);
+    check_meta(data, size);
     return check_failures != failures ? -1 : 0;
 }
 
@@ -387,6 +455,18 @@ static size_t gen_valid(unsigned long long *rs, uint8_t *buf, size_t cap)
             ar.data_size = rnd_val(rs);
             ar.meta_size = rnd_val(rs);
             ar.epoch = rnd_val(rs);
+            ar.slot_size = rnd_val(rs);
+            ar.max_slots = (uint32_t)rnd_val(rs);
+            if ((r >> 20) % 2u) {
+                /* Near a real reply: each field right but for one, or all. */
+                unsigned wrong = (unsigned)((r >> 24) % 8u);
+                if (wrong != 0) ar.slot = (uint32_t)((r >> 32) % 64u);
+                if (wrong != 1) ar.max_slots = 64;
+                if (wrong != 2) ar.data_size = FZ_DATA_SIZE;
+                if (wrong != 3) ar.meta_size = FZ_META_SIZE;
+                if (wrong != 4) ar.slot_size = GS_SLOT_MAP_SIZE;
+                if (wrong != 5) ar.epoch = FZ_EPOCH;
+            }
             rep.msg_case = GOSHM__REPLY__MSG_ATTACH;
             rep.attach = &ar;
             break;
@@ -495,10 +575,38 @@ static size_t gen_soup(unsigned long long *rs, uint8_t *buf, size_t cap)
     return n;
 }
 
+/* A meta header laid out as daemon/heap.c lays out a 256 MiB heap, one
+ * 64-bit word of it replaced with a random value (or none). */
+static size_t gen_meta(unsigned long long *rs, uint8_t *buf, size_t cap)
+{
+    gs_meta_header_t m = fz_meta();
+    uint64_t max_pages = (UINT64_C(256) << 20) >> GS_PAGE_SHIFT;
+    m.max_pages = max_pages;
+    m.max_spans = max_pages + 2u;
+    m.side_off = 64u * 1024u;
+    m.side_size = max_pages * 320u;
+    m.notice_off = m.side_off + m.side_size;
+    m.arena_off = GS_ARENA_SIZE;
+    m.pagemap_off = 4096;
+    m.spans_off = 4096 + max_pages * 4u;
+    m.data_size = m.arena_off + (max_pages << GS_PAGE_SHIFT);
+    m.meta_size = m.spans_off + m.max_spans * sizeof(gs_mspan_t);
+    size_t n = offsetof(gs_meta_header_t, xheap_pages);
+    if (cap < n) return 0;
+    memcpy(buf, &m, n);
+    unsigned long long r = test_rand(rs);
+    if (r % 4u) {
+        uint64_t v = rnd_val(rs);
+        memcpy(buf + (size_t)((r >> 8) % (n / 8u)) * 8u, &v, 8);
+    }
+    return n;
+}
+
 static size_t gen_input(unsigned long long *rs, uint8_t *buf, size_t cap)
 {
     size_t n;
     unsigned long long r = test_rand(rs);
+    if (r % 20u == 0) return gen_meta(rs, buf, cap); /* unmutated: mutations come from its one word */
     if (r % 10u < 7) {
         n = gen_valid(rs, buf, cap);
         /* Concatenated messages merge: oneof cases switch, repeated fields
@@ -527,6 +635,8 @@ int main(int argc, char **argv)
     fz_main_opts_t o;
     fz_parse(&o, argc, argv, 500000 / TEST_SCALE);
     int rc = fz_main(&o, "fuzz-ctl", run_input, gen_input, 64u * 1024u, 1);
+    fprintf(stderr, "fuzz-ctl: reached: %llu attach replies agreeing with the meta header, %llu usable meta headers\n",
+            fz_attach_agreed, fz_meta_usable);
     fprintf(stderr, "fuzz-ctl: reached: Request decoded %llu (none %llu, attach %llu, detach %llu, stats %llu), "
                     "rejected %llu; Reply decoded %llu (none %llu, attach %llu, detach %llu, stats %llu, error %llu), "
                     "rejected %llu; %llu decodes with a failing allocation\n",

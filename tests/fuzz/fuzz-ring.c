@@ -37,9 +37,16 @@
  * Objects' contents and bitmaps may be damaged by a hostile client; the
  * heap side's own structures may not, and nothing may crash.
  *
- * Options (main or libFuzzer): -no-header leaves the segment header alone
- * (triage: to look past a header bug such as corpus/ring/crash-hdr-*, from
- * when the heap side read its layout back from the shared header).
+ * Each client's ring is in its slot's own memfd (shm/segment.h), reached
+ * through the heap side's mapping as the data plane does. The T_HEADER
+ * scribble writes page 0 of the data memfd (once the layout header, now only
+ * the notice head), punches pages of the data memfd (side records, notices,
+ * page 0: they read as zero) or fallocates memory the heap never committed,
+ * which the reconcile after a background sweep must give back.
+ *
+ * Options (main or libFuzzer): -no-header leaves page 0 and the memfd's
+ * pages alone (triage: corpus/ring/crash-hdr-* date from when the heap side
+ * read its layout back from the shared header).
  */
 #define _GNU_SOURCE
 #include <errno.h>    /* EINVAL */
@@ -48,6 +55,8 @@
 #include <stdio.h>    /* fprintf */
 #include <stdlib.h>   /* abort, qsort */
 #include <string.h>   /* memcpy, memset */
+#include <fcntl.h>    /* fallocate */
+#include <sys/stat.h> /* fstat */
 
 #include "heap_internal.h"
 #include "serve.h"
@@ -90,12 +99,15 @@ typedef struct fz_client {
 
 typedef struct fz {
     gs_heap_t *h;
-    gs_seg_header_t hdr0; /* the header as created: what clients read */
+    /* The layout as a client copies it at attach, from the meta header
+     * (read-only for clients: nothing scribbled can change it). */
+    struct { uint64_t side_off, side_size, notice_off, arena_off; } hdr0;
     fz_client_t cl[FZ_CLIENTS];
     uint32_t seen[FZ_SEEN];
     uint32_t nseen, seen_next;
     uint32_t next_pid;
     bool hostile; /* something was scribbled: clients are not all well-behaved */
+    bool fallocated; /* a client fallocated: the next reconcile must undo it */
     bool failed;
 } fz_t;
 
@@ -104,7 +116,7 @@ static bool fz_no_header; /* -no-header: skip header scribbles (triage) */
 /* What the inputs reached, summed over a run (printed by main). */
 static struct {
     unsigned long long ok[GS_OP_MAX + 1], err[GS_OP_MAX + 1], spans_got, notices, bad, large_frees, drained,
-        detaches, abandoned, skipped;
+        detaches, abandoned, skipped, punched, fallocated, reconciled;
 } fz_cov;
 
 /* CHECK_MSG (tests/unit/check.h) that also marks the input failed; cond is
@@ -118,7 +130,7 @@ static struct {
 
 static gs_ring_t *ring_of(fz_t *f, uint32_t slot)
 {
-    return &gs_slot_in(f->h->data, f->hdr0.slots_off, f->hdr0.slot_size, slot)->ring;
+    return &gs_heap_slot_ptr(f->h, slot)->ring; /* the slot's own memfd, as its client maps it */
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -144,6 +156,12 @@ static gs_side_t *side_for(fz_t *f, uint32_t sid, gs_mspan_t **sp)
     if (s->side_off < f->hdr0.side_off || s->side_off + bytes > f->hdr0.side_off + f->hdr0.side_size) return NULL;
     if (sp) *sp = s;
     return gs_side_of(h, s);
+}
+
+static uint64_t data_backed(const gs_heap_t *h)
+{
+    struct stat st;
+    return fstat(h->data_fd, &st) == 0 ? (uint64_t)st.st_blocks * 512u : 0;
 }
 
 static gs_notice_t *notice_for(fz_t *f, uint32_t sid) /* what a client computes from the header */
@@ -202,7 +220,7 @@ static void scribble(fz_t *f, fz_client_t *cl, uint32_t sid, const uint8_t *c)
     case T_FREEINDEX: if (side) SCRIBBLE32(&side->xfreeindex); break;
     case T_TINY: if (side) SCRIBBLE64(&side->xtiny); break;
     case T_SLOT: { /* the slot words the heap side writes (and reads back at claim) */
-        gs_slot_t *sl = gs_slot_in(h->data, f->hdr0.slots_off, f->hdr0.slot_size, (uint32_t)cl->slot);
+        gs_slot_t *sl = gs_heap_slot_ptr(h, (uint32_t)cl->slot);
         if (c[2] & 1u) sl->generation = (uint32_t)value_of(f, c, sl->generation);
         else sl->pid = (uint32_t)value_of(f, c, sl->pid);
         break;
@@ -213,7 +231,7 @@ static void scribble(fz_t *f, fz_client_t *cl, uint32_t sid, const uint8_t *c)
     case T_HEAD: SCRIBBLE32(&h->hdr->xnotice_head); break;
     case T_CQHEAD: SCRIBBLE32(&ring_of(f, (uint32_t)cl->slot)->xcq_head); break;
     case T_STATS: {
-        gs_slot_t *sl = gs_slot_in(h->data, f->hdr0.slots_off, f->hdr0.slot_size, (uint32_t)cl->slot);
+        gs_slot_t *sl = gs_heap_slot_ptr(h, (uint32_t)cl->slot);
         SCRIBBLE64(&sl->stats[c[2] % GS_NUM_SIZE_CLASSES].xallocs);
         SCRIBBLE64(&sl->xlarge_frees);
         break;
@@ -224,19 +242,30 @@ static void scribble(fz_t *f, fz_client_t *cl, uint32_t sid, const uint8_t *c)
             SCRIBBLE64(w);
         }
         break;
-    case T_HEADER: { /* the header is in the data memfd: clients can write it */
+    case T_HEADER: { /* the data memfd's page 0, and punched or fallocated pages */
         if (fz_no_header) break;
-        static const size_t fields[] = {
-            offsetof(gs_seg_header_t, slots_off), offsetof(gs_seg_header_t, side_off),
-            offsetof(gs_seg_header_t, side_size), offsetof(gs_seg_header_t, arena_off),
-            offsetof(gs_seg_header_t, notice_off), offsetof(gs_seg_header_t, max_pages),
-            offsetof(gs_seg_header_t, reserve_size), offsetof(gs_seg_header_t, magic),
-        };
-        uint64_t *p = (uint64_t *)((char *)h->hdr + fields[c[2] % (sizeof fields / sizeof fields[0])]);
-        *p = value_of(f, c, *p);
-        if (c[2] & 0x80u) { /* and the 32-bit ones */
-            h->hdr->slot_size = (uint32_t)value_of(f, c, h->hdr->slot_size);
-            h->hdr->max_slots = (uint32_t)value_of(f, c, h->hdr->max_slots);
+        if (c[2] & 0x80u) {
+            /* A client punches a page of the data memfd (issue 7, point 3):
+             * a side record's, a notice page, or page 0. It reads as zero. */
+            uint64_t off = c[2] & 0x40u ? (side ? s->side_off : 0)
+                                        : f->hdr0.notice_off + (uint64_t)sid * sizeof(gs_notice_t);
+            off &= ~UINT64_C(4095);
+            if (off < f->hdr0.arena_off &&
+                fallocate(h->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, 4096) == 0)
+                fz_cov.punched++;
+        } else if (c[2] & 0x40u) {
+            /* ... or fallocates memory the heap never committed: from a
+             * random page to the end of the memfd, at most 1 MiB. The
+             * housekeeping tick's reconcile must give it back. */
+            uint64_t off = ((uint64_t)(uint32_t)value_of(f, c, 0) << 12) % h->data_size;
+            uint64_t len = h->data_size - off < (UINT64_C(1) << 20) ? h->data_size - off : UINT64_C(1) << 20;
+            if (fallocate(h->data_fd, 0, (off_t)off, (off_t)len) == 0) fz_cov.fallocated++;
+            f->fallocated = true;
+        } else {
+            /* Any word of page 0, where the layout used to be: now only the
+             * notice head, which the heap side reads as untrusted. */
+            _Atomic uint64_t *w = (_Atomic uint64_t *)h->data + c[2] % 512u;
+            SCRIBBLE64(w);
         }
         break;
     }
@@ -703,6 +732,15 @@ static void one_entry(fz_t *f, gs_sqe_t e)
     if (c0 & FZ_BGSWEEP) {
         gs_heap_bgsweep(f->h, c[2], NULL);
         if (c[7] & 0x80u) gs_heap_scavenge(f->h, 0);
+        /* The tick's reconcile: afterwards the data memfd holds no more than
+         * the heap side committed. */
+        if (gs_heap_reconcile(f->h)) fz_cov.reconciled++;
+        if (f->fallocated) {
+            uint64_t want = gs_heap_expected_data_bytes(f->h), held = data_backed(f->h);
+            FZ_CHECK(f, held <= want, "after reconcile the data memfd holds %llu bytes, the heap committed %llu",
+                     (unsigned long long)held, (unsigned long long)want);
+            f->fallocated = false;
+        }
     }
     if (c0 & FZ_RECLAIM) {
         client_detach(f, cl);
@@ -722,7 +760,10 @@ static int run_input(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz-ring: gs_heap_create: %s\n", err);
         abort();
     }
-    f->hdr0 = *f->h->hdr;
+    f->hdr0.side_off = f->h->mhdr->side_off;
+    f->hdr0.side_size = f->h->mhdr->side_size;
+    f->hdr0.notice_off = f->h->mhdr->notice_off;
+    f->hdr0.arena_off = f->h->mhdr->arena_off;
     f->next_pid = 1000;
     for (uint32_t i = 0; i < FZ_CLIENTS; i++) client_attach(f, &f->cl[i]);
     size_t n = (size + sizeof(gs_sqe_t) - 1u) / sizeof(gs_sqe_t);
@@ -838,6 +879,8 @@ int main(int argc, char **argv)
                     "%llu abandoned, %llu bad requests, %llu detaches, %llu entries not served (ring full)\n",
             fz_cov.spans_got, fz_cov.notices, fz_cov.drained, fz_cov.large_frees, fz_cov.abandoned, fz_cov.bad,
             fz_cov.detaches, fz_cov.skipped);
+    fprintf(stderr, "fuzz-ring: data memfd: %llu pages punched, %llu fallocates, %llu reconciles that gave memory back\n",
+            fz_cov.punched, fz_cov.fallocated, fz_cov.reconciled);
     return rc;
 }
 #endif

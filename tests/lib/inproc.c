@@ -124,6 +124,7 @@ goshm_t *gs_local_open(const gs_heap_config_t *cfg)
         goto fail;
     }
     h->slot = s->slot;
+    h->slotp = gs_heap_slot_ptr(s->heap, s->slot); /* the heap side's own mapping, as for data */
     h->ops = &local_ops;
     h->detach = gs_local_detach;
     h->seam = s;

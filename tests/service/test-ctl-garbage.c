@@ -249,19 +249,27 @@ static int attach(int fd, const char *what)
         const Goshm__AttachReply *ar = r.msg->attach;
         slot = (int)ar->slot;
         CHECK_MSG(ar->abi_version == GS_ABI_VERSION, "%s: abi %u", what, ar->abi_version);
-        CHECK_MSG(r.nfds == 3, "%s: %u descriptors", what, r.nfds);
-        if (r.nfds == 3) {
-            /* data: read-write, its header names this heap */
+        CHECK_MSG(r.nfds == 4, "%s: %u descriptors", what, r.nfds);
+        if (r.nfds == 4) {
+            /* data: read-write, sealed for good (no client can add a seal) */
             CHECK((fcntl(r.fds[0], F_GETFL) & O_ACCMODE) == O_RDWR);
-            void *m = mmap(NULL, sizeof(gs_seg_header_t), PROT_READ, MAP_SHARED, r.fds[0], 0);
-            CHECK_MSG(m != MAP_FAILED, "%s: mmap data: %s", what, strerror(errno));
+            CHECK(fcntl(r.fds[0], F_GET_SEALS) & F_SEAL_SEAL);
+            /* the layout is in the meta header, which names this heap */
+            void *m = mmap(NULL, sizeof(gs_meta_header_t), PROT_READ, MAP_SHARED, r.fds[1], 0);
+            CHECK_MSG(m != MAP_FAILED, "%s: mmap meta: %s", what, strerror(errno));
             if (m != MAP_FAILED) {
-                const gs_seg_header_t *h = m;
-                CHECK(h->magic == GS_SEG_MAGIC);
+                const gs_meta_header_t *h = m;
+                CHECK(h->magic == GS_META_MAGIC);
                 CHECK(h->epoch == ar->epoch);
-                CHECK(h->reserve_size == ar->data_size);
-                munmap(m, sizeof(gs_seg_header_t));
+                CHECK(h->data_size == ar->data_size);
+                CHECK(h->slot_size == ar->slot_size);
+                CHECK(h->max_slots == ar->max_slots);
+                munmap(m, sizeof(gs_meta_header_t));
             }
+            /* the slot: its own memfd, read-write, of slot_size bytes, sealed */
+            CHECK((fcntl(r.fds[3], F_GETFL) & O_ACCMODE) == O_RDWR);
+            CHECK(lseek(r.fds[3], 0, SEEK_END) == (off_t)ar->slot_size);
+            CHECK(fcntl(r.fds[3], F_GET_SEALS) & F_SEAL_SEAL);
             /* meta: read-only, and no writable mapping possible */
             CHECK((fcntl(r.fds[1], F_GETFL) & O_ACCMODE) == O_RDONLY);
             void *w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, r.fds[1], 0);

@@ -56,7 +56,7 @@ int main(void)
     gs_local_collect(h);
     goshm_free(h, big);                          /* a large object already given back */
     CHECK(gs_badfree_count() == n0 + 6);
-    goshm_free(h, h->data + h->hdr->arena_off + (GS_ARENA_SIZE - GS_PAGE_SIZE)); /* free pages */
+    goshm_free(h, h->data + h->arena_off + (GS_ARENA_SIZE - GS_PAGE_SIZE)); /* free pages */
     CHECK(gs_badfree_count() == n0 + 7);
     goshm_free(h, h->data + 64);                 /* the header */
     CHECK(gs_badfree_count() == n0 + 8);

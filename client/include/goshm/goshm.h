@@ -28,12 +28,24 @@
  *   EPERM         attach: the daemon refused this user (see goshmd's
  *                 --allow-uid and --allow-gid).
  *   ENOSPC        attach: the daemon serves --max-clients processes already.
+ *   EDQUOT        attach: this user has --max-clients-per-uid processes
+ *                 attached already. The malloc family: the allocation would
+ *                 take this process past goshmd's --max-client-bytes, or its
+ *                 user past --max-uid-bytes (quotas on the spans a process
+ *                 caches and the large objects it allocated; goshmd(8)).
  *   EPROTO        attach: the daemon speaks another protocol ABI version, or
  *                 its answer or its segment failed the checks.
  *   ENAMETOOLONG  attach: the socket path does not fit a sockaddr_un (107
  *                 bytes).
  *   ECONNRESET    a call that needs the daemon found it gone (see "Daemon
  *                 stop and restart").
+ *   ETIMEDOUT     a call that needs the daemon (attach, detach, a refill,
+ *                 a large object) got no answer within $GOSHM_TIMEOUT_MS
+ *                 milliseconds (default 10000): the daemon is stopped
+ *                 (SIGSTOP), wedged or overloaded. The handle stays usable:
+ *                 a later call works once the daemon answers again, and
+ *                 whatever the late answer carries (spans, a large object)
+ *                 is given back by libgoshm, not leaked.
  *   EPIPE         the connection to the daemon was closed while a request
  *                 was sent (goshm_detach after the daemon stopped; attach).
  *   ESTALE        in a fork() child: a different heap now answers at the
@@ -47,7 +59,7 @@
  * is used up (a refill, about once per span of objects) or for objects
  * larger than 32 KiB; every other allocation, every goshm_free, goshm_off,
  * goshm_ptr and goshm_usable_size work on the shared memory alone. So the
- * malloc family can fail with ENOMEM, ECONNRESET, and, in a fork() child's
+ * malloc family can fail with ENOMEM, EDQUOT, ECONNRESET, ETIMEDOUT, and, in a fork() child's
  * first refill (which attaches the child), with any error of goshm_attach or
  * ESTALE.
  *
@@ -97,8 +109,11 @@
  * XDG_RUNTIME_DIR (part of the default socket path), GOSHM_DAEMON_UID
  * (comma-separated users or uids, besides the caller and root, whose daemon
  * and socket directory are trusted), GOSHM_DEBUG
- * ("badfree=warn": see goshm_free), GOSHM_RECONNECT_S (seconds a call that
- * needs a daemon waits for one to come back, 0..86400, default 30).
+ * ("badfree=warn": see goshm_free), GOSHM_TIMEOUT_MS (the deadline of every
+ * call that needs the daemon, in milliseconds: default 10000, 0 for none;
+ * anything but a number up to 86400000 is ignored), GOSHM_RECONNECT_S
+ * (seconds a call that needs a daemon waits for one to come back after it
+ * went away, 0..86400, default 30).
  */
 #ifndef GOSHM_GOSHM_H
 #define GOSHM_GOSHM_H
