@@ -46,6 +46,10 @@ typedef struct gs_mcache {
     int64_t next_sample;
     int64_t debug_sample_left; /* the profile's countdown while GOSHM_DEBUG fires next_sample */
     uint64_t rng;
+    /* This thread's stack, [stack_lo, stack_hi), for the profile's
+     * frame-pointer walk (client/profile.c): 0/0 until its first sample;
+     * stack_hi 1 if unknown (then that thread's samples use backtrace()). */
+    uintptr_t stack_lo, stack_hi;
     struct goshm *heap;
     struct gs_mcache *next, *prev; /* the heap's list, under heap->lock */
 } gs_mcache_t;
