@@ -148,13 +148,19 @@ static inline gs_mcache_t *gs_mcache_get(struct goshm *h)
  * buffers, W1). Crash story: the republished freeindex says the slot is free,
  * which it is. allocCache gets the slot back as its lowest bit: the window
  * starts one slot earlier and its top bit, beyond the 64-slot word, was 0.
- * Returns false if p is not that slot any more. */
+ * Returns false if p is not that slot any more, or if it is the last slot of
+ * a 64-slot window (fi a multiple of 64): stepping back there would leave
+ * freeindex on the window's last slot, which the fast path never hands out
+ * (gs_cspan_next_free_fast), so every later malloc/free pair of the class
+ * would take the slow path; freed the ordinary way, the slot comes back at
+ * the next sweep. (A sampled allocation, which is not undone, moves
+ * freeindex on by one: W1 met this edge every 64 samples of a class.) */
 static inline bool gs_mcache_undo(gs_mcache_t *c, const void *p)
 {
     gs_cspan_t *s = &c->alloc[c->last_sc];
     c->last = NULL;
     uint32_t fi = s->freeindex;
-    if (fi == 0 || (const char *)p != s->base + (size_t)(fi - 1u) * s->elemsize) return false;
+    if ((fi & 63u) == 0 || (const char *)p != s->base + (size_t)(fi - 1u) * s->elemsize) return false;
     s->freeindex = fi - 1u;
     gs_store_relaxed(&s->side->xfreeindex, fi - 1u);
     s->alloc_cache = (s->alloc_cache << 1) | 1u;
