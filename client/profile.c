@@ -255,6 +255,9 @@ __attribute__((no_sanitize_address)) int gs_prof_fp_chain(uintptr_t fp, uintptr_
             break;
         const uintptr_t *f = (const uintptr_t *)fp;
         uintptr_t next = f[0], ret = f[1];
+#if defined(__aarch64__)
+        ret &= (UINT64_C(1) << 48) - 1u; /* a pointer-authentication code in the top bits (pac-ret) */
+#endif
         if (ret < 4096u) break; /* 0: the outermost frame; small: not code */
         pcs[n++] = (void *)ret;
         if (next <= fp) break;

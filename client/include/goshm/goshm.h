@@ -105,7 +105,11 @@
  * and socket directory are trusted), GOSHM_DEBUG
  * ("badfree=warn": see goshm_free), GOSHM_TIMEOUT_MS (the deadline of every
  * call that needs the daemon, in milliseconds: default 10000, 0 for none;
- * anything but a number up to 86400000 is ignored).
+ * anything but a number up to 86400000 is ignored), GOSHM_PROFILE_RATE (the
+ * heap profile's mean bytes between samples; 0 off) and GOSHM_PROFILE_UNWIND
+ * ("fp", the default: a sample walks the frame pointers, so build with
+ * -fno-omit-frame-pointer to get whole stacks; "dwarf": glibc's backtrace(),
+ * slower, for code built without them). See goshm(3).
  */
 #ifndef GOSHM_GOSHM_H
 #define GOSHM_GOSHM_H
