@@ -161,6 +161,18 @@ static inline bool gs_mcache_undo(gs_mcache_t *c, const void *p)
     c->last = NULL;
     uint32_t fi = s->freeindex;
     if ((fi & 63u) == 0 || (const char *)p != s->base + (size_t)(fi - 1u) * s->elemsize) return false;
+    /* Another thread or process may have freed p already (A allocates p, B
+     * frees it, A frees it): its freed bit is set, and stepping freeindex
+     * back would hand the slot out again while the sweep still holds that
+     * bit. Leave it to the ordinary free, which reports the double free.
+     * One relaxed load of a word the span's owner reads anyway at its next
+     * sweep. A free that races with this very check (B's OR lands after the
+     * load) cannot be told from B freeing a slot that is free: B's own
+     * lookup reports it as "slot not allocated" when it sees the stepped-back
+     * freeindex, but two frees at the same instant may both pass. */
+    uint32_t idx = fi - 1u;
+    if (gs_load_relaxed(&gs_side_freed(s->side, gs_bitmap_words(s->nelems))[idx / 64u]) & (UINT64_C(1) << (idx % 64u)))
+        return false;
     s->freeindex = fi - 1u;
     gs_store_relaxed(&s->side->xfreeindex, fi - 1u);
     s->alloc_cache = (s->alloc_cache << 1) | 1u;
