@@ -1,48 +1,137 @@
 /* SPDX-License-Identifier: MIT */
-/* fixalloc.c: off-heap metadata, in the spirit of Go's fixalloc and
- * persistentalloc.
+/* fixalloc.c: off-heap metadata, in the spirit of Go's fixalloc: span ids,
+ * their span records, side records and notice entries, and giving them back.
  *
- * Overview: shm/overview.h. Two allocators:
- *  - span records (gs_mspan_t) in the meta memfd: a free list threaded
- *    through the records' private .next field, and a bump pointer; records are
- *    committed GS_SPAN_CHUNK at a time, so a span id's record is always backed.
- *  - side records in the data memfd, in GS_SIDE_BUCKETS sizes. Their free
- *    lists are private vectors of offsets: a free list threaded through
- *    client-writable memory would let a client steer the heap side.
- * Both hand out memory that is committed (Ready) before first use.
+ * Overview: shm/overview.h. Everything a span needs besides its pages is
+ * indexed by its span id: the span record (meta memfd), the side record
+ * (data memfd, side_off + sid * GS_SIDE_RECORD) and the notice entry (data
+ * memfd). So metadata cannot run out before span ids do, and span ids cannot
+ * run out before pages do (max_spans = max_pages + 2: every span and every
+ * free run holds a page, and free runs never touch). A side record freed by
+ * one size class is the next span's, whatever its class: the id is reused,
+ * and with it all three records. (Before, side records came from a bump
+ * region split into size buckets; a heap filled with 8-byte objects and
+ * emptied left every record in the 320-byte bucket, and 16-byte spans then
+ * found no 192-byte record: the heap stopped at a third of its size.)
+ *
+ * Cost: every side record is sized for the largest bitmap (320 bytes, the
+ * 8-byte class: 1024 slots), so a span id costs 112 + 320 + 8 = 440 bytes
+ * of metadata, ~5.4% of a 1-page span. The bucketed scheme charged the same
+ * 320 bytes to a span of the 8-byte class, so the worst case (a heap of
+ * 1-page spans of the smallest class) is unchanged; a heap of larger classes
+ * pays 128-192 bytes per span id more than before, and large spans (many
+ * pages per id) pay next to nothing per byte. One fixed size keeps reuse
+ * trivial and the record's place a pure function of the id, which clients
+ * and the heap side can both check.
+ *
+ * Span ids come in chunks of GS_SPAN_CHUNK, committed together (span
+ * records, side records, and once their notice entries): a chunk is Ready
+ * before any of its ids is handed out. Ids are handed out lowest chunk
+ * first, so that idle chunks gather at the top; gs_fixalloc_trim (from the
+ * scavenger) punches the span and side records of idle chunks at the top
+ * and accounts for them. Notice entries are never punched: a freer may push
+ * an id on the notice stack after its span went away (shm/segment.h), and
+ * a punched entry would cut the stack's chain; they cost 8 bytes per id.
+ * Only the top is trimmed, so everything below span_bump stays committed
+ * and every `sid < span_bump` test in the heap side still means "its
+ * records are backed"; a live span in a high chunk keeps the idle chunks
+ * below it (as a live object pins its page).
+ *
+ * Free lists of ids are threaded through the span records' private .next
+ * (meta memfd, written only by the heap side), one per chunk: never through
+ * client-writable memory.
  */
 #include "heap_internal.h"
 
-#include <stdlib.h> /* realloc */
-#include <string.h> /* memset */
+#include <stdlib.h> /* calloc */
+
+static uint64_t page_up(uint64_t v) { return (v + 4095u) & ~UINT64_C(4095); }
+
+/* Ids chunk c can hold. */
+static uint32_t chunk_cap(const gs_heap_t *h, uint32_t c)
+{
+    uint64_t first = (uint64_t)c * GS_SPAN_CHUNK;
+    uint64_t left = h->max_spans - first;
+    return left < GS_SPAN_CHUNK ? (uint32_t)left : GS_SPAN_CHUNK;
+}
+
+/* Byte ranges of chunk c's span records (meta) and side records (data),
+ * page-rounded (the chunk starts page aligned: GS_SPAN_CHUNK * 112 and
+ * GS_SPAN_CHUNK * 320 are multiples of 4096, and the regions are). */
+static void chunk_ranges(const gs_heap_t *h, uint32_t c, uint64_t *soff, uint64_t *slen, uint64_t *doff,
+                         uint64_t *dlen)
+{
+    uint64_t first = (uint64_t)c * GS_SPAN_CHUNK, n = chunk_cap(h, c);
+    *soff = h->mhdr->spans_off + first * sizeof(gs_mspan_t);
+    *slen = page_up(n * sizeof(gs_mspan_t));
+    *doff = h->lay.side_off + first * GS_SIDE_RECORD;
+    *dlen = page_up(n * GS_SIDE_RECORD);
+}
+
+_Static_assert(GS_SPAN_CHUNK * sizeof(gs_mspan_t) % 4096 == 0, "span record chunks are page aligned");
+_Static_assert(GS_SPAN_CHUNK * GS_SIDE_RECORD % 4096 == 0, "side record chunks are page aligned");
+_Static_assert(GS_SPAN_CHUNK * sizeof(gs_notice_t) % 4096 == 0, "notice chunks are page aligned");
+
+int gs_fixalloc_init(gs_heap_t *h)
+{
+    h->nchunks = (uint32_t)((h->max_spans + GS_SPAN_CHUNK - 1) / GS_SPAN_CHUNK);
+    h->chunks = calloc(h->nchunks, sizeof *h->chunks);
+    if (!h->chunks) return -ENOMEM;
+    h->chunks[0].bump = 1; /* span id 0 means none */
+    h->span_bump = 1;
+    return 0;
+}
+
+void gs_fixalloc_fini(gs_heap_t *h) { free(h->chunks); }
+
+static int chunk_commit(gs_heap_t *h, uint32_t c)
+{
+    uint64_t soff, slen, doff, dlen;
+    chunk_ranges(h, c, &soff, &slen, &doff, &dlen);
+    int rc = gs_sys_commit(h->meta_fd, soff, slen);
+    if (rc) return rc;
+    rc = gs_sys_commit(h->data_fd, doff, dlen);
+    if (rc) {
+        gs_sys_release(h->meta_fd, soff, slen);
+        return rc;
+    }
+    if (c >= h->notice_chunks) {
+        uint64_t first = (uint64_t)c * GS_SPAN_CHUNK;
+        uint64_t noff = h->lay.notice_off + first * sizeof(gs_notice_t);
+        uint64_t nlen = page_up(chunk_cap(h, c) * sizeof(gs_notice_t));
+        rc = gs_sys_commit(h->data_fd, noff, nlen);
+        if (rc) {
+            gs_sys_release(h->meta_fd, soff, slen);
+            gs_sys_release(h->data_fd, doff, dlen);
+            return rc;
+        }
+        h->notice_chunks = c + 1u;
+        h->meta_committed += nlen; /* metadata, though it lives in the data memfd */
+    }
+    h->meta_committed += slen;
+    h->side_committed += dlen;
+    h->chunks_committed = c + 1u;
+    return 0;
+}
 
 uint32_t gs_span_record_alloc(gs_heap_t *h)
 {
-    uint32_t sid = h->span_free;
+    uint32_t c = h->chunk_hint;
+    while (c < h->nchunks && h->chunks[c].free == 0 && h->chunks[c].bump >= chunk_cap(h, c)) c++;
+    if (c >= h->nchunks) return 0;
+    h->chunk_hint = c;
+    /* Chunks below chunks_committed are committed; the first one above has
+     * bump 0 (or 1), so the search never skips past it. */
+    if (c >= h->chunks_committed && chunk_commit(h, c) != 0) return 0;
+    gs_idchunk_t *k = &h->chunks[c];
+    uint32_t sid = k->free;
     if (sid) {
-        h->span_free = h->spans[sid].next;
+        k->free = h->spans[sid].next;
     } else {
-        if (h->span_bump >= h->max_spans) return 0;
-        if (h->span_bump >= h->span_committed) {
-            uint64_t first = h->span_committed;
-            uint64_t n = GS_SPAN_CHUNK;
-            if (first + n > h->max_spans) n = h->max_spans - first;
-            uint64_t off = h->mhdr->spans_off + first * sizeof(gs_mspan_t);
-            uint64_t len = n * sizeof(gs_mspan_t);
-            /* commit whole OS pages covering the chunk */
-            uint64_t lo = off & ~UINT64_C(4095), hi = (off + len + 4095) & ~UINT64_C(4095);
-            if (gs_sys_commit(h->meta_fd, lo, hi - lo) != 0) return 0;
-            /* ... and their entries of the notice array (data memfd). */
-            uint64_t nlo = h->lay.notice_off + first * sizeof(gs_notice_t);
-            uint64_t nhi = nlo + n * sizeof(gs_notice_t);
-            nlo &= ~UINT64_C(4095);
-            nhi = (nhi + 4095) & ~UINT64_C(4095);
-            if (gs_sys_commit(h->data_fd, nlo, nhi - nlo) != 0) return 0;
-            h->meta_committed += len;
-            h->span_committed = (uint32_t)(first + n);
-        }
-        sid = h->span_bump++;
+        sid = c * GS_SPAN_CHUNK + k->bump++;
+        if (sid >= h->span_bump) h->span_bump = sid + 1u;
     }
+    k->live++;
     gs_mspan_clear(&h->spans[sid]);
     h->spans_live++;
     return sid;
@@ -51,50 +140,34 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
 void gs_span_record_free(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = &h->spans[sid];
+    uint32_t c = sid / GS_SPAN_CHUNK;
     gs_mspan_clear(s);
     s->state = GS_SPAN_DEAD;
-    s->next = h->span_free;
-    h->span_free = sid;
+    s->next = h->chunks[c].free;
+    h->chunks[c].free = sid;
+    h->chunks[c].live--;
+    if (c < h->chunk_hint) h->chunk_hint = c;
     h->spans_live--;
 }
 
-static uint32_t side_bucket(uint32_t awords, uint32_t fwords)
+uint64_t gs_fixalloc_trim(gs_heap_t *h)
 {
-    uint32_t bytes = (awords + fwords) * 8u;
-    return bytes <= 64 ? 0 : (bytes - 1u) / 64u;
-}
-
-static uint64_t side_bucket_size(uint32_t b) { return sizeof(gs_side_t) + 64u * (b + 1u); }
-
-uint64_t gs_sidealloc(gs_heap_t *h, uint32_t awords, uint32_t fwords)
-{
-    uint32_t b = side_bucket(awords, fwords);
-    if (b >= GS_SIDE_BUCKETS) return 0;
-    gs_u64vec_t *fl = &h->side_free[b];
-    if (fl->n) return fl->v[--fl->n];
-    uint64_t sz = side_bucket_size(b);
-    if (h->side_bump + sz > h->lay.side_size) return 0;
-    while (h->side_bump + sz > h->side_committed) {
-        uint64_t len = GS_SIDE_CHUNK;
-        if (h->side_committed + len > h->lay.side_size) len = h->lay.side_size - h->side_committed;
-        if (gs_sys_commit(h->data_fd, h->lay.side_off + h->side_committed, len) != 0) return 0;
-        h->side_committed += len;
+    uint64_t released = 0;
+    while (h->chunks_committed > 1u && h->chunks[h->chunks_committed - 1u].live == 0) {
+        uint32_t c = h->chunks_committed - 1u;
+        uint64_t soff, slen, doff, dlen;
+        chunk_ranges(h, c, &soff, &slen, &doff, &dlen);
+        /* Clients may still read these records through stale pointers
+         * (a bad free): punched, they read as zero, a dead span. */
+        if (gs_sys_release(h->meta_fd, soff, slen) != 0 || gs_sys_release(h->data_fd, doff, dlen) != 0) break;
+        h->meta_committed -= slen;
+        h->side_committed -= dlen;
+        released += slen + dlen;
+        h->chunks[c] = (gs_idchunk_t){0};
+        h->chunks_committed = c;
+        const gs_idchunk_t *below = &h->chunks[c - 1u];
+        h->span_bump = (c - 1u) * GS_SPAN_CHUNK + below->bump;
+        if (h->chunk_hint > c) h->chunk_hint = c;
     }
-    uint64_t off = h->lay.side_off + h->side_bump;
-    h->side_bump += sz;
-    return off;
-}
-
-void gs_sidefree(gs_heap_t *h, uint64_t off, uint32_t awords, uint32_t fwords)
-{
-    uint32_t b = side_bucket(awords, fwords);
-    gs_u64vec_t *fl = &h->side_free[b];
-    if (fl->n == fl->cap) {
-        uint32_t ncap = fl->cap ? fl->cap * 2u : 256u;
-        uint64_t *nv = realloc(fl->v, ncap * sizeof *nv);
-        if (!nv) return; /* the record leaks; the heap stays consistent */
-        fl->v = nv;
-        fl->cap = ncap;
-    }
-    fl->v[fl->n++] = off;
+    return released;
 }

@@ -31,9 +31,10 @@
 #define GS_TLSF_SL     (1u << GS_TLSF_SL_LOG)
 #define GS_TLSF_FL     32u
 
-#define GS_SIDE_BUCKETS 4   /* side records of 128, 192, 256, 320 bytes */
-#define GS_SIDE_CHUNK   (256u * 1024u)
-#define GS_SPAN_CHUNK   512u /* span records committed at a time */
+/* Side record per span id (daemon/fixalloc.c): the header line and the
+ * largest bitmaps (the 8-byte class: 1024 slots, 16 + 16 words). */
+#define GS_SIDE_RECORD  320u
+#define GS_SPAN_CHUNK   512u /* span ids whose records are committed together */
 
 enum { /* gs_mspan_t.list */
     GS_LIST_NONE = 0,
@@ -50,7 +51,12 @@ enum { /* per-page state, gs_heap.pagestate */
 };
 
 
-typedef struct gs_u64vec { uint64_t *v; uint32_t n, cap; } gs_u64vec_t;
+/* A chunk of GS_SPAN_CHUNK span ids (daemon/fixalloc.c). */
+typedef struct gs_idchunk {
+    uint32_t free;  /* free list of ids through the span records' .next */
+    uint16_t bump;  /* ids [bump, cap) were never handed out since commit */
+    uint16_t live;  /* ids handed out and not freed */
+} gs_idchunk_t;
 
 typedef struct gs_central {
     gs_spanlist_t partial, full;
@@ -104,13 +110,13 @@ struct gs_heap {
     uint64_t max_pages, max_spans; /* [immutable] */
     uint64_t heap_pages;        /* [heap lock] grown */
 
-    /* fixalloc of span records: a free list through .next plus a bump. */
-    uint32_t span_free, span_bump, span_committed; /* [heap lock] */
-    uint64_t spans_live;        /* [heap lock] */
-    /* side records: per-bucket free lists (private, never in client memory)
-     * plus a bump over the side region, committed in chunks. [heap lock] */
-    gs_u64vec_t side_free[GS_SIDE_BUCKETS];
-    uint64_t side_bump, side_committed;
+    /* fixalloc of span ids and their records, by chunks. Ids below
+     * span_bump are in committed chunks. [heap lock] */
+    gs_idchunk_t *chunks;
+    uint32_t nchunks, chunks_committed, notice_chunks, chunk_hint;
+    uint32_t span_bump;
+    uint64_t spans_live;
+    uint64_t side_committed;    /* [heap lock] bytes of side records committed */
 
     /* mheap: TLSF bins of free runs, one set for runs with committed
      * pages ([1], "warm") and one for fully released runs ([0]). [heap lock] */
@@ -165,8 +171,15 @@ int gs_sys_release(int fd, uint64_t off, uint64_t len);  /* Ready -> Prepared */
 /* "fixalloc.c" */
 uint32_t gs_span_record_alloc(gs_heap_t *h);             /* 0: ENOMEM */
 void gs_span_record_free(gs_heap_t *h, uint32_t sid);
-uint64_t gs_sidealloc(gs_heap_t *h, uint32_t awords, uint32_t fwords); /* 0: ENOMEM */
-void gs_sidefree(gs_heap_t *h, uint64_t off, uint32_t awords, uint32_t fwords);
+int gs_fixalloc_init(gs_heap_t *h);                      /* -ENOMEM */
+void gs_fixalloc_fini(gs_heap_t *h);
+/* Punch the idle chunks at the top of the span ids; bytes released. */
+uint64_t gs_fixalloc_trim(gs_heap_t *h);
+/* Where span id sid's side record is. */
+static inline uint64_t gs_side_off_of(const gs_layout_t *lay, uint32_t sid)
+{
+    return lay->side_off + (uint64_t)sid * GS_SIDE_RECORD;
+}
 
 /* "mheap.c" */
 int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *sid);   /* sets .needzero */
