@@ -26,9 +26,28 @@ static void *large_alloc(goshm_t *h, size_t size, uint32_t align_shift, bool *ze
         errno = -rc;
         return NULL;
     }
-    if (sid == 0 || sid >= h->max_spans) gs_throw("large_alloc returned a bad span id");
+    /* The answer came through shared memory: take it only if the read-only
+     * span record agrees that this is a large span of the size asked for,
+     * aligned as asked, inside the arenas, and in flight to this very slot
+     * (the daemon keeps it ours until we have read the completion, so no
+     * other client's free can have given it back before that). Owner 0 is
+     * fine too: once the completion was read (our head moved) the daemon
+     * may land it before this check runs. From then on it is an object like
+     * any other, which other clients can free (damage to objects, not to
+     * the heap); if that already happened and the span went to someone
+     * else, the record says so and the call fails. Anything else fails the
+     * call; the pointer is never returned unchecked. */
+    const gs_mspan_t *m = sid != 0 && sid < h->max_spans ? &h->spans[sid] : NULL;
+    uint64_t align = (uint64_t)GS_PAGE_SIZE << align_shift;
+    uint32_t owner = m ? gs_mspan_owner(m) : 0;
+    if (!m || m->state != GS_SPAN_LARGE || m->npages64 != npages || (owner != 0 && owner != h->slot + 1u) ||
+        m->base_off < h->arena_off || m->base_off >= h->data_size ||
+        (npages << GS_PAGE_SHIFT) > h->data_size - m->base_off || (m->base_off - h->arena_off) % align != 0) {
+        gs_report_peer("large allocation answered with a span that is not ours");
+        errno = EPROTO;
+        return NULL;
+    }
     gs_fetch_add_relaxed(&h->slotp->xlarge_allocs, 1);
-    const gs_mspan_t *m = &h->spans[sid];
     *zero = !m->needzero;
     void *p = h->data + m->base_off;
     /* The heap profile's countdown, as for small objects (client/profile.c). */

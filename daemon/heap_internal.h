@@ -43,6 +43,7 @@ enum { /* gs_mspan_t.list */
     GS_LIST_FULL,     /* mcentral: uncached, no free slot at the last sweep */
     GS_LIST_CACHED,   /* cached by the slot in .owner */
     GS_LIST_LARGE,    /* a large object in use */
+    GS_LIST_INFLIGHT, /* a large object not known to have reached its owner yet */
 };
 
 enum { /* per-page state, gs_heap.pagestate */
@@ -71,6 +72,10 @@ typedef struct gs_slot_state {
     int fd;                     /* the slot's memfd while in use, else -1 */
     gs_slot_t *map;             /* our mapping of it ([shared]: the client writes it) */
     gs_spanlist_t cached;       /* spans this slot caches */
+    /* Large spans allocated for this slot whose completion it may not have
+     * read yet (daemon/largealloc.c): owned by the slot (owner, xowner),
+     * so no free makes the heap side take them back before they land. */
+    gs_spanlist_t inflight;
 } gs_slot_state_t;
 
 /* The segment's layout, as the heap side set it. The copy in the meta

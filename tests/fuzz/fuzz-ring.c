@@ -420,7 +420,12 @@ static void invariants(fz_t *f)
                  "span %u: base_off %llu is not page %u of the arenas", sid, (unsigned long long)s->base_off,
                  s->start);
         if (s->state == GS_SPAN_LARGE) {
-            FZ_CHECK(f, s->nelems == 1 && s->npages64 == s->npages && s->owner == 0, "large span %u malformed", sid);
+            FZ_CHECK(f, s->nelems == 1 && s->npages64 == s->npages, "large span %u malformed", sid);
+            /* In flight (its completion not read yet) to an attached slot,
+             * owned by it; landed: nobody's. */
+            FZ_CHECK(f, gs_mspan_owner(s) == s->owner && (s->list == GS_LIST_INFLIGHT) == (s->owner != 0) &&
+                            (s->owner == 0 || (s->owner <= FZ_MAX_SLOTS && h->slots[s->owner - 1u].in_use)),
+                     "large span %u: list %u, owner %u, xowner %u", sid, s->list, s->owner, gs_mspan_owner(s));
             continue;
         }
         FZ_CHECK(f, gs_mspan_owner(s) == s->owner, "span %u: xowner %u, owner %u", sid, gs_mspan_owner(s), s->owner);
