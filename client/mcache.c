@@ -122,7 +122,9 @@ void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
                 return NULL;
             }
             for (int i = n - 1; i >= 0; i--) {
-                if (!span_is_ours(h, sids[i], spanclass)) {
+                bool dup = false; /* a span this mcache holds already must not be used twice */
+                for (uint32_t k = 0; k < c->nstash[spanclass]; k++) dup |= c->stash[spanclass][k] == sids[i];
+                if (dup || !span_is_ours(h, sids[i], spanclass)) {
                     gs_report_peer("refill answered with a span that is not ours");
                     continue; /* not ours: not ours to hand back either */
                 }
