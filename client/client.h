@@ -171,7 +171,7 @@ static inline bool gs_mcache_undo(gs_mcache_t *c, const void *p)
      * lookup reports it as "slot not allocated" when it sees the stepped-back
      * freeindex, but two frees at the same instant may both pass. */
     uint32_t idx = fi - 1u;
-    if (gs_load_relaxed(&gs_side_freed(s->side, gs_bitmap_words(s->nelems))[idx / 64u]) & (UINT64_C(1) << (idx % 64u)))
+    if (gs_load_relaxed(&s->freed[idx / 64u]) & (UINT64_C(1) << (idx % 64u)))
         return false;
     s->freeindex = fi - 1u;
     gs_store_relaxed(&s->side->xfreeindex, fi - 1u);
