@@ -25,17 +25,20 @@
  * and the heap side can both check.
  *
  * Span ids come in chunks of GS_SPAN_CHUNK, committed together (span
- * records, side records, and once their notice entries): a chunk is Ready
- * before any of its ids is handed out. Ids are handed out lowest chunk
- * first, so that idle chunks gather at the top; gs_fixalloc_trim (from the
- * scavenger) punches the span and side records of idle chunks at the top
- * and accounts for them. Notice entries are never punched: a freer may push
- * an id on the notice stack after its span went away (shm/segment.h), and
- * a punched entry would cut the stack's chain; they cost 8 bytes per id.
- * Only the top is trimmed, so everything below span_bump stays committed
- * and every `sid < span_bump` test in the heap side still means "its
- * records are backed"; a live span in a high chunk keeps the idle chunks
- * below it (as a live object pins its page).
+ * records, side records, notice entries): a chunk is Ready before any of
+ * its ids is handed out. Ids are handed out lowest chunk first, and a
+ * coalesced free run keeps the lower id (daemon/mheap.c), so idle chunks
+ * gather at the top; gs_fixalloc_trim (from the scavenger) punches the side
+ * records of chunks at the top idle for the scavenge delay and accounts for them (metadata_bytes).
+ * That is 320 of the 440 bytes per id. The span records (112) cannot be
+ * punched: the meta memfd is sealed F_SEAL_FUTURE_WRITE, which refuses
+ * FALLOC_FL_PUNCH_HOLE too, and the seal is what keeps clients from writing
+ * it. Notice entries (8) are never punched: a freer may push an id on the
+ * notice stack after its span went away (shm/segment.h), and a punched
+ * entry would cut the stack's chain. Only the top is trimmed, so every
+ * `sid < span_bump` test in the heap side still means "its side record is
+ * backed"; a live span in a high chunk keeps the idle chunks below it (as a
+ * live object pins its page).
  *
  * Free lists of ids are threaded through the span records' private .next
  * (meta memfd, written only by the heap side), one per chunk: never through
@@ -88,27 +91,20 @@ static int chunk_commit(gs_heap_t *h, uint32_t c)
 {
     uint64_t soff, slen, doff, dlen;
     chunk_ranges(h, c, &soff, &slen, &doff, &dlen);
-    int rc = gs_sys_commit(h->meta_fd, soff, slen);
-    if (rc) return rc;
-    rc = gs_sys_commit(h->data_fd, doff, dlen);
-    if (rc) {
-        gs_sys_release(h->meta_fd, soff, slen);
-        return rc;
-    }
     if (c >= h->notice_chunks) {
+        /* Span records and notice entries: once, for good (see above). A
+         * failure leaves nothing to undo: committed pages stay Ready. */
         uint64_t first = (uint64_t)c * GS_SPAN_CHUNK;
         uint64_t noff = h->lay.notice_off + first * sizeof(gs_notice_t);
         uint64_t nlen = page_up(chunk_cap(h, c) * sizeof(gs_notice_t));
-        rc = gs_sys_commit(h->data_fd, noff, nlen);
-        if (rc) {
-            gs_sys_release(h->meta_fd, soff, slen);
-            gs_sys_release(h->data_fd, doff, dlen);
-            return rc;
-        }
+        int rc = gs_sys_commit(h->meta_fd, soff, slen);
+        if (!rc) rc = gs_sys_commit(h->data_fd, noff, nlen);
+        if (rc) return rc;
         h->notice_chunks = c + 1u;
-        h->meta_committed += nlen; /* metadata, though it lives in the data memfd */
+        h->meta_committed += slen + nlen; /* the notice entries live in the data memfd */
     }
-    h->meta_committed += slen;
+    int rc = gs_sys_commit(h->data_fd, doff, dlen);
+    if (rc) return rc;
     h->side_committed += dlen;
     h->chunks_committed = c + 1u;
     return 0;
@@ -145,24 +141,24 @@ void gs_span_record_free(gs_heap_t *h, uint32_t sid)
     s->state = GS_SPAN_DEAD;
     s->next = h->chunks[c].free;
     h->chunks[c].free = sid;
-    h->chunks[c].live--;
+    if (--h->chunks[c].live == 0) h->chunks[c].idle_since_ns = gs_now_ns();
     if (c < h->chunk_hint) h->chunk_hint = c;
     h->spans_live--;
 }
 
-uint64_t gs_fixalloc_trim(gs_heap_t *h)
+uint64_t gs_fixalloc_trim(gs_heap_t *h, uint64_t min_idle_ns)
 {
-    uint64_t released = 0;
-    while (h->chunks_committed > 1u && h->chunks[h->chunks_committed - 1u].live == 0) {
+    uint64_t released = 0, now = gs_now_ns();
+    while (h->chunks_committed > 1u && h->chunks[h->chunks_committed - 1u].live == 0 &&
+           now - h->chunks[h->chunks_committed - 1u].idle_since_ns >= min_idle_ns) {
         uint32_t c = h->chunks_committed - 1u;
         uint64_t soff, slen, doff, dlen;
         chunk_ranges(h, c, &soff, &slen, &doff, &dlen);
-        /* Clients may still read these records through stale pointers
-         * (a bad free): punched, they read as zero, a dead span. */
-        if (gs_sys_release(h->meta_fd, soff, slen) != 0 || gs_sys_release(h->data_fd, doff, dlen) != 0) break;
-        h->meta_committed -= slen;
+        /* No span is left that names these side records; a stale free
+         * checks the span record (dead) before it touches one. */
+        if (gs_sys_release(h->data_fd, doff, dlen) != 0) break;
         h->side_committed -= dlen;
-        released += slen + dlen;
+        released += dlen;
         h->chunks[c] = (gs_idchunk_t){0};
         h->chunks_committed = c;
         const gs_idchunk_t *below = &h->chunks[c - 1u];

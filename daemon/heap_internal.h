@@ -57,6 +57,7 @@ typedef struct gs_idchunk {
     uint32_t free;  /* free list of ids through the span records' .next */
     uint16_t bump;  /* ids [bump, cap) were never handed out since commit */
     uint16_t live;  /* ids handed out and not freed */
+    uint64_t idle_since_ns; /* when live last dropped to 0 */
 } gs_idchunk_t;
 
 typedef struct gs_central {
@@ -115,8 +116,10 @@ struct gs_heap {
     uint64_t max_pages, max_spans; /* [immutable] */
     uint64_t heap_pages;        /* [heap lock] grown */
 
-    /* fixalloc of span ids and their records, by chunks. Ids below
-     * span_bump are in committed chunks. [heap lock] */
+    /* fixalloc of span ids and their records, by chunks: side records of
+     * chunks [0, chunks_committed), span records and notice entries of
+     * chunks [0, notice_chunks) are committed. Ids below span_bump are in
+     * committed chunks. [heap lock] */
     gs_idchunk_t *chunks;
     uint32_t nchunks, chunks_committed, notice_chunks, chunk_hint;
     uint32_t span_bump;
@@ -178,8 +181,9 @@ uint32_t gs_span_record_alloc(gs_heap_t *h);             /* 0: ENOMEM */
 void gs_span_record_free(gs_heap_t *h, uint32_t sid);
 int gs_fixalloc_init(gs_heap_t *h);                      /* -ENOMEM */
 void gs_fixalloc_fini(gs_heap_t *h);
-/* Punch the idle chunks at the top of the span ids; bytes released. */
-uint64_t gs_fixalloc_trim(gs_heap_t *h);
+/* Punch the chunks at the top of the span ids idle for min_idle_ns; bytes
+ * released. */
+uint64_t gs_fixalloc_trim(gs_heap_t *h, uint64_t min_idle_ns);
 /* Where span id sid's side record is. */
 static inline uint64_t gs_side_off_of(const gs_layout_t *lay, uint32_t sid)
 {

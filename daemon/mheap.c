@@ -369,7 +369,7 @@ uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
         }
         sid = next;
     }
-    return released + gs_fixalloc_trim(h);
+    return released + gs_fixalloc_trim(h, min_idle_ns);
 }
 
 /* ---- spans carved from the page heap (Go's mheap.allocSpan, freeSpan) ---- */
