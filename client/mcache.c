@@ -54,8 +54,8 @@ static bool span_is_ours(struct goshm *h, uint32_t sid, uint32_t spanclass)
     const gs_mspan_t *m = &h->spans[sid];
     uint64_t span_bytes = (uint64_t)m->npages << GS_PAGE_SHIFT;
     return m->state == GS_SPAN_SMALL && m->spanclass == spanclass && gs_mspan_owner(m) == h->slot + 1u &&
-           m->nelems != 0 && m->side_off >= h->hdr->side_off &&
-           m->side_off + sizeof(gs_side_t) + 8u * ((uint64_t)m->awords + m->fwords) <= h->hdr->side_off + h->hdr->side_size &&
+           m->nelems != 0 && m->side_off >= h->side_off &&
+           m->side_off + sizeof(gs_side_t) + 8u * ((uint64_t)m->awords + m->fwords) <= h->side_off + h->side_size &&
            m->base_off >= h->arena_off && m->base_off < h->data_size && span_bytes <= h->data_size - m->base_off;
 }
 

@@ -190,7 +190,7 @@ static int role_free_large(const char *sock)
                 continue;
             }
             uint64_t so = m->side_off;
-            if (so < h->hdr->side_off || so >= h->hdr->side_off + h->hdr->side_size) continue;
+            if (so < h->side_off || so >= h->side_off + h->side_size) continue;
             gs_side_t *side = (gs_side_t *)(h->data + so);
             uint64_t old = gs_fetch_or_seqcst(&gs_side_freed(side, m->awords)[0], UINT64_C(1));
             if (!(old & 1u)) {
@@ -230,7 +230,7 @@ static int role_scribble(const char *sock)
             }
             uint64_t so = m->side_off;
             uint32_t aw = m->awords;
-            if (so < h->hdr->side_off || so >= h->hdr->side_off + h->hdr->side_size || aw == 0 || aw > 16) continue;
+            if (so < h->side_off || so >= h->side_off + h->side_size || aw == 0 || aw > 16) continue;
             gs_side_t *side = (gs_side_t *)(h->data + so);
             uint64_t r = next_rand();
             switch (r % 4u) {
