@@ -46,6 +46,10 @@ typedef struct gs_mcache {
     int64_t next_sample;
     int64_t debug_sample_left; /* the profile's countdown while GOSHM_DEBUG fires next_sample */
     uint64_t rng;
+    /* This thread's stack, [stack_lo, stack_hi), for the profile's
+     * frame-pointer walk (client/profile.c): 0/0 until its first sample;
+     * stack_hi 1 if unknown (then that thread's samples use backtrace()). */
+    uintptr_t stack_lo, stack_hi;
     struct goshm *heap;
     struct gs_mcache *next, *prev; /* the heap's list, under heap->lock */
 } gs_mcache_t;
@@ -144,13 +148,31 @@ static inline gs_mcache_t *gs_mcache_get(struct goshm *h)
  * buffers, W1). Crash story: the republished freeindex says the slot is free,
  * which it is. allocCache gets the slot back as its lowest bit: the window
  * starts one slot earlier and its top bit, beyond the 64-slot word, was 0.
- * Returns false if p is not that slot any more. */
+ * Returns false if p is not that slot any more, or if it is the last slot of
+ * a 64-slot window (fi a multiple of 64): stepping back there would leave
+ * freeindex on the window's last slot, which the fast path never hands out
+ * (gs_cspan_next_free_fast), so every later malloc/free pair of the class
+ * would take the slow path; freed the ordinary way, the slot comes back at
+ * the next sweep. (A sampled allocation, which is not undone, moves
+ * freeindex on by one: W1 met this edge every 64 samples of a class.) */
 static inline bool gs_mcache_undo(gs_mcache_t *c, const void *p)
 {
     gs_cspan_t *s = &c->alloc[c->last_sc];
     c->last = NULL;
     uint32_t fi = s->freeindex;
-    if (fi == 0 || (const char *)p != s->base + (size_t)(fi - 1u) * s->elemsize) return false;
+    if ((fi & 63u) == 0 || (const char *)p != s->base + (size_t)(fi - 1u) * s->elemsize) return false;
+    /* Another thread or process may have freed p already (A allocates p, B
+     * frees it, A frees it): its freed bit is set, and stepping freeindex
+     * back would hand the slot out again while the sweep still holds that
+     * bit. Leave it to the ordinary free, which reports the double free.
+     * One relaxed load of a word the span's owner reads anyway at its next
+     * sweep. A free that races with this very check (B's OR lands after the
+     * load) cannot be told from B freeing a slot that is free: B's own
+     * lookup reports it as "slot not allocated" when it sees the stepped-back
+     * freeindex, but two frees at the same instant may both pass. */
+    uint32_t idx = fi - 1u;
+    if (gs_load_relaxed(&s->freed[idx / 64u]) & (UINT64_C(1) << (idx % 64u)))
+        return false;
     s->freeindex = fi - 1u;
     gs_store_relaxed(&s->side->xfreeindex, fi - 1u);
     s->alloc_cache = (s->alloc_cache << 1) | 1u;

@@ -26,11 +26,34 @@ static void *large_alloc(goshm_t *h, size_t size, uint32_t align_shift, bool *ze
         errno = -rc;
         return NULL;
     }
-    if (sid == 0 || sid >= h->max_spans) gs_throw("large_alloc returned a bad span id");
+    /* The answer came through shared memory: take it only if the read-only
+     * span record agrees that this is a large span of the size asked for,
+     * aligned as asked, inside the arenas, and in flight to this very slot
+     * (the daemon keeps it ours until we have read the completion, so no
+     * other client's free can have given it back before that). Owner 0 is
+     * fine too: once the completion was read (our head moved) the daemon
+     * may land it before this check runs. From then on it is an object like
+     * any other, which other clients can free (damage to objects, not to
+     * the heap); if that already happened and the span went to someone
+     * else, the record says so and the call fails. Anything else fails the
+     * call; the pointer is never returned unchecked. */
+    const gs_mspan_t *m = sid != 0 && sid < h->max_spans ? &h->spans[sid] : NULL;
+    uint64_t align = (uint64_t)GS_PAGE_SIZE << align_shift;
+    uint32_t owner = m ? gs_mspan_owner(m) : 0;
+    /* Each field read once: the record may change under us once the span
+     * has landed (see above), and what is checked must be what is used. */
+    uint64_t base = m ? *(const volatile uint64_t *)&m->base_off : 0;
+    bool dirty = m ? *(const volatile uint8_t *)&m->needzero != 0 : true;
+    if (!m || m->state != GS_SPAN_LARGE || m->npages64 != npages || (owner != 0 && owner != h->slot + 1u) ||
+        base < h->arena_off || base >= h->data_size || (npages << GS_PAGE_SHIFT) > h->data_size - base ||
+        (base - h->arena_off) % align != 0) {
+        gs_report_peer("large allocation answered with a span that is not ours");
+        errno = EPROTO;
+        return NULL;
+    }
     gs_fetch_add_relaxed(&h->slotp->xlarge_allocs, 1);
-    const gs_mspan_t *m = &h->spans[sid];
-    *zero = !m->needzero;
-    void *p = h->data + m->base_off;
+    *zero = !dirty;
+    void *p = h->data + base;
     /* The heap profile's countdown, as for small objects (client/profile.c). */
     gs_mcache_t *c = gs_mcache_get(h);
     if (c && (c->next_sample -= (int64_t)npages << GS_PAGE_SHIFT) < 0) return gs_prof_sample(h, c, p, size);

@@ -45,6 +45,20 @@ static void account_pass(struct goshm *h, gs_mcache_t *c, gs_cspan_t *s)
     }
 }
 
+/* Is sid a span the daemon just gave this process for spanclass? Only the
+ * read-only span record counts: state, class, owner, and where its side
+ * record and slots are. */
+static bool span_is_ours(struct goshm *h, uint32_t sid, uint32_t spanclass)
+{
+    if (sid == 0 || sid >= h->max_spans) return false;
+    const gs_mspan_t *m = &h->spans[sid];
+    uint64_t span_bytes = (uint64_t)m->npages << GS_PAGE_SHIFT;
+    return m->state == GS_SPAN_SMALL && m->spanclass == spanclass && gs_mspan_owner(m) == h->slot + 1u &&
+           m->nelems != 0 && m->side_off >= h->side_off &&
+           m->side_off + sizeof(gs_side_t) + 8u * ((uint64_t)m->awords + m->fwords) <= h->side_off + h->side_size &&
+           m->base_off >= h->arena_off && m->base_off < h->data_size && span_bytes <= h->data_size - m->base_off;
+}
+
 static void load_span(struct goshm *h, gs_cspan_t *s, uint32_t sid)
 {
     const gs_mspan_t *m = &h->spans[sid];
@@ -93,25 +107,48 @@ void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
         c->back[spanclass][c->nback[spanclass]++] = s->sid; /* goes with the next refill */
         *s = (gs_cspan_t){0};
     }
-    if (c->nstash[spanclass] == 0 || c->nback[spanclass] == GS_BATCH) {
-        uint32_t sids[GS_BATCH];
-        int n = h->ops->refill(h->seam, spanclass, c->back[spanclass], c->nback[spanclass],
-                               c->nstash[spanclass] ? 0u : refill_want(spanclass), sids);
-        c->nback[spanclass] = 0; /* handed back, whatever the answer */
-        if (n < 0) {
-            errno = -n;
-            return NULL;
+    /* A span the daemon handed us is checked against its read-only record;
+     * its bitmaps live in memory any client can write, so a span that shows
+     * no free slot (another client scribbled over it) is handed back, not
+     * trusted and not looped on. A few rounds at most, then the call fails. */
+    for (uint32_t round = 0; round < 4u; round++) {
+        if (c->nstash[spanclass] == 0 || c->nback[spanclass] == GS_BATCH) {
+            uint32_t sids[GS_BATCH];
+            int n = h->ops->refill(h->seam, spanclass, c->back[spanclass], c->nback[spanclass],
+                                   c->nstash[spanclass] ? 0u : refill_want(spanclass), sids);
+            c->nback[spanclass] = 0; /* handed back, whatever the answer */
+            if (n < 0) {
+                errno = -n;
+                return NULL;
+            }
+            for (int i = n - 1; i >= 0; i--) {
+                bool dup = false; /* a span this mcache holds already must not be used twice */
+                for (uint32_t k = 0; k < c->nstash[spanclass]; k++) dup |= c->stash[spanclass][k] == sids[i];
+                if (dup || !span_is_ours(h, sids[i], spanclass)) {
+                    gs_report_peer("refill answered with a span that is not ours");
+                    continue; /* not ours: not ours to hand back either */
+                }
+                c->stash[spanclass][c->nstash[spanclass]++] = sids[i];
+            }
+            if (c->nstash[spanclass] == 0) {
+                if (n > 0) {
+                    errno = EPROTO;
+                    return NULL;
+                }
+                gs_report_peer("refill answered with no span");
+                errno = ENOMEM;
+                return NULL;
+            }
         }
-        for (int i = n - 1; i >= 0; i--) {
-            if (sids[i] == 0 || sids[i] >= h->max_spans) gs_throw("refill returned a bad span id");
-            c->stash[spanclass][c->nstash[spanclass]++] = sids[i];
-        }
-        if (c->nstash[spanclass] == 0) gs_throw("refill returned no span");
+        load_span(h, s, c->stash[spanclass][--c->nstash[spanclass]]);
+        uint32_t idx = gs_cspan_next_free_index(s);
+        if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
+        gs_report_peer("a refilled span has no free slot (its bitmap was overwritten?); handed back");
+        c->back[spanclass][c->nback[spanclass]++] = s->sid;
+        *s = (gs_cspan_t){0};
     }
-    load_span(h, s, c->stash[spanclass][--c->nstash[spanclass]]);
-    uint32_t idx = gs_cspan_next_free_index(s);
-    if (idx >= s->nelems) gs_throw("refill returned a span without free slots");
-    return s->base + (size_t)idx * s->elemsize;
+    errno = EPROTO;
+    return NULL;
 }
 
 void gs_mcache_flush(struct goshm *h, gs_mcache_t *c)

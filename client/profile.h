@@ -56,6 +56,26 @@ void gs_prof_free(struct goshm *h, uint64_t off, uint32_t sid);
  * its last allocation if that was sampled (its retired sample entry). */
 void gs_prof_report_freed(struct goshm *h, uint64_t off);
 
+/* GOSHM_PROFILE_UNWIND: how a sample captures its stack. */
+enum { GS_UNWIND_FP = 0, GS_UNWIND_DWARF = 1 };
+/* "fp" or unset: GS_UNWIND_FP where the walk exists (x86-64, AArch64),
+ * "dwarf": glibc's backtrace(). A bad value is reported once. */
+int gs_prof_env_unwind(void);
+
+/* The frame-pointer walk (tests/observe/test-fpwalk.c). gs_prof_fp_chain:
+ * the return addresses of the chain of frames that starts at fp, innermost
+ * first, at most max; it stops at the first frame that is out of [lo, hi),
+ * misaligned, not strictly above the one before, or whose return address is
+ * 0, so a frame without a frame pointer ends the walk instead of faulting.
+ * gs_prof_fp_here: the same from the frame of its caller's callee (pcs[0]
+ * is in the caller), bounded by this thread's stack [lo, hi); -1 if the
+ * caller's frame is not inside it (a signal or coroutine stack). */
+int gs_prof_fp_chain(uintptr_t fp, uintptr_t lo, uintptr_t hi, void **pcs, int max);
+int gs_prof_fp_here(uintptr_t lo, uintptr_t hi, void **pcs, int max);
+/* This thread's stack, from pthread_getattr_np (slow: once per thread): 0,
+ * or -1 if unknown. */
+int gs_prof_thread_stack(uintptr_t *lo, uintptr_t *hi);
+
 static inline int gs_prof_maybe_sampled(const gs_prof_view_t *v, uint32_t sid)
 {
     return gs_load_relaxed(&v->buckets[sid & v->mask]) != 0;

@@ -158,16 +158,24 @@ static void stale_release(svc_seam_t *s, const gs_cqe_t *c, uint8_t op)
     struct goshm *h = s->h;
     if (op == GS_OP_REFILL && c->result > 0) {
         uint32_t n = (uint32_t)c->result;
-        if (n > GS_RING_MAX_BATCH) gs_throw("ring: more spans than asked for");
+        if (n > GS_RING_MAX_BATCH) {
+            gs_report_peer("ring: more spans than asked for (late answer)");
+            return;
+        }
         gs_sqe_t e;
         (void)gs_sqe_refill(&e, 0, c->sids, n, 0);
         submit(s, &e);
         stale_push(s, &e);
         publish(s);
     } else if (op == GS_OP_LARGE_ALLOC && c->result == 0) {
-        if (c->sid == 0 || c->sid >= h->max_spans) gs_throw("large_alloc returned a bad span id");
+        const gs_mspan_t *m = c->sid != 0 && c->sid < h->max_spans ? &h->spans[c->sid] : NULL;
+        uint64_t base = m ? *(const volatile uint64_t *)&m->base_off : 0;
+        if (!m || m->state != GS_SPAN_LARGE || base < h->arena_off || base >= h->data_size) {
+            gs_report_peer("large allocation answered with a span that is not ours (late answer)");
+            return;
+        }
         gs_fetch_add_relaxed(&h->slotp->xlarge_allocs, 1); /* so that its free balances */
-        goshm_free(h, h->data + h->spans[c->sid].base_off);
+        goshm_free(h, h->data + base);
     }
 }
 
@@ -181,10 +189,11 @@ static int stale_drain(svc_seam_t *s, uint64_t deadline)
         gs_cqe_t c;
         take_completion(s, &c);
         uint8_t op = s->stale[0].op;
-        if (c.tag != s->stale[0].tag) gs_throw("ring: completion out of order");
+        bool ok = c.tag == s->stale[0].tag;
+        if (!ok) gs_report_peer("ring: completion out of order (late answer)");
         s->nstale--;
         memmove(&s->stale[0], &s->stale[1], s->nstale * sizeof s->stale[0]);
-        stale_release(s, &c, op);
+        if (ok) stale_release(s, &c, op); /* what a wrong answer carries is not ours */
     }
     return 0;
 }
@@ -224,6 +233,7 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
         }
     }
     uint32_t got = 0;
+    bool bad = false;
     for (;;) {
         uint32_t tmo = gs_svc_timeout_ms();
         uint64_t deadline = tmo ? gs_now_ns() + (uint64_t)tmo * 1000000u : 0;
@@ -241,7 +251,12 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
                     break;
                 }
                 take_completion(s, &out[got]);
-                if (out[got].tag != e[got].tag) gs_throw("ring: completion out of order");
+                if (out[got].tag != e[got].tag) {
+                    /* Not the answer we wait for (late ones were drained
+                     * above): fail this call, never the process. */
+                    gs_report_peer("ring: completion out of order");
+                    bad = true;
+                }
                 got++;
             }
         }
@@ -253,6 +268,7 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
         if (rc) break;
         s->nstale = 0;
     }
+    if (!rc && bad) rc = -EPROTO;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -266,8 +282,12 @@ static int s_refill(void *p, uint32_t sc, const uint32_t *back, uint32_t nback, 
     gs_cqe_t c;
     int rc = roundtrip(s, &e, 1, &c);
     if (rc) return rc;
+    if (c.result < -4095) return -EPROTO; /* not an errno: garbage */
     if (c.result > 0) {
-        if ((uint32_t)c.result > want) gs_throw("ring: more spans than asked for");
+        if ((uint32_t)c.result > want || (uint32_t)c.result > GS_RING_MAX_BATCH) {
+            gs_report_peer("ring: more spans than asked for");
+            return -EPROTO;
+        }
         memcpy(sids, c.sids, (size_t)c.result * sizeof *sids);
     }
     return c.result;
@@ -280,6 +300,7 @@ static int s_large(void *p, uint64_t npages, uint32_t align_shift, uint32_t *sid
     gs_cqe_t c;
     int rc = roundtrip(p, &e, 1, &c);
     if (rc) return rc;
+    if (c.result < -4095 || c.result > 0) return -EPROTO; /* not an errno: garbage */
     *sid = c.sid;
     return c.result;
 }

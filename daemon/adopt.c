@@ -38,7 +38,7 @@
 #include <fcntl.h>    /* fcntl, F_GET_SEALS */
 #include <stdarg.h>   /* va_list */
 #include <stdio.h>    /* vsnprintf */
-#include <stdlib.h>   /* calloc, qsort */
+#include <stdlib.h>   /* calloc */
 #include <string.h>   /* memset */
 #include <sys/mman.h> /* munmap */
 #include <sys/stat.h> /* fstat */
@@ -51,8 +51,6 @@ typedef struct adopt {
     uint8_t *seen;      /* per span id: met in the walk */
     uint32_t *pending;  /* uncached in-use spans, swept once everything is filed */
     uint32_t npending;
-    struct side_use { uint64_t off, len; } *sides;
-    uint32_t nsides;
     uint32_t ticket[GS_MAX_SLOTS]; /* per slot, the newest owner ticket met (daemon/owners.h) */
     uint32_t serial;               /* the newest ticket serial met */
 } adopt_t;
@@ -125,20 +123,17 @@ static int check_inuse(adopt_t *a, uint32_t sid, const gs_mspan_t *s)
             s->fwords != gs_bitmap_words(gs_spanclass_tiny(s->spanclass) ? 2u * s->nelems : s->nelems))
             return fail(a, EUCLEAN, "inconsistent heap: span %u has a bad geometry for class %u", sid, s->spanclass);
     }
-    uint64_t rec = gs_side_record_size(s->awords, s->fwords);
-    if (s->base_off != gs_page_off(h, s->start) || rec == 0 || s->side_off < h->lay.side_off ||
-        s->side_off % 64u != 0 || s->side_off + rec > h->lay.side_off + h->lay.side_size)
+    if (s->base_off != gs_page_off(h, s->start) || s->side_off != gs_side_off_of(&h->lay, sid))
         return fail(a, EUCLEAN, "inconsistent heap: span %u has a bad base or side record", sid);
+    /* Owner: the slot caching a small span, or the slot a large one is in
+     * flight to (its completion not read yet). */
     uint32_t owner = gs_load_relaxed((_Atomic uint32_t *)&s->xowner);
-    if (owner != s->owner || owner > h->cfg.max_slots || (large && owner != 0))
+    if (owner != s->owner || owner > h->cfg.max_slots)
         return fail(a, EUCLEAN, "inconsistent heap: span %u has a bad owner", sid);
     for (uint64_t q = s->start; q < (uint64_t)s->start + s->npages; q++)
         if (gs_load_relaxed(&h->pagemap[q]) != sid)
             return fail(a, EUCLEAN, "inconsistent heap: page %llu inside span %u names span %u", (unsigned long long)q,
                         sid, gs_load_relaxed(&h->pagemap[q]));
-    a->sides[a->nsides].off = s->side_off;
-    a->sides[a->nsides].len = rec;
-    a->nsides++;
     return 0;
 }
 
@@ -247,7 +242,10 @@ static void file_spans(adopt_t *a)
             s->charge_gen = 0;
             /* Ours to write: the record's id, for the clients' cross-check. */
             gs_store_relaxed(&gs_side_of(h, s)->xsid, sid);
-            if (s->owner) {
+            if (s->owner && s->state == GS_SPAN_LARGE) {
+                h->slots[s->owner - 1u].in_use = true;
+                gs_list_push(h, &h->slots[s->owner - 1u].inflight, sid, GS_LIST_INFLIGHT);
+            } else if (s->owner) {
                 h->slots[s->owner - 1u].in_use = true;
                 gs_list_push(h, &h->slots[s->owner - 1u].cached, sid, GS_LIST_CACHED);
             } else {
@@ -261,62 +259,13 @@ static void file_spans(adopt_t *a)
 
 /* ---- 4. records and side records ------------------------------------------------ */
 
-static int cmp_side(const void *x, const void *y)
-{
-    const struct side_use *a = x, *b = y;
-    return a->off < b->off ? -1 : a->off > b->off;
-}
-
 static int rebuild_allocators(adopt_t *a)
 {
     gs_heap_t *h = a->h;
-    uint32_t top = 0;
-    for (uint32_t sid = 1; sid < h->max_spans; sid++)
-        if (a->seen[sid]) top = sid;
-    h->span_bump = top + 1u;
-    uint64_t committed = (h->span_bump + GS_SPAN_CHUNK - 1u) / GS_SPAN_CHUNK * GS_SPAN_CHUNK;
-    h->span_committed = (uint32_t)(committed < h->max_spans ? committed : h->max_spans);
-    if (!h->dry_run) {
-        /* Already backed (a record is used only once its chunk is); again,
-         * so that a file copied sparsely cannot SIGBUS us. */
-        uint64_t hi = (h->mhdr->spans_off + (uint64_t)h->span_committed * sizeof(gs_mspan_t) + 4095u) & ~UINT64_C(4095);
-        uint64_t nhi = (h->lay.notice_off + (uint64_t)h->span_committed * sizeof(gs_notice_t) + 4095u) & ~UINT64_C(4095);
-        int rc = gs_sys_commit(h->meta_fd, 0, hi);
-        if (!rc) rc = gs_sys_commit(h->data_fd, h->lay.notice_off, nhi - h->lay.notice_off);
-        if (rc) return fail(a, -rc, "committing the span records: %s", strerror(-rc));
-    }
-    h->span_free = 0;
-    h->spans_live = 0;
-    for (uint32_t sid = h->span_bump; sid-- > 1;) {
-        if (a->seen[sid]) {
-            h->spans_live++;
-            continue;
-        }
-        gs_mspan_t *s = gs_span(h, sid);
-        gs_mspan_clear(s);
-        s->state = GS_SPAN_DEAD;
-        s->next = h->span_free;
-        h->span_free = sid;
-    }
-    h->meta_committed = GS_META_HDR_SIZE + h->heap_pages * 4u + (uint64_t)h->span_committed * sizeof(gs_mspan_t) +
-                        (h->meta_size - h->mhdr->pslots_off);
-
-    qsort(a->sides, a->nsides, sizeof *a->sides, cmp_side);
-    uint64_t at = h->lay.side_off;
-    for (uint32_t i = 0; i < a->nsides; i++) {
-        if (a->sides[i].off < at)
-            return fail(a, EUCLEAN, "inconsistent heap: two spans share side-region bytes at %llu",
-                        (unsigned long long)a->sides[i].off);
-        gs_side_adopt_gap(h, at, a->sides[i].off - at);
-        at = a->sides[i].off + a->sides[i].len;
-    }
-    h->side_bump = at - h->lay.side_off;
-    uint64_t sc = (h->side_bump + GS_SIDE_CHUNK - 1u) / GS_SIDE_CHUNK * GS_SIDE_CHUNK;
-    h->side_committed = sc < h->lay.side_size ? sc : h->lay.side_size;
-    if (!h->dry_run && h->side_committed) {
-        int rc = gs_sys_commit(h->data_fd, h->lay.side_off, h->side_committed);
-        if (rc) return fail(a, -rc, "committing the side records: %s", strerror(-rc));
-    }
+    int rc = gs_fixalloc_adopt(h, a->seen, h->dry_run);
+    if (rc) return fail(a, -rc, "committing the span records: %s", strerror(-rc));
+    h->meta_committed = GS_META_HDR_SIZE + h->heap_pages * 4u + (h->meta_size - h->mhdr->pslots_off) +
+                        (uint64_t)h->notice_chunks * GS_SPAN_CHUNK * (sizeof(gs_mspan_t) + sizeof(gs_notice_t));
     return 0;
 }
 
@@ -426,8 +375,7 @@ static gs_heap_t *build(const gs_heap_config_t *cfg, int data_fd, int meta_fd, b
     h->pagestate = calloc(h->max_pages ? h->max_pages : 1, 1);
     a.seen = calloc(h->max_spans, 1);
     a.pending = calloc(h->max_spans, sizeof *a.pending);
-    a.sides = calloc(h->max_spans, sizeof *a.sides);
-    if (!h->pagestate || !a.seen || !a.pending || !a.sides) { rc = fail(&a, ENOMEM, "out of memory"); goto out; }
+    if (!h->pagestate || !a.seen || !a.pending || gs_fixalloc_init(h) != 0) { rc = fail(&a, ENOMEM, "out of memory"); goto out; }
 
     /* 2: the unfinished operation, undone; then the count it may have changed. */
     uint32_t n = gs_undo_replay(h);
@@ -464,7 +412,6 @@ static gs_heap_t *build(const gs_heap_config_t *cfg, int data_fd, int meta_fd, b
 out:
     free(a.seen);
     free(a.pending);
-    free(a.sides);
     if (rc) {
         release(h, false);
         errno = -rc;

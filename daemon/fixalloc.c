@@ -1,49 +1,134 @@
 /* SPDX-License-Identifier: MIT */
-/* fixalloc.c: off-heap metadata, in the spirit of Go's fixalloc and
- * persistentalloc.
+/* fixalloc.c: off-heap metadata, in the spirit of Go's fixalloc: span ids,
+ * their span records, side records and notice entries, and giving them back.
  *
- * Overview: shm/overview.h. Two allocators:
- *  - span records (gs_mspan_t) in the meta memfd: a free list threaded
- *    through the records' private .next field, and a bump pointer; records are
- *    committed GS_SPAN_CHUNK at a time, so a span id's record is always backed.
- *  - side records in the data memfd, in GS_SIDE_BUCKETS sizes. Their free
- *    lists are private vectors of offsets: a free list threaded through
- *    client-writable memory would let a client steer the heap side.
- * Both hand out memory that is committed (Ready) before first use.
+ * Overview: shm/overview.h. Everything a span needs besides its pages is
+ * indexed by its span id: the span record (meta memfd), the side record
+ * (data memfd, side_off + sid * GS_SIDE_RECORD) and the notice entry (data
+ * memfd). So metadata cannot run out before span ids do, and span ids cannot
+ * run out before pages do (max_spans = max_pages + 2: every span and every
+ * free run holds a page, and free runs never touch). A side record freed by
+ * one size class is the next span's, whatever its class: the id is reused,
+ * and with it all three records. (Before, side records came from a bump
+ * region split into size buckets; a heap filled with 8-byte objects and
+ * emptied left every record in the 320-byte bucket, and 16-byte spans then
+ * found no 192-byte record: the heap stopped at a third of its size.)
+ *
+ * Cost: every side record is sized for the largest bitmap (320 bytes, the
+ * 8-byte class: 1024 slots), so a span id costs 112 + 320 + 8 = 440 bytes
+ * of metadata, ~5.4% of a 1-page span. The bucketed scheme charged the same
+ * 320 bytes to a span of the 8-byte class, so the worst case (a heap of
+ * 1-page spans of the smallest class) is unchanged; a heap of larger classes
+ * pays 128-192 bytes per span id more than before, and large spans (many
+ * pages per id) pay next to nothing per byte. One fixed size keeps reuse
+ * trivial and the record's place a pure function of the id, which clients
+ * and the heap side can both check.
+ *
+ * Span ids come in chunks of GS_SPAN_CHUNK, committed together (span
+ * records, side records, notice entries): a chunk is Ready before any of
+ * its ids is handed out. Ids are handed out lowest chunk first, and a
+ * coalesced free run keeps the lower id (daemon/mheap.c), so idle chunks
+ * gather at the top; gs_fixalloc_trim (from the scavenger) punches the side
+ * records of chunks at the top idle for the scavenge delay and accounts for them (metadata_bytes).
+ * That is 320 of the 440 bytes per id. The span records (112) cannot be
+ * punched: the meta memfd is sealed F_SEAL_FUTURE_WRITE, which refuses
+ * FALLOC_FL_PUNCH_HOLE too, and the seal is what keeps clients from writing
+ * it. Notice entries (8) are never punched: a freer may push an id on the
+ * notice stack after its span went away (shm/segment.h), and a punched
+ * entry would cut the stack's chain. Only the top is trimmed, so every
+ * `sid < span_bump` test in the heap side still means "its side record is
+ * backed"; a live span in a high chunk keeps the idle chunks below it (as a
+ * live object pins its page).
+ *
+ * Free lists of ids are threaded through the span records' private .next
+ * (meta memfd, written only by the heap side), one per chunk: never through
+ * client-writable memory.
  */
 #include "heap_internal.h"
 
-#include <stdlib.h> /* realloc */
-#include <string.h> /* memset */
+#include <stdlib.h> /* calloc */
+
+static uint64_t page_up(uint64_t v) { return (v + 4095u) & ~UINT64_C(4095); }
+
+/* Ids chunk c can hold. */
+static uint32_t chunk_cap(const gs_heap_t *h, uint32_t c)
+{
+    uint64_t first = (uint64_t)c * GS_SPAN_CHUNK;
+    uint64_t left = h->max_spans - first;
+    return left < GS_SPAN_CHUNK ? (uint32_t)left : GS_SPAN_CHUNK;
+}
+
+/* Byte ranges of chunk c's span records (meta) and side records (data),
+ * page-rounded (the chunk starts page aligned: GS_SPAN_CHUNK * 112 and
+ * GS_SPAN_CHUNK * 320 are multiples of 4096, and the regions are). */
+static void chunk_ranges(const gs_heap_t *h, uint32_t c, uint64_t *soff, uint64_t *slen, uint64_t *doff,
+                         uint64_t *dlen)
+{
+    uint64_t first = (uint64_t)c * GS_SPAN_CHUNK, n = chunk_cap(h, c);
+    *soff = h->mhdr->spans_off + first * sizeof(gs_mspan_t);
+    *slen = page_up(n * sizeof(gs_mspan_t));
+    *doff = h->lay.side_off + first * GS_SIDE_RECORD;
+    *dlen = page_up(n * GS_SIDE_RECORD);
+}
+
+_Static_assert(GS_SPAN_CHUNK * sizeof(gs_mspan_t) % 4096 == 0, "span record chunks are page aligned");
+_Static_assert(GS_SPAN_CHUNK * GS_SIDE_RECORD % 4096 == 0, "side record chunks are page aligned");
+_Static_assert(GS_SPAN_CHUNK * sizeof(gs_notice_t) % 4096 == 0, "notice chunks are page aligned");
+
+int gs_fixalloc_init(gs_heap_t *h)
+{
+    h->nchunks = (uint32_t)((h->max_spans + GS_SPAN_CHUNK - 1) / GS_SPAN_CHUNK);
+    h->chunks = calloc(h->nchunks, sizeof *h->chunks);
+    if (!h->chunks) return -ENOMEM;
+    h->chunks[0].bump = 1; /* span id 0 means none */
+    h->span_bump = 1;
+    return 0;
+}
+
+void gs_fixalloc_fini(gs_heap_t *h) { free(h->chunks); }
+
+static int chunk_commit(gs_heap_t *h, uint32_t c)
+{
+    uint64_t soff, slen, doff, dlen;
+    chunk_ranges(h, c, &soff, &slen, &doff, &dlen);
+    if (c >= h->notice_chunks) {
+        /* Span records and notice entries: once, for good (see above). A
+         * failure leaves nothing to undo: committed pages stay Ready. */
+        uint64_t first = (uint64_t)c * GS_SPAN_CHUNK;
+        uint64_t noff = h->lay.notice_off + first * sizeof(gs_notice_t);
+        uint64_t nlen = page_up(chunk_cap(h, c) * sizeof(gs_notice_t));
+        int rc = gs_sys_commit(h->meta_fd, soff, slen);
+        if (!rc) rc = gs_sys_commit(h->data_fd, noff, nlen);
+        if (rc) return rc;
+        h->notice_chunks = c + 1u;
+        h->meta_committed += slen + nlen; /* the notice entries live in the data memfd */
+    }
+    int rc = gs_sys_commit(h->data_fd, doff, dlen);
+    if (rc) return rc;
+    h->side_committed += dlen;
+    h->chunks_committed = c + 1u;
+    return 0;
+}
 
 uint32_t gs_span_record_alloc(gs_heap_t *h)
 {
-    uint32_t sid = h->span_free;
+    uint32_t c = h->chunk_hint;
+    while (c < h->nchunks && h->chunks[c].free == 0 && h->chunks[c].bump >= chunk_cap(h, c)) c++;
+    if (c >= h->nchunks) return 0;
+    h->chunk_hint = c;
+    /* Chunks below chunks_committed are committed; the first one above has
+     * bump 0 (or 1), so the search never skips past it. */
+    if (c >= h->chunks_committed && chunk_commit(h, c) != 0) return 0;
+    gs_idchunk_t *k = &h->chunks[c];
+    uint32_t sid = k->free;
     if (sid) {
-        h->span_free = h->spans[sid].next;
+        k->free = h->spans[sid].next;
     } else {
-        if (h->span_bump >= h->max_spans) return 0;
-        if (h->span_bump >= h->span_committed) {
-            uint64_t first = h->span_committed;
-            uint64_t n = GS_SPAN_CHUNK;
-            if (first + n > h->max_spans) n = h->max_spans - first;
-            uint64_t off = h->mhdr->spans_off + first * sizeof(gs_mspan_t);
-            uint64_t len = n * sizeof(gs_mspan_t);
-            /* commit whole OS pages covering the chunk */
-            uint64_t lo = off & ~UINT64_C(4095), hi = (off + len + 4095) & ~UINT64_C(4095);
-            if (gs_sys_commit(h->meta_fd, lo, hi - lo) != 0) return 0;
-            /* ... and their entries of the notice array (data memfd). */
-            uint64_t nlo = h->lay.notice_off + first * sizeof(gs_notice_t);
-            uint64_t nhi = nlo + n * sizeof(gs_notice_t);
-            nlo &= ~UINT64_C(4095);
-            nhi = (nhi + 4095) & ~UINT64_C(4095);
-            if (gs_sys_commit(h->data_fd, nlo, nhi - nlo) != 0) return 0;
-            h->meta_committed += len;
-            h->span_committed = (uint32_t)(first + n);
-        }
-        sid = h->span_bump++;
+        sid = c * GS_SPAN_CHUNK + k->bump++;
+        if (sid >= h->span_bump) h->span_bump = sid + 1u;
     }
     gs_txn_span(h, sid);
+    k->live++;
     gs_mspan_clear(&h->spans[sid]);
     h->spans_live++;
     return sid;
@@ -53,78 +138,89 @@ void gs_span_record_free(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = &h->spans[sid];
     gs_txn_span(h, sid);
+    uint32_t c = sid / GS_SPAN_CHUNK;
     gs_mspan_clear(s);
     s->state = GS_SPAN_DEAD;
-    s->next = h->span_free;
-    h->span_free = sid;
+    s->next = h->chunks[c].free;
+    h->chunks[c].free = sid;
+    if (--h->chunks[c].live == 0) h->chunks[c].idle_since_ns = gs_now_ns();
+    if (c < h->chunk_hint) h->chunk_hint = c;
     h->spans_live--;
 }
 
-static uint32_t side_bucket(uint32_t awords, uint32_t fwords)
+uint64_t gs_fixalloc_trim(gs_heap_t *h, uint64_t min_idle_ns)
 {
-    uint32_t bytes = (awords + fwords) * 8u;
-    return bytes <= 64 ? 0 : (bytes - 1u) / 64u;
-}
-
-static uint64_t side_bucket_size(uint32_t b) { return sizeof(gs_side_t) + 64u * (b + 1u); }
-
-uint64_t gs_sidealloc(gs_heap_t *h, uint32_t awords, uint32_t fwords)
-{
-    uint32_t b = side_bucket(awords, fwords);
-    if (b >= GS_SIDE_BUCKETS) return 0;
-    gs_u64vec_t *fl = &h->side_free[b];
-    if (fl->n) return fl->v[--fl->n];
-    uint64_t sz = side_bucket_size(b);
-    if (h->side_bump + sz > h->lay.side_size) return 0;
-    while (h->side_bump + sz > h->side_committed) {
-        uint64_t len = GS_SIDE_CHUNK;
-        if (h->side_committed + len > h->lay.side_size) len = h->lay.side_size - h->side_committed;
-        if (gs_sys_commit(h->data_fd, h->lay.side_off + h->side_committed, len) != 0) return 0;
-        h->side_committed += len;
+    uint64_t released = 0, now = gs_now_ns();
+    while (h->chunks_committed > 1u && h->chunks[h->chunks_committed - 1u].live == 0 &&
+           now - h->chunks[h->chunks_committed - 1u].idle_since_ns >= min_idle_ns) {
+        uint32_t c = h->chunks_committed - 1u;
+        uint64_t soff, slen, doff, dlen;
+        chunk_ranges(h, c, &soff, &slen, &doff, &dlen);
+        /* No span is left that names these side records; a stale free
+         * checks the span record (dead) before it touches one. */
+        if (gs_sys_release(h->data_fd, doff, dlen) != 0) break;
+        h->side_committed -= dlen;
+        released += dlen;
+        h->chunks[c] = (gs_idchunk_t){0};
+        h->chunks_committed = c;
+        const gs_idchunk_t *below = &h->chunks[c - 1u];
+        h->span_bump = (c - 1u) * GS_SPAN_CHUNK + below->bump;
+        if (h->chunk_hint > c) h->chunk_hint = c;
     }
-    uint64_t off = h->lay.side_off + h->side_bump;
-    h->side_bump += sz;
-    return off;
+    return released;
 }
 
-void gs_sidefree(gs_heap_t *h, uint64_t off, uint32_t awords, uint32_t fwords)
+/* Adoption (daemon/adopt.c): the span ids met in the page-map walk are
+ * live (seen[sid]); rebuild every chunk from them. A chunk's bump is one past
+ * its highest live id, the ids below it that are not live are its free list
+ * (their records cleared: nobody names them), and the chunks up to the
+ * highest live one are committed (again: fallocate of backed pages is a
+ * no-op, and a chunk the previous daemon punched at the top held no live
+ * id). dry: no system call (adoption's trial). 0 or -errno. */
+int gs_fixalloc_adopt(gs_heap_t *h, const uint8_t *seen, bool dry)
 {
-    uint32_t b = side_bucket(awords, fwords);
-    gs_u64vec_t *fl = &h->side_free[b];
-    if (fl->n == fl->cap) {
-        uint32_t ncap = fl->cap ? fl->cap * 2u : 256u;
-        uint64_t *nv = realloc(fl->v, ncap * sizeof *nv);
-        if (!nv) return; /* the record leaks; the heap stays consistent */
-        fl->v = nv;
-        fl->cap = ncap;
-    }
-    fl->v[fl->n++] = off;
-}
-
-uint64_t gs_side_record_size(uint32_t awords, uint32_t fwords)
-{
-    uint32_t b = side_bucket(awords, fwords);
-    return b < GS_SIDE_BUCKETS ? side_bucket_size(b) : 0;
-}
-
-void gs_side_adopt_gap(gs_heap_t *h, uint64_t off, uint64_t len)
-{
-    /* Any partition of free bytes into records is as good as the one the
-     * previous daemon had: the largest records first, a 64-byte rest (no
-     * bucket that small) stays unused. */
-    while (len >= side_bucket_size(0)) {
-        uint32_t b = GS_SIDE_BUCKETS - 1u;
-        while (side_bucket_size(b) > len) b--;
-        gs_u64vec_t *fl = &h->side_free[b];
-        if (fl->n == fl->cap) {
-            uint32_t ncap = fl->cap ? fl->cap * 2u : 256u;
-            uint64_t *nv = realloc(fl->v, ncap * sizeof *nv);
-            if (!nv) return; /* the rest stays unused; the heap stays consistent */
-            fl->v = nv;
-            fl->cap = ncap;
+    uint32_t top = 0;
+    for (uint32_t sid = 1; sid < h->max_spans; sid++)
+        if (seen[sid]) top = sid;
+    uint32_t nc = top / GS_SPAN_CHUNK + 1u;
+    uint64_t now = gs_now_ns();
+    h->chunks_committed = h->notice_chunks = 0;
+    h->side_committed = 0;
+    h->spans_live = 0;
+    for (uint32_t c = 0; c < h->nchunks; c++) h->chunks[c] = (gs_idchunk_t){0};
+    for (uint32_t c = 0; c < nc; c++) {
+        if (!dry) {
+            int rc = chunk_commit(h, c);
+            if (rc) return rc;
+        } else {
+            uint64_t soff, slen, doff, dlen;
+            chunk_ranges(h, c, &soff, &slen, &doff, &dlen);
+            h->side_committed += dlen;
+            h->chunks_committed = h->notice_chunks = c + 1u;
         }
-        fl->v[fl->n++] = off;
-        off += side_bucket_size(b);
-        len -= side_bucket_size(b);
+        gs_idchunk_t *k = &h->chunks[c];
+        uint32_t first = c * GS_SPAN_CHUNK, cap = chunk_cap(h, c);
+        uint32_t hi = 0;
+        for (uint32_t i = 0; i < cap; i++)
+            if (seen[first + i]) hi = i + 1u;
+        k->bump = (uint16_t)(c == 0 && hi == 0 ? 1u : hi);
+        for (uint32_t i = k->bump; i-- > 0;) {
+            uint32_t sid = first + i;
+            if (sid == 0) continue;
+            if (seen[sid]) {
+                k->live++;
+                h->spans_live++;
+                continue;
+            }
+            gs_mspan_t *s = &h->spans[sid];
+            gs_mspan_clear(s);
+            s->state = GS_SPAN_DEAD;
+            s->next = k->free;
+            k->free = sid;
+        }
+        if (k->live == 0) k->idle_since_ns = now;
     }
+    h->chunk_hint = 0;
+    h->span_bump = (nc - 1u) * GS_SPAN_CHUNK + h->chunks[nc - 1u].bump;
+    return 0;
 }

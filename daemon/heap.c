@@ -22,8 +22,6 @@
 #define F_SEAL_FUTURE_WRITE 0x0010
 #endif
 
-#define SIDE_MAX_RECORD 320u /* the largest side bucket */
-
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 /* A memfd of `size` bytes, sealed against shrinking and growing; with
@@ -59,7 +57,7 @@ void gs_heap_layout(uint64_t max_pages, uint32_t max_slots, gs_layout_t *lay, ui
     uint64_t max_spans = max_pages + 2u;
     /* data memfd layout (no client slots: each has its own memfd) */
     uint64_t side_off = GS_HEADER_SIZE;
-    uint64_t side_size = align_up(max_pages * SIDE_MAX_RECORD, 65536);
+    uint64_t side_size = align_up(max_spans * GS_SIDE_RECORD, 65536); /* one per span id */
     uint64_t notice_off = side_off + side_size;
     uint64_t prof_off = notice_off + align_up(max_spans * sizeof(gs_notice_t), 65536);
     uint64_t prof_size = align_up(gs_prof_region_size(gs_prof_nbuckets(max_spans)), 65536);
@@ -150,6 +148,14 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
         rc = -EINVAL;
         goto fail;
     }
+    for (uint32_t c = 1; c < GS_NUM_SIZE_CLASSES; c++) {
+        /* Every span's bitmaps fit one side record (the tiny variant of its
+         * class has two freed bits per block). */
+        uint32_t n = gs_class_nelems[c];
+        uint32_t fbits = c == GS_TINY_CLASS ? 2u * n : n;
+        if (sizeof(gs_side_t) + 8u * (gs_bitmap_words(n) + gs_bitmap_words(fbits)) > GS_SIDE_RECORD)
+            gs_throw("size classes: a span's bitmaps outgrow GS_SIDE_RECORD");
+    }
     h->max_pages = size >> GS_PAGE_SHIFT;
     h->max_spans = h->max_pages + 2u;
     gs_meta_layout_t ml;
@@ -233,7 +239,10 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
     h->spans = (gs_mspan_t *)(h->meta + ml.spans_off);
     h->pslots = (gs_pslot_t *)(h->meta + ml.pslots_off);
     h->undo = (gs_undo_log_t *)(h->meta + ml.undo_off);
-    h->span_bump = 1; /* span id 0 means none */
+    if ((rc = gs_fixalloc_init(h)) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     return h;
 fail:
     gs_heap_destroy(h);
@@ -270,7 +279,7 @@ void gs_heap_destroy(gs_heap_t *h)
     if (h->meta) munmap(h->meta, h->meta_size);
     if (h->data_fd >= 0) close(h->data_fd);
     if (h->meta_fd >= 0) close(h->meta_fd);
-    for (int b = 0; b < GS_SIDE_BUCKETS; b++) free(h->side_free[b].v);
+    gs_fixalloc_fini(h);
     free(h->pagestate);
     free(h);
 }

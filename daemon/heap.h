@@ -129,6 +129,11 @@ int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, ui
  * having read the answer does not leak the object (gs_heap_slot_resume). */
 int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t tag,
                                uint32_t *sid);
+/* The client of slot has read the completion that named large span sid:
+ * it is its owner's now, and frees may take it back (a free that came
+ * while it was in flight is swept here). Ids that are not in flight for
+ * this slot are ignored. */
+void gs_heap_large_land(gs_heap_t *h, uint32_t slot, uint32_t sid);
 /* A large object whose allocation the client never read (it died first):
  * free it. Returns 0 or -EINVAL. */
 int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid);

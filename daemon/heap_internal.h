@@ -31,9 +31,10 @@
 #define GS_TLSF_SL     (1u << GS_TLSF_SL_LOG)
 #define GS_TLSF_FL     32u
 
-#define GS_SIDE_BUCKETS 4   /* side records of 128, 192, 256, 320 bytes */
-#define GS_SIDE_CHUNK   (256u * 1024u)
-#define GS_SPAN_CHUNK   512u /* span records committed at a time */
+/* Side record per span id (daemon/fixalloc.c): the header line and the
+ * largest bitmaps (the 8-byte class: 1024 slots, 16 + 16 words). */
+#define GS_SIDE_RECORD  320u
+#define GS_SPAN_CHUNK   512u /* span ids whose records are committed together */
 
 enum { /* gs_mspan_t.list */
     GS_LIST_NONE = 0,
@@ -42,6 +43,7 @@ enum { /* gs_mspan_t.list */
     GS_LIST_FULL,     /* mcentral: uncached, no free slot at the last sweep */
     GS_LIST_CACHED,   /* cached by the slot in .owner */
     GS_LIST_LARGE,    /* a large object in use */
+    GS_LIST_INFLIGHT, /* a large object not known to have reached its owner yet */
 };
 
 enum { /* per-page state, gs_heap.pagestate */
@@ -50,7 +52,13 @@ enum { /* per-page state, gs_heap.pagestate */
 };
 
 
-typedef struct gs_u64vec { uint64_t *v; uint32_t n, cap; } gs_u64vec_t;
+/* A chunk of GS_SPAN_CHUNK span ids (daemon/fixalloc.c). */
+typedef struct gs_idchunk {
+    uint32_t free;  /* free list of ids through the span records' .next */
+    uint16_t bump;  /* ids [bump, cap) were never handed out since commit */
+    uint16_t live;  /* ids handed out and not freed */
+    uint64_t idle_since_ns; /* when live last dropped to 0 */
+} gs_idchunk_t;
 
 typedef struct gs_central {
     gs_spanlist_t partial, full;
@@ -69,6 +77,10 @@ typedef struct gs_slot_state {
     int fd;                     /* the slot's memfd while in use, else -1 */
     gs_slot_t *map;             /* our mapping of it ([shared]: the client writes it) */
     gs_spanlist_t cached;       /* spans this slot caches */
+    /* Large spans allocated for this slot whose completion it may not have
+     * read yet (daemon/largealloc.c): owned by the slot (owner, xowner),
+     * so no free makes the heap side take them back before they land. */
+    gs_spanlist_t inflight;
 } gs_slot_state_t;
 
 /* The segment's layout, as the heap side set it. The copy in the meta
@@ -109,13 +121,15 @@ struct gs_heap {
     uint64_t max_pages, max_spans; /* [immutable] */
     uint64_t heap_pages;        /* [heap lock] grown */
 
-    /* fixalloc of span records: a free list through .next plus a bump. */
-    uint32_t span_free, span_bump, span_committed; /* [heap lock] */
-    uint64_t spans_live;        /* [heap lock] */
-    /* side records: per-bucket free lists (private, never in client memory)
-     * plus a bump over the side region, committed in chunks. [heap lock] */
-    gs_u64vec_t side_free[GS_SIDE_BUCKETS];
-    uint64_t side_bump, side_committed;
+    /* fixalloc of span ids and their records, by chunks: side records of
+     * chunks [0, chunks_committed), span records and notice entries of
+     * chunks [0, notice_chunks) are committed. Ids below span_bump are in
+     * committed chunks. [heap lock] */
+    gs_idchunk_t *chunks;
+    uint32_t nchunks, chunks_committed, notice_chunks, chunk_hint;
+    uint32_t span_bump;
+    uint64_t spans_live;
+    uint64_t side_committed;    /* [heap lock] bytes of side records committed */
 
     /* mheap: TLSF bins of free runs, one set for runs with committed
      * pages ([1], "warm") and one for fully released runs ([0]). [heap lock] */
@@ -219,13 +233,18 @@ int gs_sys_release(int fd, uint64_t off, uint64_t len);  /* Ready -> Prepared */
 /* "fixalloc.c" */
 uint32_t gs_span_record_alloc(gs_heap_t *h);             /* 0: ENOMEM */
 void gs_span_record_free(gs_heap_t *h, uint32_t sid);
-uint64_t gs_sidealloc(gs_heap_t *h, uint32_t awords, uint32_t fwords); /* 0: ENOMEM */
-void gs_sidefree(gs_heap_t *h, uint64_t off, uint32_t awords, uint32_t fwords);
-/* Adoption: the bytes [off, off+len) of the side region hold no live side
- * record: carve them into free records. */
-void gs_side_adopt_gap(gs_heap_t *h, uint64_t off, uint64_t len);
-/* Bytes of the side record of a span with these bitmap sizes (0: none fits). */
-uint64_t gs_side_record_size(uint32_t awords, uint32_t fwords);
+int gs_fixalloc_init(gs_heap_t *h);                      /* -ENOMEM */
+/* Adoption: rebuild the id chunks from the live ids (daemon/fixalloc.c). 0 or -errno. */
+int gs_fixalloc_adopt(gs_heap_t *h, const uint8_t *seen, bool dry);
+void gs_fixalloc_fini(gs_heap_t *h);
+/* Punch the chunks at the top of the span ids idle for min_idle_ns; bytes
+ * released. */
+uint64_t gs_fixalloc_trim(gs_heap_t *h, uint64_t min_idle_ns);
+/* Where span id sid's side record is. */
+static inline uint64_t gs_side_off_of(const gs_layout_t *lay, uint32_t sid)
+{
+    return lay->side_off + (uint64_t)sid * GS_SIDE_RECORD;
+}
 
 /* "mheap.c" */
 int gs_mheap_alloc(gs_heap_t *h, uint64_t npages, uint32_t *sid);   /* sets .needzero */

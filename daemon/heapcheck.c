@@ -49,7 +49,9 @@ int gs_heap_check(gs_heap_t *h)
                       "small span %u on list %u\n", sid, s->list);
                 CHECK((s->list == GS_LIST_CACHED) == (s->owner != 0), "span %u owner/list mismatch\n", sid);
             } else {
-                CHECK(s->state == GS_SPAN_LARGE && s->list == GS_LIST_LARGE, "span %u bad state\n", sid);
+                CHECK(s->state == GS_SPAN_LARGE && (s->list == GS_LIST_LARGE || s->list == GS_LIST_INFLIGHT),
+                      "span %u bad state\n", sid);
+                CHECK((s->list == GS_LIST_INFLIGHT) == (s->owner != 0), "large span %u owner/list mismatch\n", sid);
             }
         }
         prev_state = s->state;

@@ -3,7 +3,9 @@
  *
  * Overview: shm/overview.h. A large object is a span of its own, state
  * GS_SPAN_LARGE, with one allocated slot. Its owner frees it like any object
- * (the freed bit, then a notice); daemon/sweep.c gives the span back. An
+ * (the freed bit, then a notice); daemon/sweep.c gives the span back. Until
+ * its client has read the completion the span is in flight: owned by the
+ * client's slot, out of reach of every free (gs_heap_large_land). An
  * object whose allocation its client never read (it died first) is
  * abandoned with its slot (daemon/slot.c).
  */
@@ -29,11 +31,21 @@ int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uin
     uint32_t sid;
     int rc = gs_quota_check(h, slot, npages << GS_PAGE_SHIFT); /* daemon/quota.c */
     if (rc) return rc;
-    gs_txn_begin(h); /* the span, its list tag and the slot's last large allocation: one transaction */
+    gs_txn_begin(h); /* the span, its owner and list, the slot's last large allocation: one transaction */
     rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
     if (!rc) {
-        gs_span(h, sid)->list = GS_LIST_LARGE;
-        gs_span(h, sid)->client = gs_owners_ticket(&h->owners, slot); /* daemon/owners.h */
+        /* In flight until the client has read the completion (the serve unit
+         * sees its completion head pass it, gs_heap_large_land): owned by its
+         * slot like a cached span, so a free that another client makes meanwhile
+         * (setting the freed bit of every fresh large span and pushing a notice)
+         * cannot give the pages back before the requester even saw the answer,
+         * and the completion it reads names a span that is still its own. Such
+         * a free pushes no notice (xowner is set); landing sweeps it. */
+        gs_mspan_t *s = gs_span(h, sid);
+        s->owner = slot + 1u;
+        gs_store_seqcst(&s->xowner, slot + 1u);
+        gs_list_push(h, &h->slots[slot].inflight, sid, GS_LIST_INFLIGHT);
+        s->client = gs_owners_ticket(&h->owners, slot); /* daemon/owners.h */
         gs_txn_pslot(h, slot);
         h->pslots[slot].large_sid = sid;
         h->pslots[slot].large_tag = tag;
@@ -45,4 +57,23 @@ int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uin
     h->large_allocs++;
     *out = sid;
     return 0;
+}
+
+void gs_heap_large_land(gs_heap_t *h, uint32_t slot, uint32_t sid)
+{
+    if (!gs_heap_slot_in_use(h, slot) || sid == 0 || sid >= h->span_bump) return;
+    gs_mspan_t *s = gs_span(h, sid);
+    if (s->state != GS_SPAN_LARGE || s->list != GS_LIST_INFLIGHT || s->owner != slot + 1u) return;
+    gs_txn_begin(h);
+    gs_txn_span(h, sid);
+    gs_list_remove(h, &h->slots[slot].inflight, sid);
+    s->list = GS_LIST_LARGE;
+    s->owner = 0;
+    /* seq_cst store, then the sweep's loads: pairs with a freer's seq_cst OR
+     * and its seq_cst load of xowner (shm/segment.h): either the freer saw
+     * 0 and pushes a notice, or this sweep sees its bit. */
+    gs_store_seqcst(&s->xowner, 0);
+    gs_fence_seqcst();
+    gs_sweep_large(h, sid);
+    gs_txn_end(h);
 }

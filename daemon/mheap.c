@@ -142,6 +142,16 @@ static void set_tags(gs_heap_t *h, uint32_t sid)
     gs_store_release(&h->pagemap[s->start + s->npages - 1u], sid);
 }
 
+/* Two records for one run: keep the lower id, free the other, so that high
+ * chunks of span ids empty out and can be trimmed (daemon/fixalloc.c). */
+static uint32_t keep_lower(gs_heap_t *h, uint32_t a, uint32_t b)
+{
+    if (!a) return b;
+    if (b < a) { uint32_t t = a; a = b; b = t; }
+    gs_span_record_free(h, b);
+    return a;
+}
+
 /* Insert [start, start+npages) as a free run with `ready` READY pages,
  * coalescing with free neighbours. `sid` is a record to reuse (or 0). */
 static void free_run(gs_heap_t *h, uint32_t sid, uint64_t start, uint64_t npages, uint64_t ready,
@@ -156,8 +166,7 @@ static void free_run(gs_heap_t *h, uint32_t sid, uint64_t start, uint64_t npages
             start = ls->start;
             npages += ls->npages;
             ready += ls->ready_pages;
-            if (sid) gs_span_record_free(h, l);
-            else sid = l;
+            sid = keep_lower(h, sid, l);
         }
     }
     uint64_t end = start + npages;
@@ -169,8 +178,7 @@ static void free_run(gs_heap_t *h, uint32_t sid, uint64_t start, uint64_t npages
             scav_remove(h, r);
             npages += rs->npages;
             ready += rs->ready_pages;
-            if (sid) gs_span_record_free(h, r);
-            else sid = r;
+            sid = keep_lower(h, sid, r);
         }
     }
     if (!sid) sid = gs_span_record_alloc(h);
@@ -389,7 +397,7 @@ uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
         gs_txn_end(h);
         sid = next;
     }
-    return released;
+    return released + gs_fixalloc_trim(h, min_idle_ns);
 }
 
 /* ---- spans carved from the page heap (Go's mheap.allocSpan, freeSpan) ---- */
@@ -414,8 +422,7 @@ static int span_init(gs_heap_t *h, uint32_t sid, uint32_t spanclass, bool large)
     }
     s->awords = (uint8_t)gs_bitmap_words(s->nelems);
     s->fwords = (uint8_t)gs_bitmap_words(tiny ? 2u * s->nelems : s->nelems);
-    s->side_off = gs_sidealloc(h, s->awords, s->fwords);
-    if (!s->side_off) return -ENOMEM;
+    s->side_off = gs_side_off_of(&h->lay, sid); /* committed with the id (daemon/fixalloc.c) */
     gs_side_t *side = gs_side_of(h, s);
     gs_span_bitmaps_clear(side, s->nelems, s->awords, s->fwords);
     if (large) gs_store_relaxed(&gs_side_alloc(side)[0], 1); /* the one object is allocated */
@@ -451,7 +458,6 @@ void gs_mheap_free_span(gs_heap_t *h, uint32_t sid)
     gs_side_t *side = gs_side_of(h, s);
     gs_txn_begin(h);
     gs_store_relaxed(&side->xsid, 0);
-    gs_sidefree(h, s->side_off, s->awords, s->fwords);
     if (s->state == GS_SPAN_LARGE) h->large_frees++;
     gs_quota_span_drop(h, s); /* its charges end here (daemon/quota.c) */
     gs_mheap_free(h, sid);

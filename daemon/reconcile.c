@@ -42,7 +42,7 @@ static uint64_t up4k(uint64_t v) { return (v + 4095u) & ~UINT64_C(4095); }
  * (committed whole at creation) and Ready heap pages. */
 uint64_t gs_heap_expected_data_bytes(const gs_heap_t *h)
 {
-    return 4096u + h->side_committed + up4k((uint64_t)h->span_committed * sizeof(gs_notice_t)) + h->prof_size +
+    return 4096u + h->side_committed + up4k((uint64_t)h->notice_chunks * GS_SPAN_CHUNK * sizeof(gs_notice_t)) + h->prof_size +
            (h->ready_pages << GS_PAGE_SHIFT);
 }
 
@@ -60,7 +60,7 @@ uint64_t gs_heap_reconcile(gs_heap_t *h)
     /* Every range the heap believes Prepared. */
     punch(h, 4096u, h->lay.side_off);
     punch(h, h->lay.side_off + h->side_committed, h->lay.side_off + h->lay.side_size);
-    punch(h, h->lay.notice_off + up4k((uint64_t)h->span_committed * sizeof(gs_notice_t)), h->prof_off);
+    punch(h, h->lay.notice_off + up4k((uint64_t)h->notice_chunks * GS_SPAN_CHUNK * sizeof(gs_notice_t)), h->prof_off);
     punch(h, h->prof_off + h->prof_size, h->lay.arena_off);
     for (uint64_t p = 0; p < h->heap_pages;) {
         if (h->pagestate[p] != GS_PAGE_RELEASED) {

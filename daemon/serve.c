@@ -36,8 +36,23 @@ void gs_serve_slot_open(gs_heap_t *h, uint32_t slot, gs_serve_slot_t *s)
 {
     gs_slot_t *sl = gs_heap_slot_ptr(h, slot); /* the slot's own memfd */
     s->ring = sl ? &sl->ring : NULL;
-    s->sq_head = s->cq_tail = 0;
+    s->sq_head = s->cq_tail = s->landed = 0;
     memset(s->large, 0, sizeof s->large);
+}
+
+/* The client has read every completion below head: the large objects they
+ * named are its own now (gs_heap_large_land). head is the client's, so it
+ * is taken only if it lies in [landed, cq_tail]; a head that went back or
+ * beyond what was answered lands nothing (the objects stay in flight until
+ * the slot closes: at worst a leak, never a span freed under its owner). */
+static void land(gs_heap_t *h, uint32_t slot, gs_serve_slot_t *s, uint32_t head)
+{
+    if (head - s->landed > s->cq_tail - s->landed) return;
+    for (; s->landed != head; s->landed++) {
+        uint32_t *sid = &s->large[s->landed % GS_RING_ENTRIES];
+        if (*sid) gs_heap_large_land(h, slot, *sid);
+        *sid = 0;
+    }
 }
 
 void gs_serve_slot_close(gs_heap_t *h, uint32_t slot, gs_serve_slot_t *s)
@@ -47,6 +62,7 @@ void gs_serve_slot_close(gs_heap_t *h, uint32_t slot, gs_serve_slot_t *s)
      * while keeping one it did not get only leaks it. */
     uint32_t head = gs_load_acquire(&s->ring->xcq_head);
     if (s->cq_tail - head > GS_RING_ENTRIES) head = s->cq_tail;
+    land(h, slot, s, head);
     for (uint32_t k = head; k != s->cq_tail; k++) {
         uint32_t sid = s->large[k % GS_RING_ENTRIES];
         if (sid) gs_heap_large_abandon(h, slot, sid);
@@ -62,6 +78,11 @@ static void count_bad(_Atomic uint64_t *bad)
 bool gs_serve_ring(gs_heap_t *h, uint32_t slot, gs_serve_slot_t *s, _Atomic uint64_t *bad)
 {
     gs_ring_t *r = s->ring;
+    /* One read of the client's head serves both: landing, then the room
+     * left, so no completion's memo (large[]) is overwritten before it
+     * landed. */
+    uint32_t cq_head = gs_load_acquire(&r->xcq_head);
+    if (s->landed != s->cq_tail) land(h, slot, s, cq_head);
     uint32_t tail = gs_load_acquire(&r->xsq_tail);
     uint32_t n = tail - s->sq_head;
     if (n == 0) return false;
@@ -72,7 +93,7 @@ bool gs_serve_ring(gs_heap_t *h, uint32_t slot, gs_serve_slot_t *s, _Atomic uint
         gs_store_release(&r->xsq_head, tail);
         return true;
     }
-    uint32_t used = s->cq_tail - gs_load_acquire(&r->xcq_head);
+    uint32_t used = s->cq_tail - cq_head;
     if (used > GS_RING_ENTRIES) {
         count_bad(bad);
         used = 0; /* an impossible head: treat everything as consumed */

@@ -27,6 +27,9 @@ typedef struct gs_serve_slot {
      * (0: none), by completion index. A client that dies before reading its
      * completion never got the object, so closing the slot frees it. */
     uint32_t large[GS_RING_ENTRIES];
+    /* Completions below this index were read by the client and their large
+     * objects landed (gs_heap_large_land); large[] is 0 there. */
+    uint32_t landed;
 } gs_serve_slot_t;
 
 /* Decode and validate one entry (already copied out of shared memory), call

@@ -116,6 +116,7 @@ int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
         h->slots[i].cached.head = 0;
         h->slots[i].cached.count = 0;
         gs_owners_attach(&h->owners, i, pid);
+        h->slots[i].inflight = (gs_spanlist_t){0};
         return (int)i;
     }
     return -ENOSPC;
@@ -131,11 +132,12 @@ int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid)
 {
     if (sid == 0 || sid >= h->span_bump || gs_span(h, sid)->state != GS_SPAN_LARGE) return gs_heap_bad(h);
     gs_mspan_t *s = gs_span(h, sid);
+    gs_heap_large_land(h, slot, sid); /* never reached its owner: nobody else may free it */
     /* As if freed: if some process did free it meanwhile, the bit is set
      * already and this changes nothing. */
+    if (s->state != GS_SPAN_LARGE) return 0; /* landing found it freed and took it back */
     gs_fetch_or_seqcst(&gs_side_freed(gs_side_of(h, s), s->awords)[0], UINT64_C(1));
     gs_sweep_large(h, sid);
-    (void)slot;
     return 0;
 }
 
@@ -143,6 +145,8 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
 {
     if (!gs_heap_slot_in_use(h, slot)) return gs_heap_bad(h);
     while (h->slots[slot].cached.head) gs_mcentral_uncache(h, h->slots[slot].cached.head);
+    /* Large objects it did read: its to free (or leak), like any object. */
+    while (h->slots[slot].inflight.head) gs_heap_large_land(h, slot, h->slots[slot].inflight.head);
     gs_slot_t *sl = gs_slot_at(h, slot);
     for (uint32_t c = 0; sl && c < GS_NUM_SIZE_CLASSES; c++) {
         /* Untrusted counters, for statistics only. */
@@ -233,6 +237,9 @@ int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last
     gs_fence_seqcst();
     if (sid && unread && sid < h->span_bump && gs_span(h, sid)->state == GS_SPAN_LARGE)
         gs_heap_large_abandon(h, slot, sid);
+    /* Every other large object in flight to it was read (its answer came
+     * before the last one the client read): it is the client's now. */
+    while (h->slots[slot].inflight.head) gs_heap_large_land(h, slot, h->slots[slot].inflight.head);
     return 0;
 }
 

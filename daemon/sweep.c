@@ -49,7 +49,7 @@ static int notice(gs_heap_t *h, uint32_t sid, bool from_stack)
      * Clearing it for an id still on the stack would let it be pushed twice. */
     if (from_stack) gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
     h->notices++;
-    if (s->list == GS_LIST_CACHED) return 0; /* its owner sweeps it */
+    if (s->list == GS_LIST_CACHED || s->list == GS_LIST_INFLIGHT) return 0; /* its owner / landing sweeps it */
     if (s->state == GS_SPAN_LARGE) {
         gs_sweep_large(h, sid);
         return 0;
@@ -155,7 +155,7 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices)
             gs_mcentral_place(h, sid, gs_sweep_span(h, s));
             gs_txn_end(h);
             swept++;
-        } else if (s->state == GS_SPAN_LARGE) {
+        } else if (s->state == GS_SPAN_LARGE && s->list != GS_LIST_INFLIGHT) {
             /* Freed, but no notice reached us (yet): sweeping is harmless. */
             if (!(gs_load_relaxed(&gs_side_freed(gs_side_of(h, s), s->awords)[0]) & 1u)) continue;
             gs_sweep_large(h, sid);

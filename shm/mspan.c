@@ -23,6 +23,7 @@ void gs_cspan_init(gs_cspan_t *s, const gs_mspan_t *m, gs_side_t *side, char *ba
     s->elemsize = m->elemsize;
     s->base = base;
     s->side = side;
+    s->freed = gs_side_freed(side, m->awords);
     s->needzero = m->needzero;
     s->spanclass = m->spanclass;
     s->freeindex = gs_load_relaxed(&side->xfreeindex);

@@ -24,6 +24,7 @@ typedef struct gs_cspan {
     uint32_t   sid;          /* span id, 0 for the empty sentinel */
     char      *base;         /* slot 0 in this process */
     gs_side_t *side;
+    _Atomic uint64_t *freed; /* the side record's freed words (the undo checks one) */
     uint32_t   free_at_pass;  /* free slots when this pass began (statistics) */
     uint8_t    needzero;
     uint8_t    spanclass;

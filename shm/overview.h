@@ -24,7 +24,7 @@
  *   mcentral     one per span class (daemon/mcentral.c): uncached spans with
  *                free slots (partial) and without (full).
  *   mcache       per thread (client/mcache.c): one cached span per span class.
- *   side record  per span, in client-writable memory (shm/segment.h): the
+ *   side record  per span id, in client-writable memory (shm/segment.h): the
  *                allocBits, the freed bits that remote frees set, the
  *                published freeindex and the owner word.
  *
@@ -99,7 +99,10 @@
  *   segment's lock-free notice stack (once per sweep), so that the mcentral
  *   finds spans that gained frees in O(1), without scanning the heap.
  *   Large objects take the same path: their one freed bit sends the notice,
- *   and the mheap takes the pages back when it drains the stack.
+ *   and the mheap takes the pages back when it drains the stack. Until its
+ *   requester has read the completion a large span is in flight, owned by
+ *   the requester's slot like a cached span (daemon/largealloc.c): no free
+ *   takes it back before the answer naming it has been read.
  *
  * Sweeping (shm/mspan.c)
  * ----------------------

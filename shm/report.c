@@ -65,6 +65,17 @@ _Noreturn void gs_throw(const char *msg)
     abort();
 }
 
+static _Atomic unsigned long long peer_errors;
+
+void gs_report_peer(const char *msg)
+{
+    unsigned long long n = atomic_fetch_add_explicit(&peer_errors, 1, memory_order_relaxed) + 1;
+    if (n <= 16 || (n & (n - 1)) == 0)
+        gs_printf("goshm: peer: %s (%llu such errors so far; the call fails, the process goes on)\n", msg, n);
+}
+
+uint64_t gs_peer_error_count(void) { return atomic_load_explicit(&peer_errors, memory_order_relaxed); }
+
 static _Atomic unsigned long long badfree_count;
 
 int gs_badfree_mode(void) { return gs_debug()->badfree; }

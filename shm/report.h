@@ -15,6 +15,14 @@
 /* Print "goshm: <msg>" and abort. msg must be a constant string. */
 _Noreturn void gs_throw(const char *msg);
 
+/* Another process broke the shared state this call relied on: a ring
+ * completion, a span record that does not match the request, a bitmap that
+ * makes no sense. Not this process's bug, so no abort: the caller fails the
+ * call (EPROTO or ENOMEM) and this prints "goshm: peer: <msg>" on stderr,
+ * rate-limited (the first 16, then every power of two), and counts it. */
+void gs_report_peer(const char *msg);
+uint64_t gs_peer_error_count(void);
+
 enum { GS_BADFREE_ABORT = 0, GS_BADFREE_WARN = 1 };
 
 /* How bad frees are handled: GOSHM_DEBUG's badfree (shm/debug.h). */

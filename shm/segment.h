@@ -8,7 +8,7 @@
  * Data memfd (read-write for every client; sealed against shrink, grow and
  * new seals, but any client can write, fallocate or punch any byte of it):
  *   [0, 64 KiB)                 gs_seg_header_t: the notice stack head only
- *   [side_off, +side_size)      side records, carved by daemon/fixalloc.c
+ *   [side_off, +side_size)      side records, one per span id (daemon/fixalloc.c)
  *   [notice_off, ...)           gs_notice_t per span id
  *   [arena_off, data_size)      arenas; arena_off is 64 MiB aligned
  * Nothing the heap side needs lives here, and no client reads its layout
@@ -118,8 +118,8 @@ _Static_assert(sizeof(gs_slot_t) <= GS_SLOT_SIZE, "slot too large");
 
 /* ---- data memfd: side records ---------------------------------------- */
 
-/* One per in-use span, allocated by the heap side from size buckets
- * (daemon/fixalloc.c) in client-writable memory. The heap side reads every
+/* One per span id, at side_off + sid * 320 (daemon/fixalloc.c), in
+ * client-writable memory. The heap side reads every
  * field as untrusted input: indices are clamped, bitmaps are masked to nelems,
  * and the span id is checked against the trusted span record. A record whose
  * page a client punched reads as zero ("nothing allocated, nothing freed"):

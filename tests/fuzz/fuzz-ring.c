@@ -226,8 +226,8 @@ static void scribble(fz_t *f, fz_client_t *cl, uint32_t sid, const uint8_t *c)
         break;
     }
     case T_SID: if (side) SCRIBBLE32(&side->xsid); break;
-    case T_QUEUED: if (sid < h->span_committed) SCRIBBLE32(&notice_for(f, sid)->xqueued); break;
-    case T_NEXT: case T_NEXT2: if (sid < h->span_committed) SCRIBBLE32(&notice_for(f, sid)->xnext); break;
+    case T_QUEUED: if (sid < (uint64_t)h->notice_chunks * GS_SPAN_CHUNK) SCRIBBLE32(&notice_for(f, sid)->xqueued); break;
+    case T_NEXT: case T_NEXT2: if (sid < (uint64_t)h->notice_chunks * GS_SPAN_CHUNK) SCRIBBLE32(&notice_for(f, sid)->xnext); break;
     case T_HEAD: SCRIBBLE32(&h->hdr->xnotice_head); break;
     case T_CQHEAD: SCRIBBLE32(&ring_of(f, (uint32_t)cl->slot)->xcq_head); break;
     case T_STATS: {
@@ -411,13 +411,21 @@ static void invariants(fz_t *f)
         FZ_CHECK(f, s->side_off >= f->hdr0.side_off && s->side_off < f->hdr0.side_off + f->hdr0.side_size,
                  "span %u: side record at %llu outside the side region", sid, (unsigned long long)s->side_off);
         uint64_t bytes = sizeof(gs_side_t) + 8u * ((uint64_t)s->awords + s->fwords);
+        FZ_CHECK(f, bytes <= GS_SIDE_RECORD && s->side_off == gs_side_off_of(&h->lay, sid),
+                 "span %u: side record at %llu (%llu bytes) is not its id's", sid, (unsigned long long)s->side_off,
+                 (unsigned long long)bytes);
         if (noffs < sizeof offs / sizeof offs[0]) offs[noffs++] = s->side_off << 16 | bytes;
         /* Clients find objects from base_off: it must be the span's pages. */
         FZ_CHECK(f, s->base_off == f->hdr0.arena_off + ((uint64_t)s->start << GS_PAGE_SHIFT),
                  "span %u: base_off %llu is not page %u of the arenas", sid, (unsigned long long)s->base_off,
                  s->start);
         if (s->state == GS_SPAN_LARGE) {
-            FZ_CHECK(f, s->nelems == 1 && s->npages64 == s->npages && s->owner == 0, "large span %u malformed", sid);
+            FZ_CHECK(f, s->nelems == 1 && s->npages64 == s->npages, "large span %u malformed", sid);
+            /* In flight (its completion not read yet) to an attached slot,
+             * owned by it; landed: nobody's. */
+            FZ_CHECK(f, gs_mspan_owner(s) == s->owner && (s->list == GS_LIST_INFLIGHT) == (s->owner != 0) &&
+                            (s->owner == 0 || (s->owner <= FZ_MAX_SLOTS && h->slots[s->owner - 1u].in_use)),
+                     "large span %u: list %u, owner %u, xowner %u", sid, s->list, s->owner, gs_mspan_owner(s));
             continue;
         }
         FZ_CHECK(f, gs_mspan_owner(s) == s->owner, "span %u: xowner %u, owner %u", sid, gs_mspan_owner(s), s->owner);
@@ -444,14 +452,25 @@ static void invariants(fz_t *f)
     FZ_CHECK(f, live == h->spans_live, "span records: %llu live, spans_live %llu", (unsigned long long)live,
              (unsigned long long)h->spans_live);
     uint32_t nfree = 0;
-    for (uint32_t sid = h->span_free; sid && nfree <= h->span_bump; sid = gs_span(h, sid)->next, nfree++) {
-        if (sid >= h->span_bump || gs_span(h, sid)->state != GS_SPAN_DEAD) {
-            FZ_CHECK(f, false, "span record free list: id %u not dead", sid);
-            break;
+    for (uint32_t c = 0; c < h->chunks_committed; c++) {
+        uint32_t n = 0;
+        for (uint32_t sid = h->chunks[c].free; sid && n <= GS_SPAN_CHUNK; sid = gs_span(h, sid)->next, n++) {
+            if (sid >= h->span_bump || sid / GS_SPAN_CHUNK != c || gs_span(h, sid)->state != GS_SPAN_DEAD) {
+                FZ_CHECK(f, false, "span record free list of chunk %u: id %u not dead", c, sid);
+                break;
+            }
         }
+        FZ_CHECK(f, h->chunks[c].live + n == h->chunks[c].bump - (c == 0u ? 1u : 0u), "chunk %u: %u live + %u free != %u", c,
+                 h->chunks[c].live, n, h->chunks[c].bump);
+        nfree += n;
     }
-    FZ_CHECK(f, nfree + live == h->span_bump - 1u, "span records: %u free + %llu live != %u", nfree,
-             (unsigned long long)live, h->span_bump - 1u);
+    uint64_t below = 0;
+    for (uint32_t c = 0; c < h->chunks_committed; c++) below += h->chunks[c].bump - (c == 0u ? 1u : 0u);
+    FZ_CHECK(f, nfree + live == below, "span records: %u free + %llu live != %llu", nfree,
+             (unsigned long long)live, (unsigned long long)below);
+    FZ_CHECK(f, h->chunks_committed == 0 || h->span_bump == (h->chunks_committed - 1u) * GS_SPAN_CHUNK +
+                                                               h->chunks[h->chunks_committed - 1u].bump,
+             "span_bump %u is not the top chunk's bump", h->span_bump);
 
     /* TLSF bins: exactly the free runs, each in the bin its size says. */
     uint64_t inbins = 0, warm = 0;
@@ -494,10 +513,7 @@ static void invariants(fz_t *f)
     FZ_CHECK(f, nscav == free_ready && h->scav.tail == prev, "scavenge list: %u runs, %llu with ready pages", nscav,
              (unsigned long long)free_ready);
 
-    /* Side records: each in-use span has its own, none of them on a free list. */
-    for (uint32_t b = 0; b < GS_SIDE_BUCKETS; b++)
-        for (uint32_t i = 0; i < h->side_free[b].n && noffs < sizeof offs / sizeof offs[0]; i++)
-            offs[noffs++] = h->side_free[b].v[i] << 16 | (sizeof(gs_side_t) + 64u * (b + 1u));
+    /* Side records: each in-use span has its own. */
     qsort(offs, noffs, sizeof offs[0], cmp_u64);
     for (uint32_t i = 1; i < noffs; i++)
         FZ_CHECK(f, (offs[i - 1] >> 16) + (offs[i - 1] & 0xffffu) <= offs[i] >> 16,
@@ -546,7 +562,7 @@ static void check_drained(fz_t *f)
 {
     gs_heap_t *h = f->h;
     FZ_CHECK(f, gs_load_relaxed(&h->hdr->xnotice_head) == 0, "notice stack not empty after a drain");
-    for (uint32_t sid = 1; sid < h->span_committed; sid++)
+    for (uint32_t sid = 1; sid < (uint64_t)h->notice_chunks * GS_SPAN_CHUNK && sid < h->max_spans; sid++)
         FZ_CHECK(f, gs_load_relaxed(&notice_for(f, sid)->xqueued) == 0,
                  "span %u (state %u): notice flag still set after a drain", sid,
                  sid < h->span_bump ? gs_span(h, sid)->state : 0);
@@ -699,10 +715,9 @@ static void free_everything(fz_t *f)
              (unsigned long long)h->free_pages, (unsigned long long)h->heap_pages);
     FZ_CHECK(f, h->heap_pages == 0 || h->spans_live == 1, "all freed: %llu span records, not one free run",
              (unsigned long long)h->spans_live);
-    uint64_t side_back = 0;
-    for (uint32_t b = 0; b < GS_SIDE_BUCKETS; b++) side_back += h->side_free[b].n * (sizeof(gs_side_t) + 64u * (b + 1u));
-    FZ_CHECK(f, side_back == h->side_bump, "all freed: %llu of %llu side bytes back on the free lists",
-             (unsigned long long)side_back, (unsigned long long)h->side_bump);
+    gs_heap_scavenge(h, 0);
+    FZ_CHECK(f, h->chunks_committed <= 1, "all freed: %u chunks of span records still committed after a scavenge",
+             h->chunks_committed);
     for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++)
         FZ_CHECK(f, !h->central[sc].partial.count && !h->central[sc].full.count, "all freed: mcentral %u not empty",
                  sc);

@@ -34,7 +34,9 @@
  *                 user past --max-uid-bytes (quotas on the spans a process
  *                 caches and the large objects it allocated; goshmd(8)).
  *   EPROTO        attach: the daemon speaks another protocol ABI version, or
- *                 its answer or its segment failed the checks.
+ *                 its answer or its segment failed the checks; the malloc
+ *                 family: an answer through shared memory, or a span it
+ *                 named, failed the checks (another client wrote there).
  *   ENAMETOOLONG  attach: the socket path does not fit a sockaddr_un (107
  *                 bytes).
  *   ECONNRESET    a call that needs the daemon found it gone (see "Daemon
@@ -59,7 +61,7 @@
  * is used up (a refill, about once per span of objects) or for objects
  * larger than 32 KiB; every other allocation, every goshm_free, goshm_off,
  * goshm_ptr and goshm_usable_size work on the shared memory alone. So the
- * malloc family can fail with ENOMEM, EDQUOT, ECONNRESET, ETIMEDOUT, and, in a fork() child's
+ * malloc family can fail with ENOMEM, EDQUOT, ECONNRESET, ETIMEDOUT, EPROTO, and, in a fork() child's
  * first refill (which attaches the child), with any error of goshm_attach or
  * ESTALE.
  *
@@ -70,7 +72,19 @@
  * objects: goshm_off and goshm_ptr translate, they do not validate. Freeing
  * something that is not a live object of this heap (a pointer outside it or
  * into another heap, an interior pointer, a double free) is detected: see
- * goshm_free. Each function below states what it does with each bad input.
+ * goshm_free. One kind cannot be: a stale pointer freed after its slot was
+ * handed out again (by this or another process) is indistinguishable from a
+ * valid free of the new object, which it then frees; telling them apart
+ * would take a generation per object. A second free before the slot is
+ * reused, from any process, is reported. Each function below states what
+ * it does with each bad input.
+ *
+ * Other clients. A process that writes the shared segment directly can free
+ * or overwrite other clients' objects, never break the page heap or make
+ * another client abort: what libgoshm finds there that cannot be right (a
+ * span record that does not match an answer, a bitmap with no free slot in
+ * a span just handed over) fails the call with EPROTO or ENOMEM and is
+ * reported on stderr ("goshm: peer: ..."), rate-limited.
  *
  * Thread safety. Every function may be called from any thread, at the same
  * time as any other on the same or another handle, except that goshm_detach
@@ -113,7 +127,11 @@
  * call that needs the daemon, in milliseconds: default 10000, 0 for none;
  * anything but a number up to 86400000 is ignored), GOSHM_RECONNECT_S
  * (seconds a call that needs a daemon waits for one to come back after it
- * went away, 0..86400, default 30).
+ * went away, 0..86400, default 30), GOSHM_PROFILE_RATE (the
+ * heap profile's mean bytes between samples; 0 off) and GOSHM_PROFILE_UNWIND
+ * ("fp", the default: a sample walks the frame pointers, so build with
+ * -fno-omit-frame-pointer to get whole stacks; "dwarf": glibc's backtrace(),
+ * slower, for code built without them). See goshm(3).
  */
 #ifndef GOSHM_GOSHM_H
 #define GOSHM_GOSHM_H
@@ -180,8 +198,9 @@ GOSHM_API int goshm_detach(goshm_t *h);
 
 /* Allocate size bytes, not initialised. size 0 returns a unique pointer that
  * may be freed (as glibc does). Returns NULL with errno ENOMEM (heap full, or
- * size larger than the heap), ECONNRESET (daemon gone), or in a fork() child
- * an error of goshm_attach or ESTALE (see "Which calls need the daemon"). */
+ * size larger than the heap), ECONNRESET (daemon gone), EPROTO (another
+ * client broke the answer, see "Other clients"), or in a fork() child an
+ * error of goshm_attach or ESTALE (see "Which calls need the daemon"). */
 GOSHM_API void *goshm_malloc(goshm_t *h, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE1(2);
 
 /* nmemb * size bytes, zeroed (the memset is skipped when the memory is known
