@@ -33,7 +33,7 @@ if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr")
                  "(configure with -DCMAKE_INSTALL_PREFIX=/usr for a Debian-style package)")
 endif()
 
-set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)          # goshm_0.1.0_amd64.deb
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)          # goshm_0.1.0-1_amd64.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION libs)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)           # dependencies from dpkg-shlibdeps, not by hand

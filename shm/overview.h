@@ -30,7 +30,8 @@
  *
  * Who owns what
  * -------------
- *   data memfd   the notice stack head, side records, notice entries, arenas.
+ *   data memfd   the notice stack head, side records, notice entries, the
+ *                heap profile's region (shm/profregion.h), arenas.
  *                Mapped read-write by every client, sealed against shrink,
  *                grow and new seals. The daemon never trusts what it reads
  *                there, and nothing it needs lives there: a client that
@@ -52,8 +53,12 @@
  * -------------------------------
  *   goshmd      one process. Its main thread runs the libevent loop: the
  *               control plane (daemon/listen.c, daemon/ctl.c: Attach,
- *               Detach, Stats over a SOCK_SEQPACKET socket) and a 100 ms
- *               housekeeping tick (notices, background sweep, scavenger).
+ *               Detach, Stats, Profile over a SOCK_SEQPACKET socket;
+ *               --metrics over HTTP, daemon/metrics.c) and a 100 ms
+ *               housekeeping tick (notices, background sweep, scavenger,
+ *               reconcile). Live bytes are counted per client and per
+ *               departed pid (daemon/owners.c), and against the quotas
+ *               (daemon/quota.c).
  *               The data-plane thread (daemon/dataplane.c) polls every
  *               attached client's ring while there is work and sleeps on
  *               their doorbells (io_uring, or epoll) when idle. One lock,

@@ -4,7 +4,8 @@
  * Overview: shm/overview.h. As in Go (MemProfileRate, mprof.go), each thread
  * of a client samples one allocation per GOSHM_PROFILE_RATE bytes on average
  * (an exponential countdown in its mcache; 512 KiB by default, 0 off),
- * captures the call stack with glibc's backtrace() and symbolises it at once
+ * captures the call stack by walking the frame pointers (or with glibc's
+ * backtrace() under GOSHM_PROFILE_UNWIND=dwarf) and symbolises it at once
  * in its own process with dladdr(), because only that process knows its
  * address space (client/profile.c). The stack (as names) and the sample go
  * to a region of the data memfd, so that they outlive the process, any

@@ -26,6 +26,7 @@
 #include "../service/harness.h"
 #include "../unit/check.h"
 #include "goshm/goshm.h"
+#include "victim.h"
 
 /* The bound is on the 99.9th percentile: on a loaded 2-CPU machine (load
  * 12) the victim alone saw single stalls of up to 290 ms of scheduling
@@ -33,52 +34,6 @@
  * would hit far more than 0.1% of the allocations. */
 #define HAMMERED_MAX_MS 20u
 #define RUN_MS 1500u
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Allocate, write, read back, free large objects for ms; print the 99.9th
- * percentile and the worst allocation latency in us, and the count, on
- * stdout. */
-static int victim(const char *sock, unsigned ms)
-{
-    goshm_t *h = goshm_attach(sock);
-    REQUIRE(h);
-    enum { MAXS = 1u << 22 };
-    uint64_t *lat = malloc(MAXS * sizeof *lat);
-    REQUIRE(lat);
-    uint64_t n = 0, end = now_us() + (uint64_t)ms * 1000u;
-    while (now_us() < end && n < MAXS) {
-        uint64_t t0 = now_us();
-        unsigned char *p = goshm_malloc(h, 64u << 10);
-        uint64_t t = now_us() - t0;
-        CHECK(p != NULL);
-        if (!p) break;
-        lat[n] = t;
-        p[0] = (unsigned char)n;
-        p[(64u << 10) - 1] = (unsigned char)~n;
-        CHECK(p[0] == (unsigned char)n && p[(64u << 10) - 1] == (unsigned char)~n);
-        goshm_free(h, p);
-        n++;
-    }
-    qsort(lat, n, sizeof *lat, cmp_u64);
-    uint64_t p999 = n ? lat[(n * 999u) / 1000u] : 0, worst = n ? lat[n - 1] : 0;
-    printf("%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", p999, worst, n);
-    fflush(stdout);
-    free(lat);
-    CHECK(goshm_detach(h) == 0);
-    return CHECK_DONE("test-dos-stats victim") ? 1 : 0;
-}
 
 static int hammer(const char *sock, unsigned ms)
 {
@@ -131,7 +86,8 @@ static uint64_t run_victim(const char *sock, bool with_hammer, uint64_t *worstp)
 
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "--victim") == 0) return victim(argv[2], (unsigned)atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "--victim") == 0)
+        return victim_run(argv[2], (unsigned)atoi(argv[3]), "test-dos-stats victim");
     if (argc == 4 && strcmp(argv[1], "--hammer") == 0) return hammer(argv[2], (unsigned)atoi(argv[3]));
 
     gsh_daemon_t d;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* obs.h: helpers of the observability tests: run a command and read its
- * output, an HTTP GET on the loopback, and a Prometheus text parser that
+ * output, a child role driven through pipes, an HTTP GET on the loopback, and a Prometheus text parser that
  * also checks the format (every sample's family has # HELP and # TYPE before
  * it, counters end in _total, values are numbers).
  */
@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>  /* inet_pton */
 #include <errno.h>      /* errno */
+#include <fcntl.h>      /* O_CLOEXEC */
 #include <netinet/in.h> /* sockaddr_in */
 #include <poll.h>       /* poll */
 #include <stdbool.h>    /* bool */
@@ -43,6 +44,31 @@ static inline char *obs_run(const char *cmd, int *status)
 
 /* A free TCP port on 127.0.0.1 (bound then closed: a small race, fine for
  * tests). 0 on failure. */
+/* Fork and run this program again (/proc/self/exe) as `argv0 role sock`,
+ * its stdin and stdout pipes to *in (line-buffered) and *out; `unset`, if
+ * not NULL, is removed from the child's environment first. The pid, or -1. */
+static inline pid_t obs_child_start(const char *argv0, const char *role, const char *sock,
+                                    const char *unset, FILE **in, FILE **out)
+{
+    int to[2], from[2];
+    if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC)) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        if (unset) unsetenv(unset);
+        execl("/proc/self/exe", argv0, role, sock, (char *)NULL);
+        _exit(127);
+    }
+    close(to[0]);
+    close(from[1]);
+    *in = fdopen(to[1], "w");
+    *out = fdopen(from[0], "r");
+    setvbuf(*in, NULL, _IOLBF, 0);
+    return pid;
+}
+
 static inline unsigned obs_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

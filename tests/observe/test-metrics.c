@@ -73,22 +73,8 @@ typedef struct child {
 
 static int child_start(child_t *c, const char *sock)
 {
-    int to[2], from[2];
-    if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC)) return -1;
-    c->pid = fork();
-    if (c->pid < 0) return -1;
-    if (c->pid == 0) {
-        dup2(to[0], 0);
-        dup2(from[1], 1);
-        execl("/proc/self/exe", "test-metrics", "--holder", sock, (char *)NULL);
-        _exit(127);
-    }
-    close(to[0]);
-    close(from[1]);
-    c->in = fdopen(to[1], "w");
-    c->out = fdopen(from[0], "r");
-    setvbuf(c->in, NULL, _IOLBF, 0);
-    return 0;
+    c->pid = obs_child_start("test-metrics", "--holder", sock, NULL, &c->in, &c->out);
+    return c->pid < 0 ? -1 : 0;
 }
 
 /* Send a command; collect offsets until "ok". Returns how many offsets. */

@@ -100,22 +100,9 @@ typedef struct child {
 
 static int child_start(child_t *c, const char *sock)
 {
-    int to[2], from[2];
-    if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC)) return -1;
-    c->pid = fork();
-    if (c->pid < 0) return -1;
-    if (c->pid == 0) {
-        dup2(to[0], 0);
-        dup2(from[1], 1);
-        unsetenv("GOSHM_PROFILE_RATE"); /* the default rate */
-        execl("/proc/self/exe", "test-profile", "--sites", sock, (char *)NULL);
-        _exit(127);
-    }
-    close(to[0]);
-    close(from[1]);
-    c->in = fdopen(to[1], "w");
-    c->out = fdopen(from[0], "r");
-    return 0;
+    /* The child samples at the default rate. */
+    c->pid = obs_child_start("test-profile", "--sites", sock, "GOSHM_PROFILE_RATE", &c->in, &c->out);
+    return c->pid < 0 ? -1 : 0;
 }
 
 static int child_cmd(child_t *c, const char *cmd, char *first_line, size_t len)
