@@ -76,7 +76,7 @@ static int stats(uint64_t *in_use, uint64_t *heap_id)
         return -1;
     }
     *in_use = rep->stats->heap->in_use_bytes;
-    *heap_id = rep->stats->heap->heap_id;
+    *heap_id = rep->stats->heap_id;
     goshm__reply__free_unpacked(rep, NULL);
     return 0;
 }
