@@ -48,6 +48,9 @@ int gs_svc_attach(svc_seam_t *s, gs_attach_reply_t *r)
     Goshm__Attach at = GOSHM__ATTACH__INIT;
     at.abi_version = GS_ABI_VERSION;
     at.pid = (uint32_t)getpid();
+    at.resume_slot = s->resume_slot;
+    at.resume_heap_id = s->resume_slot ? s->heap_id : 0;
+    at.resume_last_tag = s->resume_slot ? s->last_tag : 0;
     Goshm__Request req = GOSHM__REQUEST__INIT;
     req.msg_case = GOSHM__REQUEST__MSG_ATTACH;
     req.attach = &at;
@@ -73,6 +76,8 @@ int gs_svc_attach(svc_seam_t *s, gs_attach_reply_t *r)
         r->meta_size = rep->attach->meta_size;
         r->slot_size = rep->attach->slot_size;
         s->epoch = rep->attach->epoch;
+        s->heap_id = rep->attach->heap_id;
+        s->resumed = rep->attach->resumed;
         rc = 0;
     }
     goshm__reply__free_unpacked(rep, NULL);
@@ -92,7 +97,8 @@ int gs_svc_attach(svc_seam_t *s, gs_attach_reply_t *r)
 
 int gs_svc_detach(svc_seam_t *s)
 {
-    if (s->sock < 0 || s->pid != gs_svc_pid()) return 0; /* a fork child never reattached */
+    if (s->pid != gs_svc_pid()) return 0; /* a fork child never reattached */
+    if (s->sock < 0) return s->dead || s->gave_up ? -ECONNRESET : 0; /* the daemon went away for good */
     Goshm__Detach d = GOSHM__DETACH__INIT;
     Goshm__Request req = GOSHM__REQUEST__INIT;
     req.msg_case = GOSHM__REQUEST__MSG_DETACH;

@@ -189,6 +189,16 @@ void *goshm_aligned_alloc(goshm_t *h, size_t alignment, size_t size)
     return large_alloc(h, size > GS_MAX_SMALL_SIZE ? size : GS_MAX_SMALL_SIZE + 1u, shift, &zero);
 }
 
+uint64_t goshm_heap_id(goshm_t *h)
+{
+    if (!h) {
+        errno = EINVAL;
+        return 0;
+    }
+    /* The meta header is the heap side's, read-only here, written once. */
+    return h->mhdr->heap_id;
+}
+
 goshm_off_t goshm_off(goshm_t *h, const void *p)
 {
     const char *cp = p;

@@ -6,7 +6,7 @@
  * serialised by a process-local mutex (refills are rare: once per span),
  * answered through the completion ring. Waiting spins briefly, then sleeps
  * on the ring's futex word; the connection is checked while sleeping so a
- * dead daemon is an error (ECONNRESET), not a hang, and a round trip has a
+ * dead daemon is noticed (and waited for: client/reconnect.c), not a hang, and a round trip has a
  * deadline ($GOSHM_TIMEOUT_MS) so a stopped one is an error too (ETIMEDOUT).
  * The slot's ring is this process's alone: a request given up on stays on
  * it, and its late completion is recognised by its tag and drained at the
@@ -107,10 +107,8 @@ static int wait_completion(svc_seam_t *s, uint64_t deadline)
         uint32_t seq = gs_load_seqcst(&r->xcq_seq);
         if (gs_load_acquire(&r->xcq_tail) == s->cq_head) gs_futex_wait(&r->xcq_seq, seq, nap);
         gs_store_relaxed(&r->xwaiting, 0);
-        if (gs_load_acquire(&r->xcq_tail) == s->cq_head && gs_svc_daemon_gone(s)) {
-            s->dead = true;
-            return -ECONNRESET;
-        }
+        if (gs_load_acquire(&r->xcq_tail) == s->cq_head && gs_svc_daemon_gone(s))
+            return -ECONNRESET; /* the caller waits for a daemon that adopts the heap */
     }
     return 0;
 }
@@ -136,6 +134,7 @@ static void publish(svc_seam_t *s)
 static void take_completion(svc_seam_t *s, gs_cqe_t *out)
 {
     memcpy(out, &s->ring->cq[s->cq_head % GS_RING_ENTRIES], sizeof *out);
+    s->last_tag = out->tag; /* what a resume says we read (client/reconnect.c) */
     s->cq_head++;
     gs_store_release(&s->ring->xcq_head, s->cq_head);
 }
@@ -202,7 +201,11 @@ static int stale_drain(svc_seam_t *s, uint64_t deadline)
 /* Submit n entries and wait for their n completions, until the deadline.
  * 0, or -errno for the transport (-ETIMEDOUT: the entries not answered yet
  * are abandoned, and what their late completions carry is given back);
- * per-entry results are in out[]. */
+ * per-entry results are in out[]. When the daemon goes away meanwhile (its
+ * connection closed, not merely slow), wait for one that adopts the heap
+ * (client/reconnect.c), then submit again what was not answered, with a
+ * fresh deadline: the adopter undid or finished whatever the old daemon
+ * was doing (daemon/intent.c). */
 static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
 {
     pthread_mutex_lock(&s->mu);
@@ -214,38 +217,56 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, uint32_t n, gs_cqe_t *out)
         }
         s->nstale = 0; /* those were the parent's, on the parent's ring */
     }
-    if (s->dead) { /* no reconnection (yet): do not wait 50 ms again per call */
+    if (s->dead) { /* another heap answers at the path: nothing to wait for */
         pthread_mutex_unlock(&s->mu);
         return -ECONNRESET;
     }
-    uint32_t tmo = gs_svc_timeout_ms();
-    uint64_t deadline = tmo ? gs_now_ns() + (uint64_t)tmo * 1000000u : 0;
-    /* Late answers first: a daemon still not answering them fails this
-     * call before it adds to the ring. */
-    int rc = stale_drain(s, deadline);
-    if (rc) {
-        pthread_mutex_unlock(&s->mu);
-        return rc;
+    int rc = 0;
+    if (s->sock < 0) {
+        /* A reconnection gave up before: one more try, without waiting.
+         * (A daemon that went away since the last call is found by the wait
+         * below: no system call here per refill.) */
+        rc = gs_svc_reconnect(s);
+        if (rc) {
+            pthread_mutex_unlock(&s->mu);
+            return rc;
+        }
     }
-    for (uint32_t i = 0; i < n; i++) submit(s, &e[i]);
-    publish(s);
     uint32_t got = 0;
     bool bad = false;
-    while (got < n) {
-        rc = wait_completion(s, deadline);
-        if (rc) {
-            if (rc == -ETIMEDOUT)
-                for (uint32_t i = got; i < n; i++) stale_push(s, &e[i]);
-            break;
+    for (;;) {
+        uint32_t tmo = gs_svc_timeout_ms();
+        uint64_t deadline = tmo ? gs_now_ns() + (uint64_t)tmo * 1000000u : 0;
+        /* Late answers first: a daemon still not answering them fails this
+         * call before it adds to the ring. */
+        rc = stale_drain(s, deadline);
+        if (!rc) {
+            for (uint32_t i = got; i < n; i++) submit(s, &e[i]);
+            publish(s);
+            while (got < n) {
+                rc = wait_completion(s, deadline);
+                if (rc) {
+                    if (rc == -ETIMEDOUT)
+                        for (uint32_t i = got; i < n; i++) stale_push(s, &e[i]);
+                    break;
+                }
+                take_completion(s, &out[got]);
+                if (out[got].tag != e[got].tag) {
+                    /* Not the answer we wait for (late ones were drained
+                     * above): fail this call, never the process. */
+                    gs_report_peer("ring: completion out of order");
+                    bad = true;
+                }
+                got++;
+            }
         }
-        take_completion(s, &out[got]);
-        if (out[got].tag != e[got].tag) {
-            /* Not the answer we wait for (late ones were drained above):
-             * fail this call, never the process. */
-            gs_report_peer("ring: completion out of order");
-            bad = true;
-        }
-        got++;
+        if (rc != -ECONNRESET) break;
+        /* The daemon is gone. Abandoned requests die with its ring; what
+         * they got stays with our slot (returned when we detach), and a
+         * large object we never read is freed at resume. */
+        rc = gs_svc_reconnect(s);
+        if (rc) break;
+        s->nstale = 0;
     }
     if (!rc && bad) rc = -EPROTO;
     pthread_mutex_unlock(&s->mu);

@@ -40,6 +40,7 @@ typedef struct svc_seam {
     gs_ring_t *ring;
     pthread_mutex_t mu;   /* one request batch at a time */
     uint32_t sq_tail, cq_head, tag;
+    uint32_t last_tag;    /* the tag of the last completion read (client/reconnect.c) */
     /* Requests whose caller gave up (-ETIMEDOUT) before their completion
      * came: completions arrive in order, so theirs are the next ones. Each
      * is drained before a new request goes out, and what it carries is
@@ -47,8 +48,12 @@ typedef struct svc_seam {
     uint32_t nstale;
     struct { uint32_t tag; uint8_t op; } stale[GS_RING_ENTRIES];
     uint64_t epoch;
+    uint64_t heap_id;     /* goshm_heap_id of the heap attached to */
+    uint32_t resume_slot; /* for gs_svc_attach: slot + 1 to resume, 0 for a new one */
+    bool resumed;         /* gs_svc_attach: the daemon gave that slot back */
+    bool gave_up;         /* a reconnection timed out: later ones try once, without waiting */
     pid_t pid;            /* the process the slot belongs to */
-    bool dead;            /* the daemon was found gone: fail at once from now on */
+    bool dead;            /* another heap answers now: fail at once from now on */
     char path[108];
     struct svc_seam *next; /* all attached heaps, for fork */
 } svc_seam_t;
@@ -68,6 +73,12 @@ int gs_svc_attach(svc_seam_t *s, gs_attach_reply_t *r);
 void gs_attach_reply_close(gs_attach_reply_t *r);
 int gs_svc_detach(svc_seam_t *s);
 bool gs_svc_daemon_gone(svc_seam_t *s);
+
+/* "reconnect.c": the daemon went away (s->mu held): wait up to
+ * $GOSHM_RECONNECT_S seconds (default 30) for a goshmd that adopted the
+ * same heap, and resume this process's slot there. 0 (the ring starts
+ * afresh at index 0), or -ECONNRESET. */
+int gs_svc_reconnect(svc_seam_t *s);
 
 /* "ring.c": the seam's operations over the slot's ring; the round trips'
  * deadline in milliseconds ($GOSHM_TIMEOUT_MS; 0: none). */

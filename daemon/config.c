@@ -52,6 +52,7 @@ void gs_config_free(gs_config_t *cfg)
     free(cfg->socket);
     free(cfg->metrics);
     free(cfg->config_file);
+    free(cfg->state_dir);
     free(cfg->allow_uid.v);
     free(cfg->allow_gid.v);
     memset(cfg, 0, sizeof *cfg);
@@ -261,6 +262,18 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
         }
         return 0;
     }
+    if (strcmp(key, "state-dir") == 0) {
+        if (!*value) { snprintf(err, errlen, "state-dir: empty path"); return -1; }
+        return set_string(&cfg->state_dir, value, err, errlen);
+    }
+    if (strcmp(key, "fresh") == 0 || strcmp(key, "fd-store") == 0) {
+        bool *b = key[1] == 'r' ? &cfg->fresh : &cfg->fd_store;
+        if (parse_bool(value, b)) {
+            snprintf(err, errlen, "%s: bad value '%s' (want yes or no)", key, value);
+            return -1;
+        }
+        return 0;
+    }
     if (strcmp(key, "force-epoll") == 0) {
         if (parse_bool(value, &cfg->force_epoll)) {
             snprintf(err, errlen, "force-epoll: bad value '%s' (want yes or no)", value);
@@ -418,9 +431,10 @@ static const optdef_t options[] = {
     {"allow-uid", true},   {"allow-gid", true},   {"scavenge-delay", true}, {"spin-us", true},
     {"force-epoll", false}, {"log-level", true},  {"help", false},        {"version", false},
     {"metrics", true},     {"max-clients-per-uid", true}, {"max-client-bytes", true}, {"max-uid-bytes", true},
+    {"state-dir", true},   {"fresh", false},      {"fd-store", false},
 };
 #define HELP_INDEX 10
-_Static_assert(sizeof options / sizeof options[0] == 16, "options table changed: check HELP_INDEX");
+_Static_assert(sizeof options / sizeof options[0] == 19, "options table changed: check HELP_INDEX");
 
 /* Split argv[*i] into an option and its value (from "=value" or the next
  * argument). Returns the option or NULL with err set. */
@@ -484,6 +498,7 @@ gs_config_action_t gs_config_parse(gs_config_t *cfg, int argc, char **argv, char
             cfg->force_epoll = true;
             continue;
         }
+        if (strcmp(o->name, "fresh") == 0 || strcmp(o->name, "fd-store") == 0) value = "yes";
         char why[256];
         if (gs_config_set(cfg, o->name, value, GS_CFG_FROM_ARGV, why, sizeof why)) {
             snprintf(err, errlen, "--%s", why);
@@ -552,6 +567,16 @@ void gs_config_usage(const char *prog)
            "                       longer than a wakeup costs, so busy clients never wait\n"
            "                       for one; 0 sleeps at once (one system call per request).\n"
            "  --force-epoll        sleep on epoll even where io_uring is available.\n"
+           "  --state-dir DIR      keep the heap in two files in DIR (created 0700; a tmpfs such\n"
+           "                       as /dev/shm/NAME or /run/goshm). A later goshmd with the same\n"
+           "                       DIR adopts the heap: live objects, offsets and attached\n"
+           "                       clients carry on. A DIR holding anything else is refused\n"
+           "                       and left untouched.\n"
+           "  --fresh              with --state-dir: discard the heap kept there, start anew.\n"
+           "  --fd-store           under systemd: keep the heap's memfds in the service's file\n"
+           "                       descriptor store (FileDescriptorStoreMax=2 or more), so a\n"
+           "                       restarted unit adopts them. Memfds passed back by systemd\n"
+           "                       are adopted with or without this option.\n"
            "  --log-level LEVEL    error, warn, info or debug. Default info.\n"
            "  --metrics HOST:PORT  serve the heap's statistics over HTTP at /metrics\n"
            "                       (Prometheus text format). Off by default. There is no\n"

@@ -52,6 +52,9 @@ typedef struct gs_config {
     bool force_epoll;
     int log_level;              /* gs_log_level_t */
     char *metrics;              /* --metrics HOST:PORT; NULL: off (daemon/metrics.h) */
+    char *state_dir;            /* NULL: the heap dies with the daemon (unless fd_store) */
+    bool fresh;                 /* --fresh: start a new heap in state_dir */
+    bool fd_store;              /* --fd-store: hand the memfds to systemd's fd store */
 } gs_config_t;
 
 typedef enum gs_config_action {

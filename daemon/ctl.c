@@ -113,10 +113,13 @@ struct gs_ctl {
     unsigned nconns, nattached, max_conns, nrefused;
     gs_conn_t *by_slot[GS_MAX_SLOTS];
     uint8_t *rxbuf;                 /* GS_CTL_MAX_PACKET bytes: one packet at a time */
+    bool keep_slots;                /* stopping: leave slots claimed (gs_ctl_keep_slots) */
     uint32_t max_per_uid;           /* slots one uid may hold (gs_config_max_per_uid) */
     uint64_t evicted;               /* pending connections closed to make room */
     refusal_log_t rlog[REFUSAL_LOG_UIDS];
 };
+
+void gs_ctl_keep_slots(gs_ctl_t *ctl) { ctl->keep_slots = true; }
 
 /* Log a refusal of uid's peer, unless one was logged for that uid less than
  * REFUSAL_LOG_MS ago: then count it, and say how many when the next line is
@@ -209,12 +212,19 @@ static void conn_detach(gs_conn_t *c, const char *how)
     if (c->slot < 0) return;
     gs_ctl_t *ctl = c->ctl;
     uint32_t slot = (uint32_t)c->slot;
-    gs_dp_remove_slot(ctl->dp, slot);
-    pthread_mutex_lock(ctl->heap_lock);
-    int rc = gs_heap_slot_reclaim(ctl->heap, slot);
-    pthread_mutex_unlock(ctl->heap_lock);
-    if (rc < 0) gs_log_error("reclaiming slot %u of pid %ld: %s", slot, (long)c->pid, strerror(-rc));
-    gs_log_info("client pid %ld slot %u %s", (long)c->pid, slot, how);
+    if (ctl->keep_slots) {
+        /* The heap outlives us: the slot and its spans stay the client's,
+         * for it to resume under the next daemon (daemon/adopt.c). */
+        gs_dp_forget_slot(ctl->dp, slot);
+        gs_log_info("client pid %ld slot %u kept for the next daemon", (long)c->pid, slot);
+    } else {
+        gs_dp_remove_slot(ctl->dp, slot);
+        pthread_mutex_lock(ctl->heap_lock);
+        int rc = gs_heap_slot_reclaim(ctl->heap, slot);
+        pthread_mutex_unlock(ctl->heap_lock);
+        if (rc < 0) gs_log_error("reclaiming slot %u of pid %ld: %s", slot, (long)c->pid, strerror(-rc));
+        gs_log_info("client pid %ld slot %u %s", (long)c->pid, slot, how);
+    }
     ctl->by_slot[slot] = NULL;
     ctl->nattached--;
     c->slot = -1;
@@ -295,9 +305,32 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
         return false;
     }
     pthread_mutex_lock(ctl->heap_lock);
-    int slot = gs_heap_slot_claim(ctl->heap, (uint32_t)c->pid);
-    if (slot >= 0) gs_heap_slot_set_uid(ctl->heap, (uint32_t)slot, (uint32_t)c->uid); /* quotas */
-    pthread_mutex_unlock(ctl->heap_lock);
+    uint64_t heap_id = gs_heap_id(ctl->heap);
+    bool resumed = false;
+    int slot;
+    if (a->resume_slot) {
+        /* A client of the previous daemon: its slot back, or nothing (its
+         * mcaches still hold that slot's spans: a fresh slot would not do). */
+        slot = a->resume_heap_id == heap_id ? (int)a->resume_slot - 1 : -1;
+        int rc = slot >= 0 ? gs_heap_slot_resume(ctl->heap, (uint32_t)slot, (uint32_t)c->pid, a->resume_last_tag) : -ESRCH;
+        if (!rc) {
+            /* Quotas: its uid, and the spans it holds charged to it again. */
+            gs_heap_slot_set_uid(ctl->heap, (uint32_t)slot, (uint32_t)c->uid);
+            gs_heap_slot_recharge(ctl->heap, (uint32_t)slot);
+        }
+        pthread_mutex_unlock(ctl->heap_lock);
+        if (rc) {
+            conn_fail(c, ESRCH, "cannot resume slot %u of heap %016llx: %s", a->resume_slot - 1u,
+                      (unsigned long long)a->resume_heap_id,
+                      a->resume_heap_id != heap_id ? "this is another heap" : "not held by this process");
+            return false;
+        }
+        resumed = true;
+    } else {
+        slot = gs_heap_slot_claim(ctl->heap, (uint32_t)c->pid);
+        if (slot >= 0) gs_heap_slot_set_uid(ctl->heap, (uint32_t)slot, (uint32_t)c->uid); /* quotas */
+        pthread_mutex_unlock(ctl->heap_lock);
+    }
     if (slot == -ENOSPC) {
         char text[96];
         snprintf(text, sizeof text, "too many clients (max %u)", ctl->cfg->max_clients);
@@ -331,6 +364,8 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
     ar.data_size = gs_heap_data_size(ctl->heap);
     ar.meta_size = gs_heap_meta_size(ctl->heap);
     ar.epoch = ctl->epoch;
+    ar.heap_id = heap_id;
+    ar.resumed = resumed;
     ar.slot_size = GS_SLOT_MAP_SIZE;
     ar.max_slots = gs_heap_max_slots(ctl->heap);
     Goshm__Reply rep = GOSHM__REPLY__INIT;
@@ -348,7 +383,9 @@ static bool handle_attach(gs_conn_t *c, const Goshm__Attach *a)
         conn_close(c, "gone before attaching");
         return false;
     }
-    if (a->pid != (uint32_t)c->pid)
+    if (resumed)
+        gs_log_info("client pid %ld uid %u resumed slot %d", (long)c->pid, (unsigned)c->uid, slot);
+    else if (a->pid != (uint32_t)c->pid)
         gs_log_info("client pid %ld (says pid %u) uid %u attached: slot %d", (long)c->pid, a->pid,
                     (unsigned)c->uid, slot);
     else

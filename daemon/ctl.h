@@ -41,6 +41,10 @@ gs_ctl_t *gs_ctl_start(struct event_base *base, int listen_fd, const gs_config_t
                        pthread_mutex_t *heap_lock, gs_dataplane_t *dp, char *err, size_t errlen);
 /* Stop accepting; drop every connection, reclaiming its slot; free. */
 void gs_ctl_stop(gs_ctl_t *ctl);
+/* The heap outlives us (state directory, fd store): at stop, connections
+ * are dropped but their slots stay claimed, spans and all, for the clients
+ * to resume under the daemon that adopts the heap. */
+void gs_ctl_keep_slots(gs_ctl_t *ctl);
 /* Render the statistics in the Prometheus text format (proto/prom.h) to f:
  * a gs_metrics_render_fn (daemon/metrics.h) whose arg is the gs_ctl_t.
  * Takes heap_lock. 0 or -1. */

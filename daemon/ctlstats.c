@@ -64,6 +64,9 @@ Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs
     } while (from);
     pthread_mutex_lock(heap_lock);
     gs_heap_stats_end(heap, st, &m->tally);
+    uint32_t orphans = 0, adopted_orphans = 0, adopted_reclaimed = 0;
+    bool adopted = gs_heap_adopted_ns(heap, &adopted_orphans, &adopted_reclaimed) != 0;
+    for (uint32_t s = 0; s < GS_MAX_SLOTS; s++) orphans += gs_heap_slot_orphan(heap, s);
     for (uint32_t s = 0; s < GS_MAX_SLOTS && n < nattached; s++) {
         if (pid_of[s] < 0) continue;
         client_row_t *r = &m->rows[n++];
@@ -90,6 +93,10 @@ Goshm__Reply *gs_ctl_stats_reply(gs_heap_t *heap, pthread_mutex_t *heap_lock, gs
     hs->notices = st->notices;
     hs->bad_requests = st->bad_requests;
     hs->bad_ring_entries = gs_dp_bad_entries(dp);
+    hs->adopted = adopted;
+    hs->adopted_orphans = adopted_orphans;
+    hs->adopted_reclaimed = adopted_reclaimed;
+    hs->orphans = orphans;
 
     for (unsigned i = 0; i < NCLASSES; i++) {
         const gs_class_stats_t *cs = &st->classes[i + 1];

@@ -30,7 +30,7 @@
 #include "serve.h"
 #include "waiter.h"
 
-enum { REQ_NONE = 0, REQ_ADD, REQ_REMOVE };
+enum { REQ_NONE = 0, REQ_ADD, REQ_REMOVE, REQ_FORGET };
 
 /* Who touches what: [thread] only the data-plane thread (add and remove
  * reach it as requests); [immutable] set before the thread starts;
@@ -82,13 +82,15 @@ static void handle_request(gs_dataplane_t *dp)
         gs_serve_slot_open(dp->heap, dp->req_slot, &s->srv);
         dp->req_rc = s->srv.ring ? dp->w->ops->add(dp->w, dp->req_slot, dp->req_fd) : -EINVAL;
         s->active = dp->req_rc == 0;
-    } else if (dp->req_op == REQ_REMOVE) {
+    } else if (dp->req_op == REQ_REMOVE || dp->req_op == REQ_FORGET) {
         dp_slot_t *s = &dp->slots[dp->req_slot];
         s->active = false;
         dp->w->ops->remove(dp->w, dp->req_slot);
+        if (dp->req_op == REQ_FORGET) goto done; /* the client may still read its completions */
         pthread_mutex_lock(dp->heap_lock);
         gs_serve_slot_close(dp->heap, dp->req_slot, &s->srv); /* large objects never read */
         pthread_mutex_unlock(dp->heap_lock);
+    done:
         dp->req_rc = 0;
     }
     dp->req_op = REQ_NONE;
@@ -242,6 +244,11 @@ int gs_dp_add_slot(gs_dataplane_t *dp, uint32_t slot, int *doorbell)
 void gs_dp_remove_slot(gs_dataplane_t *dp, uint32_t slot)
 {
     if (slot < dp->max_slots) request(dp, REQ_REMOVE, slot, -1);
+}
+
+void gs_dp_forget_slot(gs_dataplane_t *dp, uint32_t slot)
+{
+    if (slot < dp->max_slots) request(dp, REQ_FORGET, slot, -1);
 }
 
 const char *gs_dp_backend(const gs_dataplane_t *dp) { return dp->w->ops->name; }

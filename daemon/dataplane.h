@@ -37,6 +37,10 @@ int gs_dp_add_slot(gs_dataplane_t *dp, uint32_t slot, int *doorbell);
 /* Stop serving a slot (its client is gone); returns when the data plane no
  * longer touches it, so the caller may reclaim it. Call without heap_lock. */
 void gs_dp_remove_slot(gs_dataplane_t *dp, uint32_t slot);
+/* Stop serving a slot whose client lives on (the daemon stops and the
+ * heap outlives it): unlike remove, nothing the client has not read yet is
+ * taken back. Call without heap_lock. */
+void gs_dp_forget_slot(gs_dataplane_t *dp, uint32_t slot);
 /* "io_uring" or "epoll". */
 const char *gs_dp_backend(const gs_dataplane_t *dp);
 /* Malformed ring entries answered with an error so far. */

@@ -127,6 +127,7 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
         sid = c * GS_SPAN_CHUNK + k->bump++;
         if (sid >= h->span_bump) h->span_bump = sid + 1u;
     }
+    gs_txn_span(h, sid);
     k->live++;
     gs_mspan_clear(&h->spans[sid]);
     h->spans_live++;
@@ -136,6 +137,7 @@ uint32_t gs_span_record_alloc(gs_heap_t *h)
 void gs_span_record_free(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = &h->spans[sid];
+    gs_txn_span(h, sid);
     uint32_t c = sid / GS_SPAN_CHUNK;
     gs_mspan_clear(s);
     s->state = GS_SPAN_DEAD;
@@ -166,4 +168,59 @@ uint64_t gs_fixalloc_trim(gs_heap_t *h, uint64_t min_idle_ns)
         if (h->chunk_hint > c) h->chunk_hint = c;
     }
     return released;
+}
+
+/* Adoption (daemon/adopt.c): the span ids met in the page-map walk are
+ * live (seen[sid]); rebuild every chunk from them. A chunk's bump is one past
+ * its highest live id, the ids below it that are not live are its free list
+ * (their records cleared: nobody names them), and the chunks up to the
+ * highest live one are committed (again: fallocate of backed pages is a
+ * no-op, and a chunk the previous daemon punched at the top held no live
+ * id). dry: no system call (adoption's trial). 0 or -errno. */
+int gs_fixalloc_adopt(gs_heap_t *h, const uint8_t *seen, bool dry)
+{
+    uint32_t top = 0;
+    for (uint32_t sid = 1; sid < h->max_spans; sid++)
+        if (seen[sid]) top = sid;
+    uint32_t nc = top / GS_SPAN_CHUNK + 1u;
+    uint64_t now = gs_now_ns();
+    h->chunks_committed = h->notice_chunks = 0;
+    h->side_committed = 0;
+    h->spans_live = 0;
+    for (uint32_t c = 0; c < h->nchunks; c++) h->chunks[c] = (gs_idchunk_t){0};
+    for (uint32_t c = 0; c < nc; c++) {
+        if (!dry) {
+            int rc = chunk_commit(h, c);
+            if (rc) return rc;
+        } else {
+            uint64_t soff, slen, doff, dlen;
+            chunk_ranges(h, c, &soff, &slen, &doff, &dlen);
+            h->side_committed += dlen;
+            h->chunks_committed = h->notice_chunks = c + 1u;
+        }
+        gs_idchunk_t *k = &h->chunks[c];
+        uint32_t first = c * GS_SPAN_CHUNK, cap = chunk_cap(h, c);
+        uint32_t hi = 0;
+        for (uint32_t i = 0; i < cap; i++)
+            if (seen[first + i]) hi = i + 1u;
+        k->bump = (uint16_t)(c == 0 && hi == 0 ? 1u : hi);
+        for (uint32_t i = k->bump; i-- > 0;) {
+            uint32_t sid = first + i;
+            if (sid == 0) continue;
+            if (seen[sid]) {
+                k->live++;
+                h->spans_live++;
+                continue;
+            }
+            gs_mspan_t *s = &h->spans[sid];
+            gs_mspan_clear(s);
+            s->state = GS_SPAN_DEAD;
+            s->next = k->free;
+            k->free = sid;
+        }
+        if (k->live == 0) k->idle_since_ns = now;
+    }
+    h->chunk_hint = 0;
+    h->span_bump = (nc - 1u) * GS_SPAN_CHUNK + h->chunks[nc - 1u].bump;
+    return 0;
 }

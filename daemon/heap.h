@@ -26,12 +26,36 @@ typedef struct gs_heap_config {
     uint64_t size;             /* heap capacity in bytes (rounded up to arenas) */
     uint32_t max_slots;        /* client slots, <= GS_MAX_SLOTS */
     uint64_t scavenge_delay_ns; /* idle free runs older than this are released */
+    /* The heap will be adopted by a later goshmd (state directory or
+     * systemd's fd store): the meta memfd is not sealed against future
+     * writes (a sealed one could never be mapped writable again) but made
+     * 0600, so that clients of another uid cannot reopen their read-only
+     * descriptor for writing (README: "Restart"). */
+    bool persistent;
 } gs_heap_config_t;
 
 /* Create a heap: two memfds, sized and sealed, header written. Returns NULL
  * and sets errno on failure; err (if not NULL) gets a message. */
 gs_heap_t *gs_heap_create(const gs_heap_config_t *cfg, char *err, size_t errlen);
 void gs_heap_destroy(gs_heap_t *h);
+/* The same on two empty files (a state directory, daemon/persist.c): the
+ * heap sizes them and owns the descriptors from then on (even on failure). */
+gs_heap_t *gs_heap_create_files(const gs_heap_config_t *cfg, int data_fd, int meta_fd, char *err, size_t errlen);
+/* Adopt the heap whose two files (or memfds) a previous goshmd left
+ * (daemon/adopt.c): check them, finish or undo its last operation, rebuild
+ * the private state, reclaim the slots of processes that died, keep those
+ * of live ones as orphans. Nothing is written unless every check passes, so
+ * a refused heap is left byte for byte as it was. NULL with errno (EPROTO:
+ * not a goshm heap or another ABI; EUCLEAN: inconsistent) and err says why;
+ * the descriptors are then still the caller's. cfg's size is ignored (the
+ * heap keeps its own). */
+gs_heap_t *gs_heap_adopt(const gs_heap_config_t *cfg, int data_fd, int meta_fd, char *err, size_t errlen);
+/* The heap's identity (shm/segment.h, gs_meta_header_t.heap_id). */
+uint64_t gs_heap_id(const gs_heap_t *h);
+/* Adoption facts for logs and statistics: 0 if the heap was created by this
+ * process; else when (CLOCK_MONOTONIC ns) and how many slots were kept as
+ * orphans and reclaimed. */
+uint64_t gs_heap_adopted_ns(const gs_heap_t *h, uint32_t *orphans, uint32_t *reclaimed);
 
 int gs_heap_data_fd(const gs_heap_t *h);
 int gs_heap_meta_fd(const gs_heap_t *h);
@@ -68,6 +92,18 @@ void gs_heap_slot_set_uid(gs_heap_t *h, uint32_t slot, uint32_t uid);
 uint64_t gs_heap_slot_charged(const gs_heap_t *h, uint32_t slot);
 int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot);
 bool gs_heap_slot_in_use(const gs_heap_t *h, uint32_t slot);
+/* A process that held `slot` under a previous daemon asks for it back: 0 if
+ * the slot is an orphan claimed by that very process (pid and start time),
+ * which then owns its cached spans again; -ESRCH otherwise. last_tag: the
+ * tag of the last completion it read (a large object allocated for a later
+ * request is freed: the client never got it). */
+int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last_tag);
+bool gs_heap_slot_orphan(const gs_heap_t *h, uint32_t slot);
+uint32_t gs_heap_slot_pid(const gs_heap_t *h, uint32_t slot);
+/* After a resume, charge the spans the slot caches to it again (quotas). */
+void gs_heap_slot_recharge(gs_heap_t *h, uint32_t slot);
+/* Reclaim the orphans whose process is gone; returns how many. */
+uint32_t gs_heap_orphans_reap(gs_heap_t *h);
 /* Per-client statistics: spans the slot caches, and the counters the client
  * publishes in its slot (client-written: reported, never trusted). */
 uint32_t gs_heap_slot_cached_spans(gs_heap_t *h, uint32_t slot);
@@ -88,6 +124,11 @@ int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *
 /* The same, the span starting on a multiple of 2^align_shift pages
  * (0..GS_LARGE_MAX_ALIGN_SHIFT; above: -EINVAL, a bad request). */
 int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t *sid);
+/* The same for the ring request whose tag is `tag`: remembered with the
+ * slot, so that a client resuming the slot after a daemon restart without
+ * having read the answer does not leak the object (gs_heap_slot_resume). */
+int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t tag,
+                               uint32_t *sid);
 /* The client of slot has read the completion that named large span sid:
  * it is its owner's now, and frees may take it back (a free that came
  * while it was in flight is swept here). Ids that are not in flight for

@@ -68,6 +68,10 @@ typedef struct gs_central {
 
 typedef struct gs_slot_state {
     bool in_use;
+    /* Claimed by a process of a previous daemon that may still run (it was
+     * alive at adoption): its spans stay cached until it resumes the slot
+     * (gs_heap_slot_resume) or dies (gs_heap_orphans_reap). */
+    bool orphan;
     uint32_t pid;
     uint32_t generation;        /* claims of this slot index so far */
     int fd;                     /* the slot's memfd while in use, else -1 */
@@ -85,6 +89,7 @@ typedef struct gs_slot_state {
 typedef struct gs_layout {
     uint64_t side_off, side_size;
     uint64_t notice_off;
+    uint64_t prof_off, prof_size;
     uint64_t arena_off;
 } gs_layout_t;
 
@@ -155,6 +160,14 @@ struct gs_heap {
     uint64_t prof_off, prof_size; /* [immutable] the profile region (shm/profregion.h), data memfd */
     gs_owners_t owners;         /* [heap lock] who holds live bytes (daemon/owners.h) */
 
+    /* Persistence (daemon/persist.c, adopt.c, intent.c). */
+    gs_pslot_t *pslots;         /* [immutable] pointer into meta; entries [heap lock] */
+    gs_undo_log_t *undo;        /* [immutable] pointer into meta; [heap lock] */
+    uint32_t txn_depth;         /* [heap lock] nesting of gs_txn_begin */
+    bool dry_run;               /* [immutable] adoption's trial on private copies: no syscalls on the files */
+    bool is_memfd;              /* [immutable] sealable memfds (not state-directory files) */
+    uint64_t adopted_ns;        /* [immutable] when this heap was adopted (0: created) */
+    uint32_t adopted_orphans, adopted_reclaimed; /* [immutable] slots found at adoption */
     /* Quotas (daemon/quota.c). [heap lock] */
     uint64_t quota_client, quota_uid;          /* bytes; 0: no limit */
     gs_quota_slot_t qslot[GS_MAX_SLOTS];
@@ -172,6 +185,47 @@ void gs_quota_span_take(gs_heap_t *h, uint32_t slot, gs_mspan_t *s);
 void gs_quota_span_drop(gs_heap_t *h, gs_mspan_t *s);
 void gs_quota_slot_close(gs_heap_t *h, uint32_t slot);
 
+/* The meta memfd's layout, a function of the heap's size and slot count
+ * (daemon/heap.c): creation writes it, adoption recomputes and compares. */
+typedef struct gs_meta_layout {
+    uint64_t pagemap_off, spans_off, pslots_off, undo_off, meta_size;
+} gs_meta_layout_t;
+void gs_heap_layout(uint64_t max_pages, uint32_t max_slots, gs_layout_t *lay, uint64_t *data_size,
+                    gs_meta_layout_t *ml);
+/* Write the layout fields of the meta header (creation; adoption restates them). */
+void gs_heap_write_meta_header(gs_heap_t *h, const gs_meta_layout_t *ml);
+/* Map the two files read-write (dry: private copies), set the pointers of h. 0 or -errno. */
+int gs_heap_map(gs_heap_t *h, bool dry);
+
+/* "intent.c": the undo log (shm/segment.h, gs_undo_log_t). Every heap
+ * operation that changes the meta memfd runs between gs_txn_begin and
+ * gs_txn_end (nestable: only the outermost end commits) and records the
+ * before-image of each span record, page map entry or heap page count
+ * before its first change. */
+void gs_txn_begin(gs_heap_t *h);
+void gs_txn_end(gs_heap_t *h);
+void gs_txn_span(gs_heap_t *h, uint32_t sid);
+void gs_txn_page(gs_heap_t *h, uint64_t page);
+void gs_txn_heap_pages(gs_heap_t *h);
+void gs_txn_pslot(gs_heap_t *h, uint32_t slot);
+/* Put the before-images of an unfinished operation back; returns how many. */
+uint32_t gs_undo_replay(gs_heap_t *h);
+
+/* "killpoint.c": GOSHM_KILLPOINT=NAME:N (or any:N) makes the daemon SIGKILL
+ * itself at the Nth pass through kill point NAME: the fault-injection test
+ * of crash consistency (tests/restart). Compiled in with GOSHM_KILLPOINTS. */
+#ifdef GOSHM_KILLPOINTS
+void gs_killpoint(const char *name);
+#else
+#define gs_killpoint(name) ((void)0)
+#endif
+
+/* "slot.c": a fresh slot memfd for slot i (claim, and adoption's orphans). 0 or -errno. */
+int gs_slot_memfd_open(gs_heap_t *h, uint32_t i, uint32_t pid);
+/* "slot.c": the persistent owner of a slot. */
+uint64_t gs_proc_starttime(uint32_t pid); /* 0: unknown */
+bool gs_proc_alive(uint32_t pid, uint64_t starttime);
+
 /* "sysmem.c": the memory state transitions on a memfd. */
 int gs_sys_commit(int fd, uint64_t off, uint64_t len);   /* Prepared -> Ready; -ENOMEM */
 int gs_sys_release(int fd, uint64_t off, uint64_t len);  /* Ready -> Prepared */
@@ -180,6 +234,8 @@ int gs_sys_release(int fd, uint64_t off, uint64_t len);  /* Ready -> Prepared */
 uint32_t gs_span_record_alloc(gs_heap_t *h);             /* 0: ENOMEM */
 void gs_span_record_free(gs_heap_t *h, uint32_t sid);
 int gs_fixalloc_init(gs_heap_t *h);                      /* -ENOMEM */
+/* Adoption: rebuild the id chunks from the live ids (daemon/fixalloc.c). 0 or -errno. */
+int gs_fixalloc_adopt(gs_heap_t *h, const uint8_t *seen, bool dry);
 void gs_fixalloc_fini(gs_heap_t *h);
 /* Punch the chunks at the top of the span ids idle for min_idle_ns; bytes
  * released. */
@@ -204,6 +260,9 @@ void gs_mheap_publish(gs_heap_t *h, uint32_t sid);                  /* page map 
 int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, uint64_t align, bool large,
                         uint32_t *sid);
 void gs_mheap_free_span(gs_heap_t *h, uint32_t sid); /* side record too */
+/* Adoption (daemon/adopt.c): file the free run sid (its record complete,
+ * its tags set) in its bin, and on the scavenge list if it has ready pages. */
+void gs_mheap_adopt_run(gs_heap_t *h, uint32_t sid);
 
 /* "mcentral.c": span lists (Go's mSpanList) and the mcentrals. */
 void gs_list_push(gs_heap_t *h, gs_spanlist_t *l, uint32_t sid, uint32_t which);

@@ -20,6 +20,10 @@ int gs_heap_check(gs_heap_t *h)
 {
     uint64_t p = 0, free_pages = 0, idle_ready = 0, ready = 0;
     uint32_t prev_state = GS_SPAN_DEAD;
+    CHECK(h->txn_depth > 0 || gs_load_relaxed(&h->undo->xcount) == 0, "undo log holds %u entries between operations\n",
+          gs_load_relaxed(&h->undo->xcount));
+    CHECK(gs_load_relaxed(&h->mhdr->xheap_pages) == h->heap_pages, "grown pages %llu, the header says %llu\n",
+          (unsigned long long)h->heap_pages, (unsigned long long)gs_load_relaxed(&h->mhdr->xheap_pages));
     while (p < h->heap_pages) {
         uint32_t sid = gs_load_relaxed(&h->pagemap[p]);
         CHECK(sid && sid < h->span_bump, "page %llu has no span\n", (unsigned long long)p);

@@ -20,26 +20,40 @@ int gs_heap_large_alloc(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t *
 
 int gs_heap_large_alloc_aligned(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t *out)
 {
+    return gs_heap_large_alloc_tagged(h, slot, npages, align_shift, 0, out);
+}
+
+int gs_heap_large_alloc_tagged(gs_heap_t *h, uint32_t slot, uint64_t npages, uint32_t align_shift, uint32_t tag,
+                               uint32_t *out)
+{
     if (!gs_heap_slot_in_use(h, slot) || align_shift > GS_LARGE_MAX_ALIGN_SHIFT) return gs_heap_bad(h);
     if (npages == 0 || npages > h->max_pages) return -ENOMEM;
     uint32_t sid;
     int rc = gs_quota_check(h, slot, npages << GS_PAGE_SHIFT); /* daemon/quota.c */
     if (rc) return rc;
+    gs_txn_begin(h); /* the span, its owner and list, the slot's last large allocation: one transaction */
     rc = gs_mheap_alloc_span(h, 0, npages, UINT64_C(1) << align_shift, true, &sid);
+    if (!rc) {
+        /* In flight until the client has read the completion (the serve unit
+         * sees its completion head pass it, gs_heap_large_land): owned by its
+         * slot like a cached span, so a free that another client makes meanwhile
+         * (setting the freed bit of every fresh large span and pushing a notice)
+         * cannot give the pages back before the requester even saw the answer,
+         * and the completion it reads names a span that is still its own. Such
+         * a free pushes no notice (xowner is set); landing sweeps it. */
+        gs_mspan_t *s = gs_span(h, sid);
+        s->owner = slot + 1u;
+        gs_store_seqcst(&s->xowner, slot + 1u);
+        gs_list_push(h, &h->slots[slot].inflight, sid, GS_LIST_INFLIGHT);
+        s->client = gs_owners_ticket(&h->owners, slot); /* daemon/owners.h */
+        gs_txn_pslot(h, slot);
+        h->pslots[slot].large_sid = sid;
+        h->pslots[slot].large_tag = tag;
+    }
+    gs_killpoint("large-alloc");
+    gs_txn_end(h);
     if (rc) return rc;
-    /* In flight until the client has read the completion (the serve unit
-     * sees its completion head pass it, gs_heap_large_land): owned by its
-     * slot like a cached span, so a free that another client makes meanwhile
-     * (setting the freed bit of every fresh large span and pushing a notice)
-     * cannot give the pages back before the requester even saw the answer,
-     * and the completion it reads names a span that is still its own. Such
-     * a free pushes no notice (xowner is set); landing sweeps it. */
-    gs_mspan_t *s = gs_span(h, sid);
-    s->owner = slot + 1u;
-    gs_store_seqcst(&s->xowner, slot + 1u);
-    gs_list_push(h, &h->slots[slot].inflight, sid, GS_LIST_INFLIGHT);
-    s->client = gs_owners_ticket(&h->owners, slot); /* daemon/owners.h */
-    gs_quota_span_take(h, slot, s); /* charged until freed */
+    gs_quota_span_take(h, slot, gs_span(h, sid)); /* charged until freed */
     h->large_allocs++;
     *out = sid;
     return 0;
@@ -50,6 +64,8 @@ void gs_heap_large_land(gs_heap_t *h, uint32_t slot, uint32_t sid)
     if (!gs_heap_slot_in_use(h, slot) || sid == 0 || sid >= h->span_bump) return;
     gs_mspan_t *s = gs_span(h, sid);
     if (s->state != GS_SPAN_LARGE || s->list != GS_LIST_INFLIGHT || s->owner != slot + 1u) return;
+    gs_txn_begin(h);
+    gs_txn_span(h, sid);
     gs_list_remove(h, &h->slots[slot].inflight, sid);
     s->list = GS_LIST_LARGE;
     s->owner = 0;
@@ -59,4 +75,5 @@ void gs_heap_large_land(gs_heap_t *h, uint32_t slot, uint32_t sid)
     gs_store_seqcst(&s->xowner, 0);
     gs_fence_seqcst();
     gs_sweep_large(h, sid);
+    gs_txn_end(h);
 }

@@ -36,6 +36,7 @@
 #include "heap.h"
 #include "log.h"
 #include "metrics.h"
+#include "persist.h"
 
 #ifndef GOSHM_VERSION
 #define GOSHM_VERSION "unknown"
@@ -55,6 +56,8 @@ typedef struct gs_daemon {
     gs_metrics_t *metrics;      /* --metrics, or NULL */
     struct event *sigterm, *sigint, *tick;
     int stop_signal;
+    bool persistent;      /* the heap outlives us: state directory or fd store */
+    bool adopted;         /* ... and we adopted it from a previous goshmd */
 } gs_daemon_t;
 
 /* ---- sd_notify, without libsystemd ----------------------------------------- */
@@ -106,7 +109,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     /* A client may have fallocated memory the heap never committed
      * (daemon/reconcile.c): give it back. */
     uint64_t excess = gs_heap_reconcile(d->heap);
+    uint32_t reaped = d->adopted ? gs_heap_orphans_reap(d->heap) : 0;
     pthread_mutex_unlock(&d->heap_lock);
+    if (reaped) gs_log_info("reclaimed %u slots of processes that died before resuming them", reaped);
     if (excess) {
         /* At most one line per 10 s: a client could repeat this every tick. */
         static uint64_t last_ns;
@@ -128,7 +133,10 @@ static void daemon_shutdown(gs_daemon_t *d)
 {
     gs_metrics_stop(d->metrics); /* before the control plane it renders with */
     d->metrics = NULL;
-    gs_ctl_stop(d->ctl); /* stop accepting; every slot reclaimed */
+    /* A heap that outlives us keeps its clients' slots for the next daemon;
+     * else every slot is reclaimed. */
+    if (d->persistent && d->ctl) gs_ctl_keep_slots(d->ctl);
+    gs_ctl_stop(d->ctl); /* stop accepting */
     d->ctl = NULL;
     if (d->tick) event_free(d->tick);
     if (d->sigterm) event_free(d->sigterm);
@@ -145,24 +153,85 @@ static void daemon_shutdown(gs_daemon_t *d)
     gs_config_free(&d->cfg);
 }
 
-static int daemon_start(gs_daemon_t *d)
+/* The heap: the one systemd kept for us, the one in the state directory,
+ * or a new one. */
+static int open_heap(gs_daemon_t *d, int store_data, int store_meta)
 {
-    char err[512];
-    if (gs_ctl_socket_open(&d->sock, &d->cfg, err, sizeof err) != 0) {
-        gs_log_error("%s", err);
-        return -1;
-    }
-
+    char err[1024];
     gs_heap_config_t hc = {
         .size = d->cfg.size,
         .max_slots = d->cfg.max_clients,
         .scavenge_delay_ns = (uint64_t)d->cfg.scavenge_delay_ms * 1000000u,
+        .persistent = d->cfg.state_dir || d->cfg.fd_store || store_data >= 0,
     };
-    d->heap = gs_heap_create(&hc, err, sizeof err);
-    if (!d->heap) {
-        gs_log_error("cannot create the heap (%llu bytes): %s", (unsigned long long)d->cfg.size, err);
+    d->persistent = hc.persistent;
+    uint64_t t0 = gs_now_ns();
+    if (store_data >= 0 && !d->cfg.fresh) {
+        d->heap = gs_heap_adopt(&hc, store_data, store_meta, err, sizeof err);
+        if (!d->heap) {
+            gs_log_error("the heap in systemd's fd store is refused: %s (left as it is; --fresh starts anew)", err);
+            return -1;
+        }
+        d->adopted = true;
+    } else if (d->cfg.state_dir) {
+        if (store_data >= 0) {
+            close(store_data);
+            close(store_meta);
+        }
+        if (gs_persist_open(d->cfg.state_dir, d->cfg.fresh, &hc, &d->heap, &d->adopted, err, sizeof err) != 0) {
+            gs_log_error("%s", err);
+            return -1;
+        }
+    } else {
+        if (store_data >= 0) { /* --fresh: systemd's copy is dropped with these */
+            close(store_data);
+            close(store_meta);
+        }
+        d->heap = gs_heap_create(&hc, err, sizeof err);
+        if (!d->heap) {
+            gs_log_error("cannot create the heap (%llu bytes): %s", (unsigned long long)d->cfg.size, err);
+            return -1;
+        }
+    }
+    if (d->adopted) {
+        uint32_t orphans = 0, reclaimed = 0;
+        gs_heap_adopted_ns(d->heap, &orphans, &reclaimed);
+        gs_heap_stats_t st;
+        gs_heap_stats(d->heap, &st);
+        gs_log_info("adopted heap %016llx%s%s in %.1f ms: %llu bytes in use, %llu large objects; %u slots kept for "
+                    "live clients, %u of dead ones reclaimed",
+                    (unsigned long long)gs_heap_id(d->heap), d->cfg.state_dir ? " from " : " from systemd's fd store",
+                    d->cfg.state_dir ? d->cfg.state_dir : "", (double)(gs_now_ns() - t0) / 1e6,
+                    (unsigned long long)st.in_use_bytes, (unsigned long long)st.large_objects, orphans, reclaimed);
+    } else {
+        gs_log_info("new heap %016llx%s%s", (unsigned long long)gs_heap_id(d->heap),
+                    d->cfg.state_dir ? " in " : "", d->cfg.state_dir ? d->cfg.state_dir : "");
+    }
+    if (d->cfg.fd_store || store_data >= 0) {
+        int rc = gs_fdstore_put(gs_heap_data_fd(d->heap), gs_heap_meta_fd(d->heap));
+        if (rc) gs_log_warn("cannot hand the heap to systemd's fd store: %s", strerror(-rc));
+    }
+    return 0;
+}
+
+static int daemon_start(gs_daemon_t *d)
+{
+    char err[512];
+    /* Before the socket: systemd's fd store comes in the same LISTEN_FDS. */
+    int store_data = -1, store_meta = -1;
+    if (gs_fdstore_take(&store_data, &store_meta, err, sizeof err) < 0) {
+        gs_log_error("%s", err);
         return -1;
     }
+    if (gs_ctl_socket_open(&d->sock, &d->cfg, err, sizeof err) != 0) {
+        gs_log_error("%s", err);
+        if (store_data >= 0) {
+            close(store_data);
+            close(store_meta);
+        }
+        return -1;
+    }
+    if (open_heap(d, store_data, store_meta) != 0) return -1;
     gs_heap_set_quotas(d->heap, d->cfg.max_client_bytes, d->cfg.max_uid_bytes); /* daemon/quota.c */
 
     gs_dataplane_config_t dc = {.force_epoll = d->cfg.force_epoll, .spin_us = d->cfg.spin_us};

@@ -51,6 +51,7 @@ gs_spanlist_t *gs_list_of(gs_heap_t *h, const gs_mspan_t *s)
 void gs_mcentral_place(gs_heap_t *h, uint32_t sid, uint32_t live)
 {
     gs_mspan_t *s = gs_span(h, sid);
+    gs_txn_span(h, sid);
     s->allocated = live;
     if (live == 0) gs_mheap_free_span(h, sid);
     else if (live >= s->nelems) gs_list_push(h, &h->central[s->spanclass].full, sid, GS_LIST_FULL);
@@ -73,10 +74,12 @@ static int cache_span(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t 
     int qrc = gs_quota_check(h, slot, bytes); /* daemon/quota.c */
     if (qrc) return qrc;
     uint32_t sid = 0;
+    gs_txn_begin(h);
     while (c->partial.head) {
         uint32_t cand = c->partial.head;
         gs_list_remove(h, &c->partial, cand);
         gs_mspan_t *s = gs_span(h, cand);
+        gs_txn_span(h, cand);
         uint32_t live = gs_sweep_span(h, s);
         s->allocated = live;
         if (live < s->nelems) {
@@ -88,15 +91,21 @@ static int cache_span(gs_heap_t *h, uint32_t slot, uint32_t spanclass, uint32_t 
     }
     if (!sid) {
         int rc = gs_mheap_alloc_span(h, spanclass, gs_class_npages[gs_spanclass_sizeclass(spanclass)], 1, false, &sid);
-        if (rc) return rc;
+        if (rc) {
+            gs_txn_end(h);
+            return rc;
+        }
     }
     gs_mspan_t *s = gs_span(h, sid);
+    gs_txn_span(h, sid);
+    gs_killpoint("cache-owner");
     gs_quota_span_take(h, slot, s); /* charged to this client until it empties */
     s->owner = slot + 1u;
     s->client = gs_owners_ticket(&h->owners, slot); /* who holds its live bytes: daemon/owners.h */
     gs_list_push(h, &h->slots[slot].cached, sid, GS_LIST_CACHED);
     /* seq_cst: pairs with freers' seq_cst load of xowner after their OR. */
     gs_store_seqcst(&s->xowner, slot + 1u);
+    gs_txn_end(h);
     *out = sid;
     return 0;
 }
@@ -116,6 +125,8 @@ void gs_mcentral_uncache(gs_heap_t *h, uint32_t sid)
     gs_mspan_t *s = gs_span(h, sid);
     gs_side_t *side = gs_side_of(h, s);
     gs_assert_internal(s->list == GS_LIST_CACHED && s->owner != 0);
+    gs_txn_begin(h);
+    gs_txn_span(h, sid);
     gs_list_remove(h, &h->slots[s->owner - 1u].cached, sid);
     s->owner = 0;
     /* Dekker with freers: clear the owner, then sweep. A freer either sees
@@ -138,7 +149,9 @@ void gs_mcentral_uncache(gs_heap_t *h, uint32_t sid)
         }
         gs_store_relaxed(&side->xtiny, 0);
     }
+    gs_killpoint("uncache-swept");
     gs_mcentral_place(h, sid, gs_sweep_span(h, s));
+    gs_txn_end(h);
 }
 
 int gs_heap_release(gs_heap_t *h, uint32_t slot, uint32_t sid)

@@ -125,11 +125,19 @@ static void scav_remove(gs_heap_t *h, uint32_t sid)
     gs_spanlist_remove(h->spans, &h->scav, sid, GS_LINK_SCAV);
 }
 
+void gs_mheap_adopt_run(gs_heap_t *h, uint32_t sid)
+{
+    bin_insert(h, sid);
+    if (gs_span(h, sid)->ready_pages) scav_append(h, sid);
+}
+
 /* ---- free runs --------------------------------------------------------- */
 
 static void set_tags(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = gs_span(h, sid);
+    gs_txn_page(h, s->start);
+    gs_txn_page(h, s->start + s->npages - 1u);
     gs_store_release(&h->pagemap[s->start], sid);
     gs_store_release(&h->pagemap[s->start + s->npages - 1u], sid);
 }
@@ -175,6 +183,8 @@ static void free_run(gs_heap_t *h, uint32_t sid, uint64_t start, uint64_t npages
     }
     if (!sid) sid = gs_span_record_alloc(h);
     if (!sid) gs_throw("out of span records while freeing pages");
+    gs_txn_span(h, sid);
+    gs_killpoint("free-run-merged");
     gs_mspan_t *s = gs_span(h, sid);
     gs_mspan_clear(s);
     s->state = GS_SPAN_FREE;
@@ -182,6 +192,7 @@ static void free_run(gs_heap_t *h, uint32_t sid, uint64_t start, uint64_t npages
     s->npages = (uint32_t)npages;
     s->ready_pages = (uint32_t)ready;
     s->freed_at_ns = now;
+    gs_killpoint("free-run-record");
     set_tags(h, sid);
     bin_insert(h, sid);
     if (ready) scav_append(h, sid);
@@ -202,8 +213,13 @@ static int grow(gs_heap_t *h, uint64_t n)
     uint64_t start = h->heap_pages;
     h->heap_pages += add;
     h->free_pages += add;
-    /* Clients index the page map only below xheap_pages (acquire). */
+    gs_killpoint("grow-committed");
+    /* Clients index the page map only below xheap_pages (acquire). The
+     * count and the new free run change together or not at all (undo log:
+     * the count's before-image first). */
+    gs_txn_heap_pages(h);
     gs_store_release(&h->mhdr->xheap_pages, h->heap_pages);
+    gs_killpoint("grow-counted");
     free_run(h, 0, start, add, 0, gs_now_ns());
     return 0;
 }
@@ -259,6 +275,7 @@ int gs_mheap_alloc_aligned(gs_heap_t *h, uint64_t npages, uint64_t align, uint32
         if (!sid) return -ENOMEM;
     }
     gs_mspan_t *s = gs_span(h, sid);
+    gs_txn_span(h, sid); /* the run becomes the span: its record changes */
     bin_remove(h, sid);
     scav_remove(h, sid);
     uint64_t start = s->start, total = s->npages, ready_total = s->ready_pages;
@@ -283,6 +300,7 @@ int gs_mheap_alloc_aligned(gs_heap_t *h, uint64_t npages, uint64_t align, uint32
         set_tags(h, hid);
         bin_insert(h, hid);
         if (ready_head) scav_append(h, hid);
+        gs_killpoint("alloc-head");
         start += head;
         total -= head;
         ready_total -= ready_head;
@@ -305,12 +323,14 @@ int gs_mheap_alloc_aligned(gs_heap_t *h, uint64_t npages, uint64_t align, uint32
         set_tags(h, rest);
         bin_insert(h, rest);
         if (r->ready_pages) scav_append(h, rest);
+        gs_killpoint("alloc-tail");
     }
     h->free_pages -= npages;
     h->idle_ready_pages -= ready_mine;
 
     bool dirty;
     int rc = commit_pages(h, start, npages, &dirty);
+    gs_killpoint("alloc-commit");
     if (rc) {
         /* Out of memory: give the run back; pages committed so far stay READY. */
         uint64_t ready_now = count_ready(h, start, npages);
@@ -332,6 +352,10 @@ int gs_mheap_alloc_aligned(gs_heap_t *h, uint64_t npages, uint64_t align, uint32
 void gs_mheap_publish(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = gs_span(h, sid);
+    /* Only the ends need before-images (daemon/intent.c): undone, the span
+     * is a free run again, whose interior entries nobody reads. */
+    gs_txn_page(h, s->start);
+    gs_txn_page(h, s->start + s->npages - 1u);
     /* Release: a client that reads sid from the page map with acquire sees
      * the record's first line as written above. */
     for (uint64_t p = s->start; p < (uint64_t)s->start + s->npages; p++) gs_store_release(&h->pagemap[p], sid);
@@ -357,7 +381,10 @@ uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
         gs_mspan_t *s = gs_span(h, sid);
         uint32_t next = s->scav_next;
         if (now - s->freed_at_ns < min_idle_ns) break; /* the rest are younger */
+        gs_txn_begin(h);
+        gs_txn_span(h, sid);
         if (gs_sys_release(h->data_fd, gs_page_off(h, s->start), (uint64_t)s->npages << GS_PAGE_SHIFT) == 0) {
+            gs_killpoint("scavenge-punched");
             released += (uint64_t)s->ready_pages << GS_PAGE_SHIFT;
             h->ready_pages -= s->ready_pages;
             h->idle_ready_pages -= s->ready_pages;
@@ -367,6 +394,7 @@ uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
             bin_insert(h, sid);
             memset(h->pagestate + s->start, GS_PAGE_RELEASED, s->npages);
         }
+        gs_txn_end(h);
         sid = next;
     }
     return released + gs_fixalloc_trim(h, min_idle_ns);
@@ -403,7 +431,9 @@ static int span_init(gs_heap_t *h, uint32_t sid, uint32_t spanclass, bool large)
     /* The id's notice entry is left alone: a stale push may still be on the
      * stack, and its flag keeps the id from being pushed twice. */
     s->state = large ? GS_SPAN_LARGE : GS_SPAN_SMALL;
+    gs_killpoint("span-init");
     gs_mheap_publish(h, sid);
+    gs_killpoint("span-published");
     return 0;
 }
 
@@ -411,23 +441,25 @@ int gs_mheap_alloc_span(gs_heap_t *h, uint32_t spanclass, uint64_t npages, uint6
                         uint32_t *out)
 {
     uint32_t sid;
+    gs_txn_begin(h);
     int rc = gs_mheap_alloc_aligned(h, npages, align, &sid);
-    if (rc) return rc;
-    rc = span_init(h, sid, spanclass, large);
-    if (rc) {
-        gs_mheap_free(h, sid);
-        return rc;
+    if (!rc) {
+        rc = span_init(h, sid, spanclass, large);
+        if (rc) gs_mheap_free(h, sid);
+        else *out = sid;
     }
-    *out = sid;
-    return 0;
+    gs_txn_end(h);
+    return rc;
 }
 
 void gs_mheap_free_span(gs_heap_t *h, uint32_t sid)
 {
     gs_mspan_t *s = gs_span(h, sid);
     gs_side_t *side = gs_side_of(h, s);
+    gs_txn_begin(h);
     gs_store_relaxed(&side->xsid, 0);
     if (s->state == GS_SPAN_LARGE) h->large_frees++;
     gs_quota_span_drop(h, s); /* its charges end here (daemon/quota.c) */
     gs_mheap_free(h, sid);
+    gs_txn_end(h);
 }

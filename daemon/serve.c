@@ -23,7 +23,7 @@ int32_t gs_serve_entry(gs_heap_t *h, uint32_t slot, const gs_sqe_t *e, gs_cqe_t 
         if (e->want > GS_RING_MAX_BATCH || e->nback > GS_RING_MAX_BATCH) return -EINVAL;
         return gs_heap_refill_batch(h, slot, e->spanclass, e->back, e->nback, e->want, c->sids);
     case GS_OP_RELEASE: return gs_heap_release(h, slot, e->sid);
-    case GS_OP_LARGE_ALLOC: return gs_heap_large_alloc_aligned(h, slot, e->npages, e->want, &c->sid);
+    case GS_OP_LARGE_ALLOC: return gs_heap_large_alloc_tagged(h, slot, e->npages, e->want, e->tag, &c->sid);
     case GS_OP_NOTICE:
         if (e->sid) return gs_heap_notice(h, e->sid);
         gs_heap_drain_notices(h);

@@ -23,33 +23,96 @@
 #include "heap_internal.h"
 
 #include <errno.h>  /* ENOSPC */
-#include <string.h> /* memset */
+#include <signal.h> /* kill */
+#include <stdio.h>  /* snprintf */
+#include <stdlib.h> /* strtoull */
+#include <string.h> /* memset, strrchr */
 #include <sys/mman.h> /* mmap, munmap */
-#include <unistd.h> /* close */
+#include <fcntl.h>  /* open */
+#include <unistd.h> /* read, close */
+
+/* The start time of process pid (clock ticks since boot, field 22 of
+ * /proc/PID/stat): with the pid, it names one process for good, so a pid
+ * reused after its owner died is not taken for the owner. 0 if unknown. */
+uint64_t gs_proc_starttime(uint32_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%u/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and ')' */
+    if (!p) return 0;
+    /* After ") ": field 3 (state) onwards; starttime is field 22. */
+    int field = 2;
+    for (; *p && field < 22; p++)
+        if (*p == ' ') field++;
+    return field == 22 ? strtoull(p, NULL, 10) : 0;
+}
+
+bool gs_proc_alive(uint32_t pid, uint64_t starttime)
+{
+    if (pid == 0) return false;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return false;
+    uint64_t now = gs_proc_starttime(pid);
+    /* Unknown on either side (/proc hidden): the pid alone decides. A zombie
+     * still has its stat; it is gone for our purposes only once reaped,
+     * which a dead client's parent does soon enough. */
+    return starttime == 0 || now == 0 || now == starttime;
+}
+
+/* The persistent record of a slot (shm/segment.h, gs_pslot_t): owner first,
+ * then the state with a release store. */
+static void pslot_set(gs_heap_t *h, uint32_t i, uint32_t pid, uint32_t gen)
+{
+    gs_pslot_t *p = &h->pslots[i];
+    if (pid) {
+        gs_store_release(&p->xstate, 0);
+        p->pid = pid;
+        p->starttime = gs_proc_starttime(pid);
+        p->generation = gen;
+        p->large_sid = 0;
+        gs_store_release(&p->xstate, 1);
+    } else {
+        gs_store_release(&p->xstate, 0);
+    }
+}
+
+int gs_slot_memfd_open(gs_heap_t *h, uint32_t i, uint32_t pid)
+{
+    int fd = -1;
+    int rc = gs_make_memfd("goshm-slot", GS_SLOT_MAP_SIZE, true, &fd);
+    if (rc) return rc;
+    /* Ready before the client touches it: no SIGBUS on a full tmpfs. */
+    rc = gs_sys_commit(fd, 0, GS_SLOT_MAP_SIZE);
+    gs_slot_t *s = rc ? MAP_FAILED : mmap(NULL, GS_SLOT_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (s == MAP_FAILED) {
+        if (!rc) rc = -errno;
+        close(fd);
+        return rc;
+    }
+    /* A fresh memfd reads as zero: the rings are empty. */
+    h->slots[i].generation++;
+    s->pid = pid;
+    s->generation = h->slots[i].generation;
+    h->slots[i].fd = fd;
+    h->slots[i].map = s;
+    return 0;
+}
 
 int gs_heap_slot_claim(gs_heap_t *h, uint32_t pid)
 {
     for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
         if (h->slots[i].in_use) continue;
-        int fd = -1;
-        int rc = gs_make_memfd("goshm-slot", GS_SLOT_MAP_SIZE, true, &fd);
+        int rc = gs_slot_memfd_open(h, i, pid);
         if (rc) return rc;
-        /* Ready before the client touches it: no SIGBUS on a full tmpfs. */
-        rc = gs_sys_commit(fd, 0, GS_SLOT_MAP_SIZE);
-        gs_slot_t *s = rc ? MAP_FAILED : mmap(NULL, GS_SLOT_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (s == MAP_FAILED) {
-            if (!rc) rc = -errno;
-            close(fd);
-            return rc;
-        }
-        /* A fresh memfd reads as zero: the rings are empty. */
-        h->slots[i].generation++;
-        s->pid = pid;
-        s->generation = h->slots[i].generation;
-        h->slots[i].fd = fd;
-        h->slots[i].map = s;
         h->slots[i].in_use = true;
+        h->slots[i].orphan = false;
         h->slots[i].pid = pid;
+        pslot_set(h, i, pid, h->slots[i].generation);
         h->slots[i].cached.head = 0;
         h->slots[i].cached.count = 0;
         gs_owners_attach(&h->owners, i, pid);
@@ -85,20 +148,25 @@ int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
     /* Large objects it did read: its to free (or leak), like any object. */
     while (h->slots[slot].inflight.head) gs_heap_large_land(h, slot, h->slots[slot].inflight.head);
     gs_slot_t *sl = gs_slot_at(h, slot);
-    for (uint32_t c = 0; c < GS_NUM_SIZE_CLASSES; c++) {
+    for (uint32_t c = 0; sl && c < GS_NUM_SIZE_CLASSES; c++) {
         /* Untrusted counters, for statistics only. */
         h->central[c * 2u].departed_allocs += gs_load_relaxed(&sl->stats[c].xallocs);
         h->central[c * 2u].departed_frees += gs_load_relaxed(&sl->stats[c].xfrees);
     }
     /* Its live bytes are now a departed client's (daemon/owners.h). */
     gs_owners_depart(&h->owners, slot, gs_now_ns(), gs_heap_owner_walk, h);
+    /* Every span is back: only now may the persistent record say free
+     * (a crash before this store leaves a claimed slot the adopter
+     * reclaims again, finding nothing or what is left). */
+    pslot_set(h, slot, 0, 0);
     h->slots[slot].in_use = false;
+    h->slots[slot].orphan = false;
     h->slots[slot].pid = 0;
     gs_quota_slot_close(h, slot); /* its uid keeps its large objects' charge */
     /* The data plane let go of the ring before (gs_dp_remove_slot, or the
      * in-process seam's close); nothing of ours points into it any more. */
-    munmap(sl, GS_SLOT_MAP_SIZE);
-    close(h->slots[slot].fd);
+    if (sl) munmap(sl, GS_SLOT_MAP_SIZE);
+    if (h->slots[slot].fd >= 0) close(h->slots[slot].fd);
     h->slots[slot].map = NULL;
     h->slots[slot].fd = -1;
     /* A removal is a serve pass of its own: frees the dead client made into
@@ -129,4 +197,70 @@ void gs_heap_slot_counts(gs_heap_t *h, uint32_t slot, uint64_t *allocs, uint64_t
     }
     *large_allocs = gs_load_relaxed(&s->xlarge_allocs);
     *large_frees = gs_load_relaxed(&s->xlarge_frees);
+}
+
+bool gs_heap_slot_orphan(const gs_heap_t *h, uint32_t slot)
+{
+    return gs_heap_slot_in_use(h, slot) && h->slots[slot].orphan;
+}
+
+uint32_t gs_heap_slot_pid(const gs_heap_t *h, uint32_t slot)
+{
+    return gs_heap_slot_in_use(h, slot) ? h->slots[slot].pid : 0;
+}
+
+/* Only the process that held the slot gets it back (pid from SO_PEERCRED,
+ * checked against the persistent record's pid and start time): its
+ * mcaches still allocate from the spans the slot caches, so they must not
+ * go to anyone else, and nobody else may take them. */
+int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last_tag)
+{
+    if (!gs_heap_slot_orphan(h, slot)) return -ESRCH;
+    const gs_pslot_t *p = &h->pslots[slot];
+    if (p->pid != pid || !gs_proc_alive(pid, p->starttime)) return -ESRCH;
+    /* The slot memfd is the fresh one adoption made for the orphan
+     * (daemon/adopt.c): nobody has mapped it yet, its rings are empty, and
+     * the client maps it in place of its old one (client/reconnect.c),
+     * restarting its indices at 0 and submitting again what the old daemon
+     * did not answer. */
+    h->slots[slot].orphan = false;
+    /* The last large allocation, if its request came after the last answer
+     * the client read: it never got it (nobody else knows the span), so it
+     * goes back. The tag is the client's word: a lie only frees its own
+     * object. */
+    gs_pslot_t *ps = &h->pslots[slot];
+    uint32_t sid = ps->large_sid;
+    bool unread = (int32_t)(ps->large_tag - last_tag) > 0;
+    /* Forgotten first: a crash between the two leaks the object rather
+     * than freeing, at the next resume, a span reused by someone else. */
+    ps->large_sid = 0;
+    gs_fence_seqcst();
+    if (sid && unread && sid < h->span_bump && gs_span(h, sid)->state == GS_SPAN_LARGE)
+        gs_heap_large_abandon(h, slot, sid);
+    /* Every other large object in flight to it was read (its answer came
+     * before the last one the client read): it is the client's now. */
+    while (h->slots[slot].inflight.head) gs_heap_large_land(h, slot, h->slots[slot].inflight.head);
+    return 0;
+}
+
+/* Quotas after a resume: adoption cleared every span's charge (the charge
+ * tables were private to the previous daemon); the spans this slot caches
+ * are charged to it again. */
+void gs_heap_slot_recharge(gs_heap_t *h, uint32_t slot)
+{
+    if (!gs_heap_slot_in_use(h, slot)) return;
+    for (uint32_t sid = h->slots[slot].cached.head; sid; sid = gs_span(h, sid)->next)
+        gs_quota_span_take(h, slot, gs_span(h, sid));
+}
+
+uint32_t gs_heap_orphans_reap(gs_heap_t *h)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < h->cfg.max_slots; i++) {
+        if (!gs_heap_slot_orphan(h, i)) continue;
+        if (gs_proc_alive(h->pslots[i].pid, h->pslots[i].starttime)) continue;
+        gs_heap_slot_reclaim(h, i);
+        n++;
+    }
+    return n;
 }

@@ -34,7 +34,7 @@ uint32_t gs_sweep_span(gs_heap_t *h, gs_mspan_t *s)
 /* A large span: give it back if its object is free. */
 void gs_sweep_large(gs_heap_t *h, uint32_t sid)
 {
-    if (gs_sweep_span(h, gs_span(h, sid)) == 0) gs_mheap_free_span(h, sid);
+    if (gs_sweep_span(h, gs_span(h, sid)) == 0) gs_mheap_free_span(h, sid); /* one transaction */
 }
 
 /* A span that gained frees: sweep it if no mcache owns it. */
@@ -56,8 +56,10 @@ static int notice(gs_heap_t *h, uint32_t sid, bool from_stack)
     }
     gs_spanlist_t *l = gs_list_of(h, s);
     if (!l) return 0;
+    gs_txn_begin(h);
     gs_list_remove(h, l, sid);
     gs_mcentral_place(h, sid, gs_sweep_span(h, s));
+    gs_txn_end(h);
     return 0;
 }
 
@@ -129,6 +131,18 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices)
             if (s->suspect) {
                 gs_store_seqcst(&gs_notice_of(h, sid)->xqueued, 0);
                 s->suspect = 0;
+                /* While the flag was stuck, frees into the span sent no
+                 * notice (a dead pusher, or a daemon killed between popping
+                 * the stack and handling it): a partial span is swept now,
+                 * full ones are below. */
+                if (s->state == GS_SPAN_SMALL && s->list == GS_LIST_PARTIAL) {
+                    gs_txn_begin(h);
+                    gs_list_remove(h, &h->central[s->spanclass].partial, sid);
+                    gs_mcentral_place(h, sid, gs_sweep_span(h, s));
+                    gs_txn_end(h);
+                    swept++;
+                    continue;
+                }
             } else {
                 s->suspect = 1;
             }
@@ -136,8 +150,10 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices)
             s->suspect = 0;
         }
         if (s->state == GS_SPAN_SMALL && s->list == GS_LIST_FULL) {
+            gs_txn_begin(h);
             gs_list_remove(h, &h->central[s->spanclass].full, sid);
             gs_mcentral_place(h, sid, gs_sweep_span(h, s));
+            gs_txn_end(h);
             swept++;
         } else if (s->state == GS_SPAN_LARGE && s->list != GS_LIST_INFLIGHT) {
             /* Freed, but no notice reached us (yet): sweeping is harmless. */

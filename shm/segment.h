@@ -19,6 +19,8 @@
  *   [0, 4 KiB)                  gs_meta_header_t: the layout of both memfds
  *   [pagemap_off, ...)          uint32_t span id per heap page (0: none)
  *   [spans_off, ...)            gs_mspan_t per span id (id 0 unused)
+ *   [pslots_off, ...)           gs_pslot_t per client slot
+ *   [undo_off, ...)             gs_undo_log_t (daemon/intent.c)
  *
  * Slot memfds, one per attached client (gs_slot_t): created by the heap side
  * at claim, passed only to that client (SCM_RIGHTS in its AttachReply), and
@@ -26,6 +28,13 @@
  * descriptor or a mapping of it, so a request that arrives on a slot's ring
  * comes from that slot's client (or from a process of its uid that can
  * ptrace it or open its /proc/PID/fd: the same trust domain).
+ *
+ * The data and meta memfds may be files in a state directory instead (goshmd --state-dir,
+ * daemon/persist.c), or sit in systemd's fd store: a later goshmd adopts
+ * them (daemon/adopt.c). Everything the heap side needs to rebuild its
+ * private state is in the meta memfd, written only by the heap side. Slot
+ * memfds are transient: a client that resumes its slot under the adopting
+ * daemon gets a fresh one (client/reconnect.c).
  */
 #ifndef GOSHM_SEGMENT_H
 #define GOSHM_SEGMENT_H
@@ -39,7 +48,7 @@
 #include "ring.h"   /* gs_ring_t, in each slot */
 
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
-#define GS_ABI_VERSION 3u /* 2: heap_id, prof_off; 3: layout in the meta header, a memfd per slot */
+#define GS_ABI_VERSION 4u /* 3: layout in the meta header, a memfd per slot; 4: slot table, undo log */
 
 #define GS_HEADER_SIZE   (64u * 1024u)
 #define GS_SLOT_SIZE     (64u * 1024u)
@@ -276,9 +285,63 @@ typedef struct gs_meta_header {
     uint64_t prof_off;       /* data memfd: the profile region (shm/profregion.h) */
     /* Heap pages grown so far (arenas * GS_PAGES_PER_ARENA). Written with a
      * release store by the heap side after the arena's page map is
-     * committed; clients load it with acquire before indexing the page map. */
+     * committed; clients load it with acquire before indexing the page map.
+     * Crash story: grow logs it in the undo log first (daemon/intent.c). */
     _Alignas(GS_CACHELINE) _Atomic uint64_t xheap_pages;
+    uint64_t pslots_off;     /* gs_pslot_t[max_slots] */
+    uint64_t undo_off;       /* gs_undo_log_t */
 } gs_meta_header_t;
+
+_Static_assert(sizeof(gs_meta_header_t) <= GS_META_HDR_SIZE, "meta header layout");
+
+/* The persistent slot table: which process owns each client slot, so that a
+ * goshmd adopting the heap knows whose spans are cached where. Written only
+ * by the heap side (meta memfd): pid and starttime first, then xstate with a
+ * release store on claim; xstate 0 (release) after a reclaim has given every
+ * span back. A crash between leaves either a free slot that owns no span
+ * (claim) or a claimed one whose remaining spans the adopter reclaims
+ * (reclaim). starttime (/proc/PID/stat field 22; 0 if unknown) tells a live
+ * owner from a later process that reuses the pid. */
+typedef struct gs_pslot {
+    _Atomic uint32_t xstate;  /* 0 free, 1 claimed */
+    uint32_t pid;
+    uint64_t starttime;
+    uint32_t generation;
+    /* The slot's last large allocation and the tag of its request, written
+     * in the allocation's transaction (undo-logged): a client resuming the
+     * slot says which completion it read last, and a later one it never
+     * got is freed (daemon/slot.c, gs_heap_slot_resume). */
+    uint32_t large_sid;
+    uint32_t large_tag;
+    uint32_t pad;
+} gs_pslot_t;
+
+_Static_assert(sizeof(gs_pslot_t) == 32, "pslot layout");
+
+/* The undo log: the before-images of the meta words one heap operation
+ * changes (daemon/intent.c). Each entry is written, then counted with a
+ * release store of xcount; the operation's own writes follow. xcount is set
+ * to 0 (release) when the operation is complete. An adopter that finds
+ * xcount != 0 puts the before-images back, newest first: the meta memfd is
+ * then as it was before the operation began. */
+enum { GS_UNDO_SPAN = 1, GS_UNDO_PAGE = 2, GS_UNDO_HEAP_PAGES = 3, GS_UNDO_PSLOT = 4 };
+#define GS_UNDO_MAX 256u
+
+typedef struct gs_undo_entry {
+    uint32_t kind;           /* GS_UNDO_* */
+    uint32_t idx;            /* span id or heap page */
+    uint64_t val;            /* page map entry or heap page count */
+    uint8_t  rec[112];       /* GS_UNDO_SPAN: the gs_mspan_t before; GS_UNDO_PSLOT: the gs_pslot_t */
+} gs_undo_entry_t;
+
+typedef struct gs_undo_log {
+    _Atomic uint32_t xcount;
+    uint8_t pad[GS_CACHELINE - 4];
+    gs_undo_entry_t e[GS_UNDO_MAX];
+} gs_undo_log_t;
+
+_Static_assert(sizeof(gs_undo_entry_t) == 128, "undo layout");
+_Static_assert(sizeof(gs_mspan_t) == sizeof(((gs_undo_entry_t *)0)->rec), "undo holds a span record");
 
 /* A client's check of the meta header (mapped read-only) against the sizes
  * of its two mappings, before it copies the layout: every region must fit

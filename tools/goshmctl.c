@@ -171,10 +171,12 @@ static void print_json(const Goshm__StatsReply *r)
     printf("{\"heap\": {\"reserved_bytes\": %llu, \"committed_bytes\": %llu, \"in_use_bytes\": %llu, "
            "\"idle_bytes\": %llu, \"released_bytes\": %llu, \"metadata_bytes\": %llu, \"grown_bytes\": %llu, "
            "\"span_bytes\": %llu, \"large_objects\": %llu, \"large_allocs\": %llu, \"large_frees\": %llu, "
-           "\"notices\": %llu, \"bad_requests\": %llu, \"bad_ring_entries\": %llu},\n",
+           "\"notices\": %llu, \"bad_requests\": %llu, \"bad_ring_entries\": %llu, "
+           "\"adopted\": %d, \"adopted_orphans\": %u, \"adopted_reclaimed\": %u, \"orphans\": %u},\n",
            U(h->reserved_bytes), U(h->committed_bytes), U(h->in_use_bytes), U(h->idle_bytes), U(h->released_bytes),
            U(h->metadata_bytes), U(h->grown_bytes), U(h->span_bytes), U(h->large_objects), U(h->large_allocs),
-           U(h->large_frees), U(h->notices), U(h->bad_requests), U(h->bad_ring_entries));
+           U(h->large_frees), U(h->notices), U(h->bad_requests), U(h->bad_ring_entries),
+           h->adopted ? 1 : 0, h->adopted_orphans, h->adopted_reclaimed, h->orphans);
     printf(" \"classes\": [");
     for (size_t i = 0; i < r->n_classes; i++) {
         const Goshm__ClassStats *c = r->classes[i];
@@ -216,8 +218,12 @@ static void print_human(const Goshm__StatsReply *r, const char *path)
     printf("goshmd %s pid %u on %s, up %lluh%02llum%02llu.%llus, data plane %s\n", r->version ? r->version : "?",
            r->daemon_pid, path, U(up / 3600000u), U(up / 60000u % 60u), U(up / 1000u % 60u), U(up / 100u % 10u),
            r->backend && *r->backend ? r->backend : "?");
-    printf("heap id %016llx, configured size %llu bytes\n\n", U(r->heap_id), U(r->size_bytes));
+    printf("heap id %016llx, configured size %llu bytes%s\n\n", U(r->heap_id), U(r->size_bytes),
+           h->adopted ? ", adopted from a previous goshmd" : "");
     printf("heap\n");
+    if (h->adopted)
+        printf("  %-18s %u slots of live processes kept (%u not resumed yet), %u of dead ones reclaimed\n",
+               "adoption", h->adopted_orphans, h->orphans, h->adopted_reclaimed);
     bytes_row("reserved", h->reserved_bytes);
     bytes_row("grown", h->grown_bytes);
     bytes_row("committed", h->committed_bytes);

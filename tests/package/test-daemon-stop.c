@@ -5,8 +5,10 @@
  *   - memory already allocated stays mapped, readable, writable, translatable
  *     and freeable;
  *   - allocations served from the thread's cached span keep succeeding;
- *   - a call that needs the daemon fails with ECONNRESET, and later ones fail
- *     at once (not after another 50 ms wait each);
+ *   - a call that needs the daemon waits GOSHM_RECONNECT_S (1 s here) for a
+ *     daemon that adopts the heap (none does: no --state-dir), then fails
+ *     with ECONNRESET, and later ones fail at once (one connection attempt,
+ *     not another wait each);
  *   - goshm_detach fails with EPIPE or ECONNRESET and releases the handle;
  *   - a new daemon on the same socket serves a new heap to a new attach.
  *
@@ -115,10 +117,13 @@ static void round_trip(const char *bin, const char *sock, int sig)
     CHECK(cached != NULL, "%s: allocation from the cached span: %s", how, strerror(errno));
     if (cached) memset(cached, 1, 64);
 
-    /* Needs the daemon: ECONNRESET; then at once. */
+    /* Needs the daemon: waits GOSHM_RECONNECT_S, then ECONNRESET; then at once. */
     errno = 0;
+    double tw = now_ms();
     void *p = goshm_malloc(h, 2u << 20);
+    tw = now_ms() - tw;
     CHECK(p == NULL && errno == ECONNRESET, "%s: large allocation: %p, errno %s", how, p, strerror(errno));
+    CHECK(tw >= 900.0 && tw < 5000.0, "%s: the first call waited %.0f ms for a daemon (GOSHM_RECONNECT_S=1)", how, tw);
     double t0 = now_ms();
     int fast = 1;
     for (int i = 0; i < 20; i++) {
@@ -167,6 +172,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "test-daemon-stop: no goshmd binary: skipped\n");
         return 77;
     }
+    setenv("GOSHM_RECONNECT_S", "1", 1);
     char dir[] = "/tmp/goshm-stop.XXXXXX";
     if (!mkdtemp(dir)) {
         perror("mkdtemp");

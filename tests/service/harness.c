@@ -304,6 +304,11 @@ int gsh_stats(const char *sock, gsh_stats_t *st)
     st->notices = hs->notices;
     st->bad_requests = hs->bad_requests;
     st->bad_ring_entries = hs->bad_ring_entries;
+    st->heap_id = rep->stats->heap_id;
+    st->adopted = hs->adopted;
+    st->adopted_orphans = hs->adopted_orphans;
+    st->adopted_reclaimed = hs->adopted_reclaimed;
+    st->orphans = hs->orphans;
     st->clients = (uint32_t)rep->stats->n_clients;
     for (size_t i = 0; i < rep->stats->n_clients && i < GSH_MAX_CLIENTS; i++)
         st->client_pid[i] = rep->stats->clients[i]->pid;

@@ -46,6 +46,8 @@ typedef struct gsh_stats {
     uint64_t reserved_bytes, committed_bytes, in_use_bytes, idle_bytes, released_bytes;
     uint64_t metadata_bytes, grown_bytes, span_bytes, large_objects, large_allocs, large_frees;
     uint64_t notices, bad_requests, bad_ring_entries;
+    uint64_t heap_id;        /* goshm_heap_id */
+    uint32_t adopted, adopted_orphans, adopted_reclaimed, orphans;
     /* StatsReply */
     uint32_t clients;        /* attached clients */
     uint32_t client_pid[GSH_MAX_CLIENTS];

@@ -42,7 +42,8 @@ check() { # what, command...
 # The generated ExecStart must name the installed goshmd with the socket of
 # the .socket unit; the test copy swaps in the built binary.
 check "ExecStart points at an absolute goshmd" \
-    grep -Eq '^ExecStart=/[^ ]*/goshmd --socket /run/goshm/goshmd\.sock$' "$unit_dir/goshmd.service"
+    grep -Eq '^ExecStart=/[^ ]*/goshmd --socket /run/goshm/goshmd\.sock --fd-store$' "$unit_dir/goshmd.service"
+check "the heap goes to the fd store" grep -q '^FileDescriptorStoreMax=2$' "$unit_dir/goshmd.service"
 check "no unsubstituted @VARS@" sh -c "! grep -q '@[A-Z_]*@' '$unit_dir/goshmd.service'"
 check "Type=notify" grep -qx 'Type=notify' "$unit_dir/goshmd.service"
 check "socket unit listens for SEQPACKET on the service's path" \

@@ -96,19 +96,25 @@
  * parent's handles: objects from before the fork stay valid, and the child
  * gets a client slot of its own at its first refill.
  *
- * Daemon stop and restart. libgoshm does not reconnect today (a later
- * version will). When goshmd stops, whether by SIGTERM, a crash or a
- * restart by systemd, a handle stays bound to the heap it attached to:
+ * Daemon stop and restart. When goshmd stops, whether by SIGTERM, a crash
+ * or a restart by systemd, a handle stays bound to the heap it attached to:
  *   - memory already allocated stays mapped and usable in this process
  *     (read, write, goshm_free, goshm_off, goshm_ptr) until goshm_detach;
- *     other processes still attached to the old heap see the same bytes;
- *   - allocations served from this thread's cache keep succeeding; a call
- *     that needs the daemon fails with ECONNRESET, and so does every later
- *     such call on the handle;
- *   - a restarted goshmd serves a new, empty heap: offsets from the old one
- *     mean nothing there, and objects of the old heap are not carried over.
- * To go on, goshm_detach the handle (it then returns -1 with EPIPE or
- * ECONNRESET and releases the handle all the same) and goshm_attach again.
+ *     other processes still attached see the same bytes;
+ *   - allocations served from this thread's cache, and every free, keep
+ *     working;
+ *   - a call that needs the daemon waits for one at the same socket path,
+ *     up to GOSHM_RECONNECT_S seconds (default 30). If the heap outlives its
+ *     daemon (goshmd --state-dir or --fd-store), the new daemon adopts it:
+ *     the handle reconnects by itself, keeps its client slot and cached
+ *     memory, and the call goes on; every object stays valid at its offset.
+ *     Otherwise (a new, empty heap: another goshm_heap_id), or after the
+ *     wait, the call fails with ECONNRESET; after a heap id mismatch every
+ *     later such call fails at once, after a timeout each later one tries
+ *     once more without waiting.
+ * To give up on a dead heap, goshm_detach the handle (it may return -1 with
+ * EPIPE or ECONNRESET, and releases the handle all the same) and
+ * goshm_attach again.
  *
  * Alignment: objects of 16 bytes or more are 16-byte aligned, smaller ones
  * 8-byte aligned; objects larger than 32 KiB are page (8 KiB) aligned.
@@ -119,7 +125,9 @@
  * and socket directory are trusted), GOSHM_DEBUG
  * ("badfree=warn": see goshm_free), GOSHM_TIMEOUT_MS (the deadline of every
  * call that needs the daemon, in milliseconds: default 10000, 0 for none;
- * anything but a number up to 86400000 is ignored), GOSHM_PROFILE_RATE (the
+ * anything but a number up to 86400000 is ignored), GOSHM_RECONNECT_S
+ * (seconds a call that needs a daemon waits for one to come back after it
+ * went away, 0..86400, default 30), GOSHM_PROFILE_RATE (the
  * heap profile's mean bytes between samples; 0 off) and GOSHM_PROFILE_UNWIND
  * ("fp", the default: a sample walks the frame pointers, so build with
  * -fno-omit-frame-pointer to get whole stacks; "dwarf": glibc's backtrace(),
@@ -244,6 +252,13 @@ GOSHM_API goshm_off_t goshm_off(goshm_t *h, const void *p);
  * translated whether or not it names a live object: using the result is
  * then as valid as the object it names. */
 GOSHM_API void *goshm_ptr(goshm_t *h, goshm_off_t off);
+
+/* The identity of the heap h is attached to: a random 64-bit number chosen
+ * when goshmd created the heap, the same after any number of daemon
+ * restarts that adopt it (goshmd --state-dir, --fd-store), different for a
+ * new heap. Offsets are meaningful only between handles with the same id.
+ * 0 with EINVAL for a NULL h. Needs no daemon. */
+GOSHM_API uint64_t goshm_heap_id(goshm_t *h);
 
 /* The version of the library actually loaded (GOSHM_VERSION of its build).
  * Needs no handle. */
