@@ -144,6 +144,9 @@ struct gs_heap {
      * into the xnext links) ends the chain. daemon/sweep.c. */
     uint32_t notice_rest;
     uint32_t drain_gen;
+    /* [heap lock] When a large allocation last walked the span table for
+     * freed large objects before answering ENOMEM (daemon/largealloc.c). */
+    uint64_t large_reclaim_ns;
     uint8_t *pagestate;         /* [heap lock] GS_PAGE_* per heap page */
     gs_spanlist_t scav;         /* [heap lock] free runs with ready pages, oldest first (scav links) */
     uint64_t ready_pages;       /* [heap lock] pages in state READY (in use or idle) */
