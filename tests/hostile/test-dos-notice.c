@@ -70,18 +70,8 @@ int main(int argc, char **argv)
     uint64_t nspans = h->max_spans;
     fprintf(stderr, "heap: %" PRIu64 " MiB of spans; looping span %u\n", st0.span_bytes >> 20, loop_sid);
 
-    int pfd[2];
-    REQUIRE(pipe(pfd) == 0);
-    char msb[16];
-    snprintf(msb, sizeof msb, "%u", RUN_MS);
-    fflush(stdout);
-    int saved = dup(1);
-    REQUIRE(saved >= 0 && dup2(pfd[1], 1) == 1);
-    char *vargv[] = {"test-dos-notice", "--victim", d.sock, msb, NULL};
-    pid_t vp = gsh_spawn_self(vargv);
-    dup2(saved, 1);
-    close(saved);
-    close(pfd[1]);
+    int vfd = -1;
+    pid_t vp = victim_spawn("test-dos-notice", d.sock, RUN_MS, &vfd);
     REQUIRE(vp > 0);
 
     /* The attack, while the victim runs: self-loops, and long chains (each
@@ -97,8 +87,8 @@ int main(int argc, char **argv)
         usleep(200);
     }
     char buf[64] = {0};
-    ssize_t r = read(pfd[0], buf, sizeof buf - 1);
-    close(pfd[0]);
+    ssize_t r = read(vfd, buf, sizeof buf - 1);
+    close(vfd);
     CHECK(gsh_wait_child(vp, 60000) == 0);
     uint64_t p999 = 0, worst = 0, n = 0;
     CHECK(r > 0 && sscanf(buf, "%" SCNu64 " %" SCNu64 " %" SCNu64, &p999, &worst, &n) == 3);

@@ -25,6 +25,7 @@
 #include "check.h"
 #include "client.h"
 #include "harness.h"
+#include "victim.h"
 
 #define RUN_MS 1000u
 #define OBJ (8u << 20)
@@ -70,18 +71,8 @@ int main(int argc, char **argv)
     REQUIRE(h);
     uint32_t top = (uint32_t)(h->max_spans > 65536 ? 65536 : h->max_spans);
 
-    int pfd[2];
-    REQUIRE(pipe(pfd) == 0);
-    char msb[16];
-    snprintf(msb, sizeof msb, "%u", RUN_MS);
-    fflush(stdout);
-    int saved = dup(1);
-    REQUIRE(saved >= 0 && dup2(pfd[1], 1) == 1);
-    char *vargv[] = {"test-dos-queued", "--victim", d.sock, msb, NULL};
-    pid_t vp = gsh_spawn_self(vargv);
-    dup2(saved, 1);
-    close(saved);
-    close(pfd[1]);
+    int vfd = -1;
+    pid_t vp = victim_spawn("test-dos-queued", d.sock, RUN_MS, &vfd);
     REQUIRE(vp > 0);
 
     /* The attack, while the victim runs: every span id's flag set, again
@@ -92,8 +83,8 @@ int main(int argc, char **argv)
         rounds++;
     }
     char buf[64] = {0};
-    ssize_t r = read(pfd[0], buf, sizeof buf - 1);
-    close(pfd[0]);
+    ssize_t r = read(vfd, buf, sizeof buf - 1);
+    close(vfd);
     CHECK(gsh_wait_child(vp, 60000) == 0);
     uint64_t n = 0, failed = 0;
     CHECK(r > 0 && sscanf(buf, "%" SCNu64 " %" SCNu64, &n, &failed) == 2);

@@ -53,8 +53,7 @@ static uint64_t run_victim(const char *sock, bool with_hammer, uint64_t *worstp)
 {
     char msb[16];
     snprintf(msb, sizeof msb, "%u", RUN_MS);
-    int pfd[2];
-    REQUIRE(pipe(pfd) == 0);
+    int vfd = -1;
     pid_t hp = -1;
     if (with_hammer) {
         char *hargv[] = {"test-dos-stats", "--hammer", (char *)sock, msb, NULL};
@@ -62,18 +61,11 @@ static uint64_t run_victim(const char *sock, bool with_hammer, uint64_t *worstp)
         REQUIRE(hp > 0);
         gsh_sleep_ms(50);
     }
-    fflush(stdout);
-    int saved = dup(1);
-    REQUIRE(saved >= 0 && dup2(pfd[1], 1) == 1);
-    char *vargv[] = {"test-dos-stats", "--victim", (char *)sock, msb, NULL};
-    pid_t vp = gsh_spawn_self(vargv);
-    dup2(saved, 1);
-    close(saved);
-    close(pfd[1]);
+    pid_t vp = victim_spawn("test-dos-stats", sock, RUN_MS, &vfd);
     REQUIRE(vp > 0);
     char buf[64] = {0};
-    ssize_t r = read(pfd[0], buf, sizeof buf - 1);
-    close(pfd[0]);
+    ssize_t r = read(vfd, buf, sizeof buf - 1);
+    close(vfd);
     CHECK(gsh_wait_child(vp, 60000) == 0);
     if (with_hammer) CHECK(gsh_wait_child(hp, 60000) == 0);
     uint64_t p999 = 0, worst = 0, n = 0;

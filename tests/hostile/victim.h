@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* victim.h: the victim role of the denial-of-service tests (test-dos-notice,
- * test-dos-stats): a client that allocates, writes, reads back and frees
+ * test-dos-stats; victim_spawn also serves test-dos-queued): a client that allocates, writes, reads back and frees
  * large objects (a round trip to the daemon each) while an attacker works,
  * and reports its allocation latencies.
  *
@@ -15,9 +15,11 @@
 #include <stdio.h>    /* printf */
 #include <stdlib.h>   /* malloc, qsort */
 #include <time.h>     /* clock_gettime */
+#include <unistd.h>   /* dup, dup2, pipe */
 
 #include "../unit/check.h"
 #include "goshm/goshm.h"
+#include "../service/harness.h"
 
 static inline uint64_t victim_now_us(void)
 {
@@ -63,6 +65,31 @@ static inline int victim_run(const char *sock, unsigned ms, const char *name)
     free(lat);
     CHECK(goshm_detach(h) == 0);
     return CHECK_DONE(name);
+}
+
+/* Start `prog --victim SOCK MS` (this program, re-executed) with its stdout
+ * on a pipe; returns its pid (or -1) and the pipe's read end in *rfd, where
+ * the victim writes its one result line. */
+static inline pid_t victim_spawn(const char *prog, const char *sock, unsigned ms, int *rfd)
+{
+    int pfd[2];
+    if (pipe(pfd) != 0) return -1;
+    char msb[16];
+    snprintf(msb, sizeof msb, "%u", ms);
+    fflush(stdout);
+    int saved = dup(1);
+    if (saved < 0 || dup2(pfd[1], 1) != 1) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    char *vargv[] = {(char *)prog, "--victim", (char *)sock, msb, NULL};
+    pid_t vp = gsh_spawn_self(vargv);
+    dup2(saved, 1);
+    close(saved);
+    close(pfd[1]);
+    *rfd = pfd[0];
+    return vp;
 }
 
 #endif /* GOSHM_TEST_VICTIM_H */
