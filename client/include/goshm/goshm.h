@@ -260,6 +260,78 @@ GOSHM_API void *goshm_ptr(goshm_t *h, goshm_off_t off);
  * 0 with EINVAL for a NULL h. Needs no daemon. */
 GOSHM_API uint64_t goshm_heap_id(goshm_t *h);
 
+/* ---- Zero-copy IPC: names, reference-counted buffers, channels ----------
+ * A zero-copy handoff: the producer allocates a buffer, writes it and sends
+ * its offset through a channel; the consumer receives the offset, reads the
+ * bytes in place and releases the buffer. Names let processes find each
+ * other's objects and channels without passing offsets out of band. All of
+ * it lives in the heap: it survives a daemon restart that adopts the heap.
+ * The crash story: references belong to processes, and when a process dies
+ * (at any instant, even inside one of these calls) goshmd drops exactly the
+ * references it held and finishes or undoes the channel operation it was in;
+ * what other processes still reference stays. See goshm(3),
+ * "Passing buffers between processes". */
+
+/* Names: a heap-wide directory of named offsets (at least 4096 names).
+ * A name is 1..63 bytes of printable ASCII without '/'. A name does not hold
+ * a reference: name what you keep alive yourself (or a buffer you retain).
+ * goshm_name_set: 0; -1 with EEXIST (the name is taken), EINVAL (a bad name,
+ * or off is not inside the heap's object area), ENOSPC (the directory is
+ * full), or an error of a call that needs the daemon. */
+GOSHM_API int goshm_name_set(goshm_t *h, const char *name, goshm_off_t off);
+/* The offset named name: GOSHM_NULL with ENOENT (no such name) or EINVAL
+ * (a bad name). Needs no daemon: a lock-free read of the directory. */
+GOSHM_API goshm_off_t goshm_name_get(goshm_t *h, const char *name);
+/* Remove a name: 0; -1 with ENOENT, EINVAL, or an error of a call that
+ * needs the daemon. */
+GOSHM_API int goshm_name_del(goshm_t *h, const char *name);
+
+/* Reference-counted buffers. goshm_buf_alloc returns a buffer of size bytes
+ * (16-byte aligned) that holds one reference, held by this process; NULL
+ * with goshm_malloc's errors. Pass it by goshm_off; any attached process may
+ * retain and release it. It is freed when the last reference goes.
+ * goshm_buf_retain: one more reference, held by this process; 0, or -1 with
+ * EINVAL (p is not a live buffer), EBUSY (a process holding the buffer's
+ * count locked wrote it and did not finish within $GOSHM_TIMEOUT_MS).
+ * goshm_buf_release: one reference fewer; 0, or -1 with EINVAL (p is not a
+ * live buffer, or this process holds no reference to it) or EBUSY.
+ * goshm_buf_refs: the references now, those held by processes and those
+ * travelling in channels; 0 with EINVAL if p is not a live buffer.
+ * goshm_free of a buffer is goshm_buf_release when this process holds its
+ * only reference, and a bad free (see goshm_free) when others hold some. */
+GOSHM_API void *goshm_buf_alloc(goshm_t *h, size_t size) GOSHM_MALLOC_ATTR GOSHM_ALLOC_SIZE1(2);
+GOSHM_API int goshm_buf_retain(goshm_t *h, const void *p);
+GOSHM_API int goshm_buf_release(goshm_t *h, const void *p);
+GOSHM_API uint32_t goshm_buf_refs(goshm_t *h, const void *p);
+
+/* Channels: named, bounded queues of offsets, any number of senders and
+ * receivers in any processes. Every message is received exactly once;
+ * messages from one sender arrive in the order sent. When the offset sent
+ * is a buffer this process holds a reference to, that reference travels
+ * with it: into the channel on send, to the receiver on recv (fan-out to N
+ * receivers: N retains, N sends). Any other offset travels as a plain value.
+ * goshm_chan_open: open the channel name, creating it with room for
+ * capacity messages (rounded up to a power of two, at most 1<<20) if it does
+ * not exist; capacity 0: it must exist. NULL with ENOENT, EINVAL (a bad name
+ * or capacity), ENOMEM, or an error of a call that needs the daemon.
+ * goshm_chan_send / goshm_chan_recv: timeout_ms 0 never blocks (EAGAIN when
+ * full / empty), -1 waits for ever, a positive value fails with ETIMEDOUT
+ * when it runs out. EINVAL: a bad argument (send of GOSHM_NULL, or of an
+ * offset outside the heap). A blocked receiver sleeps (futex) and wakes
+ * when a message arrives. goshm_chan_fd: a descriptor that polls readable
+ * (poll, epoll, libevent) while recv would not block; owned by the channel,
+ * closed by goshm_chan_close. goshm_chan_close: 0. goshm_chan_unlink: remove
+ * the name; the channel goes when the last process that has it open closes
+ * it (or dies), and the references of messages still in it are released;
+ * 0, or -1 with ENOENT, EINVAL. */
+typedef struct goshm_chan goshm_chan_t;
+GOSHM_API goshm_chan_t *goshm_chan_open(goshm_t *h, const char *name, uint32_t capacity);
+GOSHM_API int goshm_chan_send(goshm_chan_t *c, goshm_off_t off, int timeout_ms);
+GOSHM_API int goshm_chan_recv(goshm_chan_t *c, goshm_off_t *off, int timeout_ms);
+GOSHM_API int goshm_chan_fd(goshm_chan_t *c);
+GOSHM_API int goshm_chan_close(goshm_chan_t *c);
+GOSHM_API int goshm_chan_unlink(goshm_t *h, const char *name);
+
 /* The version of the library actually loaded (GOSHM_VERSION of its build).
  * Needs no handle. */
 GOSHM_API int goshm_version(void);
