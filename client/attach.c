@@ -60,6 +60,8 @@ int gs_client_adopt(struct goshm *h)
     h->max_slots = m->max_slots;
     h->pagemap = (const _Atomic uint32_t *)(h->meta + m->pagemap_off);
     h->spans = (const gs_mspan_t *)(h->meta + m->spans_off);
+    h->dir = (const gs_dirent_t *)(h->meta + m->dir_off);
+    h->dir_cap = m->dir_cap;
     return 0;
 }
 

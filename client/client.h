@@ -69,6 +69,11 @@ struct goshm {
     uint64_t arena_off, max_spans, max_pages;
     uint64_t side_off, side_size, notice_off;
     uint64_t epoch, prof_off;
+    /* The names directory (shm/names.h) in the read-only meta mapping: its
+     * place copied at attach (checked by gs_meta_usable), its entries read
+     * lock-free by goshm_name_get (client/name.c). */
+    const gs_dirent_t *dir;
+    uint32_t dir_cap;
     uint32_t max_slots;
     uint32_t slot;
     gs_slot_t *slotp;                /* this client's own slot memfd */
@@ -133,6 +138,15 @@ const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out);
 void gs_notice_push(struct goshm *h, uint32_t sid);
 /* Report p as a bad free with what the lookup found (shm/report.h). */
 void gs_bad_free(const char *why, const void *p, const gs_lookup_t *l);
+
+/* "name.c": the directory's requests to goshmd (issue 10 design, section 3).
+ * ChanOpen: 0, or -errno (-ENOENT: no such channel and create_off == 0;
+ * -ENOTSUP: h is not attached to a goshmd). On success *off, *id, *cap_out
+ * describe the registered channel and *efd is a new descriptor (the caller
+ * owns it: the channel's eventfd). ChanUnlink: 0 or -errno (-ENOENT). */
+int gs_ctl_chan_open(struct goshm *h, const char *name, uint32_t cap, uint64_t create_off, uint64_t create_id,
+                     uint64_t *off, uint64_t *id, uint32_t *cap_out, int *efd);
+int gs_ctl_chan_unlink(struct goshm *h, const char *name);
 
 extern __thread __attribute__((tls_model("initial-exec"))) uint64_t gs_tls_id;
 extern __thread __attribute__((tls_model("initial-exec"))) gs_mcache_t *gs_tls_cache;

@@ -86,7 +86,7 @@ static int check_headers(adopt_t *a, const gs_meta_header_t *m, uint64_t data_si
                     (unsigned long long)data_size, (unsigned long long)meta_size, (unsigned long long)want_data,
                     (unsigned long long)ml.meta_size);
     if (m->pagemap_off != ml.pagemap_off || m->spans_off != ml.spans_off || m->pslots_off != ml.pslots_off ||
-        m->undo_off != ml.undo_off || m->side_off != lay.side_off || m->side_size != lay.side_size ||
+        m->undo_off != ml.undo_off || m->dir_off != ml.dir_off || m->dir_cap != ml.dir_cap || m->side_off != lay.side_off || m->side_size != lay.side_size ||
         m->notice_off != lay.notice_off || m->arena_off != lay.arena_off || m->prof_off != lay.prof_off ||
         m->max_pages != m->max_spans - 2u || !gs_meta_usable(m, data_size, meta_size))
         return fail(a, EUCLEAN, "inconsistent heap: the meta header's layout is not the one its size implies");
@@ -372,6 +372,7 @@ static gs_heap_t *build(const gs_heap_config_t *cfg, int data_fd, int meta_fd, b
     h->prof_size = h->lay.prof_size;
     h->hdr = (gs_seg_header_t *)h->data;
     h->undo = (gs_undo_log_t *)(h->meta + ml.undo_off);
+    h->dir = (gs_dirent_t *)(h->meta + ml.dir_off);
     h->pagestate = calloc(h->max_pages ? h->max_pages : 1, 1);
     a.seen = calloc(h->max_spans, 1);
     a.pending = calloc(h->max_spans, sizeof *a.pending);
@@ -386,6 +387,9 @@ static gs_heap_t *build(const gs_heap_config_t *cfg, int data_fd, int meta_fd, b
         goto out;
     }
     if (!dry) rewrite_data_header(h);
+    /* The names directory, as the undo left it: every entry checked, the
+     * private counts rebuilt (daemon/names.c). */
+    if ((rc = gs_names_adopt(h, err, errlen))) goto out;
     if ((rc = walk(&a))) goto out;
     file_spans(&a);
     if ((rc = rebuild_allocators(&a))) goto out;

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "names.h" /* GS_DIR_MAX */
 
 #include <ctype.h>    /* isspace */
 #include <errno.h>    /* errno */
@@ -35,6 +36,7 @@ void gs_config_init(gs_config_t *cfg)
     cfg->size = GS_DEFAULT_SIZE;
     cfg->max_clients = GS_DEFAULT_MAX_CLIENTS;
     cfg->scavenge_delay_ms = GS_DEFAULT_SCAVENGE_MS;
+    cfg->max_names_per_uid = GS_DEFAULT_NAMES_PER_UID;
     cfg->spin_us = GS_DEFAULT_SPIN_US;
     cfg->log_level = GS_LOG_INFO;
 }
@@ -230,6 +232,14 @@ int gs_config_set(gs_config_t *cfg, const char *key, const char *value, int sour
         if (gs_parse_u32(value, 0, GS_MAX_SLOTS, &cfg->max_clients_per_uid)) {
             snprintf(err, errlen, "max-clients-per-uid: bad value '%s' (want 0..%u; 0: automatic)", value,
                      GS_MAX_SLOTS);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "max-names-per-uid") == 0) {
+        if (gs_parse_u32(value, 0, GS_MAX_NAMES_PER_UID, &cfg->max_names_per_uid)) {
+            snprintf(err, errlen, "max-names-per-uid: bad value '%s' (want 0..%u; 0: no limit)", value,
+                     GS_MAX_NAMES_PER_UID);
             return -1;
         }
         return 0;
@@ -431,10 +441,10 @@ static const optdef_t options[] = {
     {"allow-uid", true},   {"allow-gid", true},   {"scavenge-delay", true}, {"spin-us", true},
     {"force-epoll", false}, {"log-level", true},  {"help", false},        {"version", false},
     {"metrics", true},     {"max-clients-per-uid", true}, {"max-client-bytes", true}, {"max-uid-bytes", true},
-    {"state-dir", true},   {"fresh", false},      {"fd-store", false},
+    {"state-dir", true},   {"fresh", false},      {"fd-store", false},    {"max-names-per-uid", true},
 };
 #define HELP_INDEX 10
-_Static_assert(sizeof options / sizeof options[0] == 19, "options table changed: check HELP_INDEX");
+_Static_assert(sizeof options / sizeof options[0] == 20, "options table changed: check HELP_INDEX");
 
 /* Split argv[*i] into an option and its value (from "=value" or the next
  * argument). Returns the option or NULL with err set. */
@@ -542,6 +552,12 @@ void gs_config_usage(const char *prog)
            "                       only the daemon's user and root may connect, else half\n"
            "                       of them. Beyond it an attach fails with EDQUOT. Root\n"
            "                       and the daemon's own user are not limited.\n"
+           "  --max-names-per-uid N\n"
+           "                       entries one user may have in the heap's names directory\n"
+           "                       (goshm_name_set, channels), 0..%u, every user alike,\n"
+           "                       root included. Default %u; 0: no limit but the\n"
+           "                       directory's (%u). Beyond it goshm_name_set fails with\n"
+           "                       EDQUOT.\n"
            "  --max-client-bytes BYTES\n"
            "                       quota: bytes one client may hold in spans it caches and\n"
            "                       large objects it allocated (K, M, G, T suffixes). Past it\n"
@@ -606,5 +622,6 @@ void gs_config_usage(const char *prog)
            "Example:\n"
            "  %s --socket /tmp/demo.sock --size 1G --log-level debug &\n"
            "  goshmctl --socket /tmp/demo.sock wait && goshmctl --socket /tmp/demo.sock stats\n",
-           prog, GS_MAX_SLOTS, GS_DEFAULT_MAX_CLIENTS, GS_MAX_SLOTS, GS_DEFAULT_SCAVENGE_MS, GS_DEFAULT_SPIN_US, prog);
+           prog, GS_MAX_SLOTS, GS_DEFAULT_MAX_CLIENTS, GS_MAX_SLOTS, GS_MAX_NAMES_PER_UID, GS_DEFAULT_NAMES_PER_UID,
+           GS_DIR_MAX, GS_DEFAULT_SCAVENGE_MS, GS_DEFAULT_SPIN_US, prog);
 }

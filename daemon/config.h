@@ -23,6 +23,8 @@
 #define GS_CONFIG_MAX_BYTES       (1u << 20)           /* a config file is text, at most 1 MiB */
 #define GS_DEFAULT_MAX_CLIENTS    64u
 #define GS_DEFAULT_SCAVENGE_MS    1000u
+#define GS_DEFAULT_NAMES_PER_UID  2048u /* a quarter of the names directory (shm/names.h) */
+#define GS_MAX_NAMES_PER_UID      8192u
 /* Longer than waking a sleeping thread costs (measured ~100 us on a 2-vCPU
  * VM): with a shorter spin, daemon and client can settle into waking each
  * other every round trip (~115 us instead of ~1 us). */
@@ -43,6 +45,7 @@ typedef struct gs_config {
     uint64_t size;              /* heap reservation, bytes */
     uint32_t max_clients;       /* 1 .. GS_MAX_SLOTS */
     uint32_t max_clients_per_uid; /* 0: automatic (gs_config_max_per_uid) */
+    uint32_t max_names_per_uid; /* names directory entries per uid; 0: none (daemon/names.c) */
     uint64_t max_client_bytes;  /* quota per client, bytes; 0: none (daemon/quota.c) */
     uint64_t max_uid_bytes;     /* quota per uid, bytes; 0: none */
     gs_idlist_t allow_uid;

@@ -11,7 +11,10 @@
  *                     |           |                  |
  *                     +-- EPERM --+-- Error / EOF ---+--> closed (slot reclaimed)
  *
- * Stats and Profile are valid in both open and attached states. Any packet that is
+ * Stats, Profile and NameList are valid in both open and attached states;
+ * NameSet, NameDel, ChanOpen and ChanUnlink in the attached state only, and
+ * their results (EEXIST, ENOENT, ...) are replies, not Errors: the
+ * connection stays (daemon/names.c). Any packet that is
  * oversized, malformed, carries descriptors or is not valid in the state is
  * answered with Error{errno, text}, logged at warn, and the connection is
  * closed. Each unpacked message is freed on every path; each descriptor we
@@ -56,6 +59,7 @@
 #include "ctlstats.h"
 #include "goshm.pb-c.h"
 #include "log.h"
+#include "namedir.h"     /* the names directory */
 #include "profile.h"     /* gs_profile_write */
 #include "profregion.h"  /* GS_PROF_DEFAULT_RATE */
 #include "prom.h"        /* gs_prom_write */
@@ -486,6 +490,153 @@ static bool handle_profile(gs_conn_t *c)
     return true;
 }
 
+/* ---- the names directory (daemon/names.c) ---------------------------------- */
+
+/* A directory request from a connection that is not attached: refused (the
+ * directory's users are the heap's clients; goshmctl only lists). */
+static bool names_attached(gs_conn_t *c)
+{
+    if (c->slot >= 0) return true;
+    conn_fail(c, EPERM, "the names directory needs an attached client");
+    return false;
+}
+
+/* Answer NameReply{code}; false if the connection went (closed here). */
+static bool send_name_reply(gs_conn_t *c, int code)
+{
+    Goshm__NameReply nr = GOSHM__NAME_REPLY__INIT;
+    nr.code = code;
+    Goshm__Reply rep = GOSHM__REPLY__INIT;
+    rep.msg_case = GOSHM__REPLY__MSG_NAME;
+    rep.name = &nr;
+    int rc = send_reply(c->fd, &rep, NULL, 0);
+    if (rc < 0) {
+        gs_log_warn("pid %ld: sending a directory reply failed: %s", (long)c->pid, strerror(-rc));
+        conn_close(c, "gone while reading a directory reply");
+        return false;
+    }
+    return true;
+}
+
+static bool handle_name_set(gs_conn_t *c, const Goshm__NameSet *m)
+{
+    if (!names_attached(c)) return false;
+    gs_ctl_t *ctl = c->ctl;
+    pthread_mutex_lock(ctl->heap_lock);
+    int rc = gs_heap_name_set(ctl->heap, (uint32_t)c->uid, (const char *)m->name.data, m->name.len, m->off);
+    pthread_mutex_unlock(ctl->heap_lock);
+    if (rc == -EINVAL) gs_log_debug("pid %ld: NameSet with a bad name or offset", (long)c->pid);
+    return send_name_reply(c, -rc);
+}
+
+static bool handle_name_del(gs_conn_t *c, const Goshm__NameDel *m)
+{
+    if (!names_attached(c)) return false;
+    gs_ctl_t *ctl = c->ctl;
+    pthread_mutex_lock(ctl->heap_lock);
+    int rc = gs_heap_name_del(ctl->heap, (const char *)m->name.data, m->name.len);
+    pthread_mutex_unlock(ctl->heap_lock);
+    return send_name_reply(c, -rc);
+}
+
+static bool handle_chan_unlink(gs_conn_t *c, const Goshm__ChanUnlink *m)
+{
+    if (!names_attached(c)) return false;
+    gs_ctl_t *ctl = c->ctl;
+    pthread_mutex_lock(ctl->heap_lock);
+    int rc = gs_heap_chan_unlink(ctl->heap, (const char *)m->name.data, m->name.len);
+    pthread_mutex_unlock(ctl->heap_lock);
+    return send_name_reply(c, -rc);
+}
+
+static bool handle_chan_open(gs_conn_t *c, const Goshm__ChanOpen *m)
+{
+    if (!names_attached(c)) return false;
+    gs_ctl_t *ctl = c->ctl;
+    Goshm__ChanOpenReply cr = GOSHM__CHAN_OPEN_REPLY__INIT;
+    uint64_t off = 0, id = 0;
+    uint32_t cap = 0;
+    bool created = false;
+    int efd = -1, dup_fd = -1;
+    pthread_mutex_lock(ctl->heap_lock);
+    int rc = gs_heap_chan_open(ctl->heap, (uint32_t)c->uid, (const char *)m->name.data, m->name.len, m->capacity,
+                               m->create_off, m->create_id, &off, &id, &cap, &created, &efd);
+    /* Our own copy to send: the heap side keeps its descriptor (an unlink
+     * may close it as soon as the lock is free). */
+    if (!rc && (dup_fd = fcntl(efd, F_DUPFD_CLOEXEC, 0)) < 0) rc = -errno;
+    pthread_mutex_unlock(ctl->heap_lock);
+    cr.code = -rc;
+    if (!rc) {
+        cr.off = off;
+        cr.id = id;
+        cr.cap = cap;
+        cr.created = created;
+    }
+    Goshm__Reply rep = GOSHM__REPLY__INIT;
+    rep.msg_case = GOSHM__REPLY__MSG_CHAN_OPEN;
+    rep.chan_open = &cr;
+    int src = send_reply(c->fd, &rep, &dup_fd, dup_fd >= 0 ? 1 : 0);
+    if (dup_fd >= 0) close(dup_fd);
+    if (src < 0) {
+        gs_log_warn("pid %ld: sending a ChanOpen reply failed: %s", (long)c->pid, strerror(-src));
+        conn_close(c, "gone while reading a ChanOpen reply");
+        return false;
+    }
+    return true;
+}
+
+#define NAME_LIST_MAX 256u /* entries per NameListReply: ~100 bytes each, well inside a packet */
+
+static bool handle_name_list(gs_conn_t *c, const Goshm__NameList *m)
+{
+    gs_ctl_t *ctl = c->ctl;
+    gs_dirent_t *ents = malloc(NAME_LIST_MAX * sizeof *ents);
+    Goshm__NameEntry *pe = calloc(NAME_LIST_MAX, sizeof *pe);
+    Goshm__NameEntry **pp = calloc(NAME_LIST_MAX, sizeof *pp);
+    char (*names)[64] = calloc(NAME_LIST_MAX, 64);
+    if (!ents || !pe || !pp || !names) {
+        free(ents); free(pe); free(pp); free(names);
+        conn_fail(c, ENOMEM, "out of memory listing names");
+        return false;
+    }
+    uint32_t n = 0, next = 0, live = 0;
+    if (m->cursor < GS_DIR_CAP) {
+        pthread_mutex_lock(ctl->heap_lock);
+        next = gs_heap_names_list(ctl->heap, m->cursor, ents, NAME_LIST_MAX, &n);
+        live = gs_heap_names_live(ctl->heap);
+        pthread_mutex_unlock(ctl->heap_lock);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        goshm__name_entry__init(&pe[i]);
+        uint32_t len = ents[i].len < GS_NAME_MAX ? ents[i].len : GS_NAME_MAX;
+        memcpy(names[i], ents[i].name, len);
+        names[i][len] = '\0';
+        pe[i].kind = ents[i].kind;
+        pe[i].name = names[i];
+        pe[i].off = ents[i].off;
+        pe[i].id = ents[i].id;
+        pe[i].cap = ents[i].cap;
+        pe[i].uid = ents[i].uid;
+        pp[i] = &pe[i];
+    }
+    Goshm__NameListReply lr = GOSHM__NAME_LIST_REPLY__INIT;
+    lr.n_entries = n;
+    lr.entries = pp;
+    lr.next_cursor = next;
+    lr.live = live;
+    Goshm__Reply rep = GOSHM__REPLY__INIT;
+    rep.msg_case = GOSHM__REPLY__MSG_NAME_LIST;
+    rep.name_list = &lr;
+    int rc = send_reply(c->fd, &rep, NULL, 0);
+    free(ents); free(pe); free(pp); free(names);
+    if (rc < 0) {
+        gs_log_warn("pid %ld: sending the names failed: %s", (long)c->pid, strerror(-rc));
+        conn_close(c, "gone while reading the names");
+        return false;
+    }
+    return true;
+}
+
 /* Close every descriptor a received message carried; returns how many. */
 static unsigned close_passed_fds(struct msghdr *mh)
 {
@@ -571,6 +722,21 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg)
         break;
     case GOSHM__REQUEST__MSG_PROFILE:
         handle_profile(c);
+        break;
+    case GOSHM__REQUEST__MSG_NAME_SET:
+        handle_name_set(c, req->name_set);
+        break;
+    case GOSHM__REQUEST__MSG_NAME_DEL:
+        handle_name_del(c, req->name_del);
+        break;
+    case GOSHM__REQUEST__MSG_CHAN_OPEN:
+        handle_chan_open(c, req->chan_open);
+        break;
+    case GOSHM__REQUEST__MSG_CHAN_UNLINK:
+        handle_chan_unlink(c, req->chan_unlink);
+        break;
+    case GOSHM__REQUEST__MSG_NAME_LIST:
+        handle_name_list(c, req->name_list);
         break;
     default:
         conn_fail(c, EINVAL, "request without a message");

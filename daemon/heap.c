@@ -70,7 +70,11 @@ void gs_heap_layout(uint64_t max_pages, uint32_t max_slots, gs_layout_t *lay, ui
     ml->spans_off = align_up(ml->pagemap_off + max_pages * 4u, 4096);
     ml->pslots_off = align_up(ml->spans_off + max_spans * sizeof(gs_mspan_t), 4096);
     ml->undo_off = align_up(ml->pslots_off + (uint64_t)max_slots * sizeof(gs_pslot_t), 4096);
-    ml->meta_size = align_up(ml->undo_off + sizeof(gs_undo_log_t), 4096);
+    /* The names directory last (shm/names.h): committed with the slot
+     * table and the undo log (everything from pslots_off on is). */
+    ml->dir_off = align_up(ml->undo_off + sizeof(gs_undo_log_t), 4096);
+    ml->dir_cap = GS_DIR_CAP;
+    ml->meta_size = align_up(ml->dir_off + (uint64_t)GS_DIR_CAP * sizeof(gs_dirent_t), 4096);
 }
 
 int gs_heap_map(gs_heap_t *h, bool dry)
@@ -114,6 +118,8 @@ void gs_heap_write_meta_header(gs_heap_t *h, const gs_meta_layout_t *ml)
     m->prof_off = h->lay.prof_off;
     m->pslots_off = ml->pslots_off;
     m->undo_off = ml->undo_off;
+    m->dir_off = ml->dir_off;
+    m->dir_cap = ml->dir_cap;
 }
 
 static void random_id(uint64_t *id)
@@ -239,6 +245,8 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
     h->spans = (gs_mspan_t *)(h->meta + ml.spans_off);
     h->pslots = (gs_pslot_t *)(h->meta + ml.pslots_off);
     h->undo = (gs_undo_log_t *)(h->meta + ml.undo_off);
+    h->dir = (gs_dirent_t *)(h->meta + ml.dir_off);
+    gs_names_init(h); /* an empty directory: the memfd reads as zero */
     if ((rc = gs_fixalloc_init(h)) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -271,6 +279,7 @@ uint64_t gs_heap_adopted_ns(const gs_heap_t *h, uint32_t *orphans, uint32_t *rec
 void gs_heap_destroy(gs_heap_t *h)
 {
     if (!h) return;
+    gs_names_fini(h);
     for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) {
         if (h->slots[i].map) munmap(h->slots[i].map, GS_SLOT_MAP_SIZE);
         if (h->slots[i].fd >= 0) close(h->slots[i].fd);

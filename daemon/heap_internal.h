@@ -26,6 +26,7 @@
 #include "clock.h"  /* gs_now_ns */
 #include "report.h" /* gs_throw */
 #include "spanlist.h" /* gs_spanlist_t */
+#include "namedir.h" /* gs_names_state_t */
 
 #define GS_TLSF_SL_LOG 4
 #define GS_TLSF_SL     (1u << GS_TLSF_SL_LOG)
@@ -175,6 +176,10 @@ struct gs_heap {
     uint64_t quota_client, quota_uid;          /* bytes; 0: no limit */
     gs_quota_slot_t qslot[GS_MAX_SLOTS];
     gs_quota_uid_t quid[GS_QUOTA_UIDS];
+    /* The names directory (daemon/names.c): the table in the meta memfd
+     * ([immutable] pointer; entries [heap lock]) and its private counts. */
+    gs_dirent_t *dir;
+    gs_names_state_t names;     /* [heap lock] */
 };
 
 /* "heap.c": a sealed memfd (see there). 0 or -errno. */
@@ -191,7 +196,8 @@ void gs_quota_slot_close(gs_heap_t *h, uint32_t slot);
 /* The meta memfd's layout, a function of the heap's size and slot count
  * (daemon/heap.c): creation writes it, adoption recomputes and compares. */
 typedef struct gs_meta_layout {
-    uint64_t pagemap_off, spans_off, pslots_off, undo_off, meta_size;
+    uint64_t pagemap_off, spans_off, pslots_off, undo_off, dir_off, meta_size;
+    uint32_t dir_cap;
 } gs_meta_layout_t;
 void gs_heap_layout(uint64_t max_pages, uint32_t max_slots, gs_layout_t *lay, uint64_t *data_size,
                     gs_meta_layout_t *ml);
@@ -211,6 +217,7 @@ void gs_txn_span(gs_heap_t *h, uint32_t sid);
 void gs_txn_page(gs_heap_t *h, uint64_t page);
 void gs_txn_heap_pages(gs_heap_t *h);
 void gs_txn_pslot(gs_heap_t *h, uint32_t slot);
+void gs_txn_dirent(gs_heap_t *h, uint32_t bucket);
 /* Put the before-images of an unfinished operation back; returns how many. */
 uint32_t gs_undo_replay(gs_heap_t *h);
 

@@ -119,6 +119,18 @@ void gs_txn_pslot(gs_heap_t *h, uint32_t slot)
     publish(h);
 }
 
+void gs_txn_dirent(gs_heap_t *h, uint32_t bucket)
+{
+    if (h->txn_depth == 0) return;
+    gs_undo_entry_t *e = entry_for(h, GS_UNDO_DIRENT, bucket);
+    if (!e) return;
+    e->kind = GS_UNDO_DIRENT;
+    e->idx = bucket;
+    e->val = 0;
+    memcpy(e->rec, &h->dir[bucket], sizeof(gs_dirent_t));
+    publish(h);
+}
+
 /* The log is the heap side's own (meta memfd), but a torn or foreign one
  * must not write outside the tables: every index is bounded first. */
 uint32_t gs_undo_replay(gs_heap_t *h)
@@ -136,6 +148,17 @@ uint32_t gs_undo_replay(gs_heap_t *h)
             break;
         case GS_UNDO_PSLOT:
             if (e->idx < h->cfg.max_slots) memcpy(&h->pslots[e->idx], e->rec, sizeof(gs_pslot_t));
+            break;
+        case GS_UNDO_DIRENT:
+            /* The entry as it was, with a seqlock value that is even and
+             * differs from both the before-image's and any value a reader
+             * may have seen during the write (shm/names.h). */
+            if (e->idx < GS_DIR_CAP && h->dir) {
+                gs_dirent_t *d = &h->dir[e->idx];
+                uint32_t now = gs_load_relaxed(&d->xseq);
+                memcpy((char *)d + sizeof d->xseq, e->rec + sizeof d->xseq, sizeof *d - sizeof d->xseq);
+                gs_store_release(&d->xseq, (now | 1u) + 1u);
+            }
             break;
         case GS_UNDO_HEAP_PAGES:
             if (e->val <= h->max_pages) gs_store_relaxed(&h->mhdr->xheap_pages, e->val);

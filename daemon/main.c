@@ -34,6 +34,7 @@
 #include "ctl.h"
 #include "dataplane.h"
 #include "heap.h"
+#include "namedir.h"       /* gs_heap_names_set_limit */
 #include "log.h"
 #include "metrics.h"
 #include "persist.h"
@@ -233,6 +234,7 @@ static int daemon_start(gs_daemon_t *d)
     }
     if (open_heap(d, store_data, store_meta) != 0) return -1;
     gs_heap_set_quotas(d->heap, d->cfg.max_client_bytes, d->cfg.max_uid_bytes); /* daemon/quota.c */
+    gs_heap_names_set_limit(d->heap, d->cfg.max_names_per_uid);                 /* daemon/names.c */
 
     gs_dataplane_config_t dc = {.force_epoll = d->cfg.force_epoll, .spin_us = d->cfg.spin_us};
     d->dp = gs_dp_start(d->heap, &d->heap_lock, &dc, err, sizeof err);

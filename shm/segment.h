@@ -21,6 +21,7 @@
  *   [spans_off, ...)            gs_mspan_t per span id (id 0 unused)
  *   [pslots_off, ...)           gs_pslot_t per client slot
  *   [undo_off, ...)             gs_undo_log_t (daemon/intent.c)
+ *   [dir_off, ...)              gs_dirent_t[dir_cap]: the names directory (shm/names.h)
  *
  * Slot memfds, one per attached client (gs_slot_t): created by the heap side
  * at claim, passed only to that client (SCM_RIGHTS in its AttachReply), and
@@ -45,10 +46,12 @@
 
 #include "atomic.h"
 #include "overview.h"
+#include "names.h"  /* gs_dirent_t, in the meta memfd */
 #include "ring.h"   /* gs_ring_t, in each slot */
 
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
-#define GS_ABI_VERSION 4u /* 3: layout in the meta header, a memfd per slot; 4: slot table, undo log */
+#define GS_ABI_VERSION 5u /* 3: layout in the meta header, a memfd per slot; 4: slot table, undo log;
+                           * 5: names directory, buffer holdings */
 
 #define GS_HEADER_SIZE   (64u * 1024u)
 #define GS_SLOT_SIZE     (64u * 1024u)
@@ -290,6 +293,12 @@ typedef struct gs_meta_header {
     _Alignas(GS_CACHELINE) _Atomic uint64_t xheap_pages;
     uint64_t pslots_off;     /* gs_pslot_t[max_slots] */
     uint64_t undo_off;       /* gs_undo_log_t */
+    /* The names directory (shm/names.h): gs_dirent_t[dir_cap] at dir_off,
+     * written only by the heap side (daemon/names.c); clients read it
+     * lock-free through their read-only mapping (client/name.c). */
+    uint64_t dir_off;
+    uint32_t dir_cap;        /* GS_DIR_CAP */
+    uint32_t pad_dir;
 } gs_meta_header_t;
 
 _Static_assert(sizeof(gs_meta_header_t) <= GS_META_HDR_SIZE, "meta header layout");
@@ -324,14 +333,15 @@ _Static_assert(sizeof(gs_pslot_t) == 32, "pslot layout");
  * to 0 (release) when the operation is complete. An adopter that finds
  * xcount != 0 puts the before-images back, newest first: the meta memfd is
  * then as it was before the operation began. */
-enum { GS_UNDO_SPAN = 1, GS_UNDO_PAGE = 2, GS_UNDO_HEAP_PAGES = 3, GS_UNDO_PSLOT = 4 };
+enum { GS_UNDO_SPAN = 1, GS_UNDO_PAGE = 2, GS_UNDO_HEAP_PAGES = 3, GS_UNDO_PSLOT = 4, GS_UNDO_DIRENT = 5 };
 #define GS_UNDO_MAX 256u
 
 typedef struct gs_undo_entry {
     uint32_t kind;           /* GS_UNDO_* */
     uint32_t idx;            /* span id or heap page */
     uint64_t val;            /* page map entry or heap page count */
-    uint8_t  rec[112];       /* GS_UNDO_SPAN: the gs_mspan_t before; GS_UNDO_PSLOT: the gs_pslot_t */
+    uint8_t  rec[112];       /* GS_UNDO_SPAN: the gs_mspan_t before; GS_UNDO_PSLOT: the gs_pslot_t;
+                              * GS_UNDO_DIRENT: the gs_dirent_t (idx: its bucket) */
 } gs_undo_entry_t;
 
 typedef struct gs_undo_log {
@@ -342,6 +352,7 @@ typedef struct gs_undo_log {
 
 _Static_assert(sizeof(gs_undo_entry_t) == 128, "undo layout");
 _Static_assert(sizeof(gs_mspan_t) == sizeof(((gs_undo_entry_t *)0)->rec), "undo holds a span record");
+_Static_assert(sizeof(gs_dirent_t) <= sizeof(((gs_undo_entry_t *)0)->rec), "undo holds a directory entry");
 
 /* A client's check of the meta header (mapped read-only) against the sizes
  * of its two mappings, before it copies the layout: every region must fit
@@ -358,7 +369,9 @@ static inline int gs_meta_usable(const gs_meta_header_t *m, uint64_t data_size, 
            m->notice_off + m->max_spans * sizeof(gs_notice_t) <= m->arena_off && m->pagemap_off <= meta_size &&
            m->pagemap_off + m->max_pages * 4u <= meta_size && m->spans_off <= meta_size &&
            m->spans_off + m->max_spans * sizeof(gs_mspan_t) <= meta_size && m->max_slots != 0 &&
-           m->max_slots <= GS_MAX_SLOTS && m->slot_size == GS_SLOT_MAP_SIZE;
+           m->max_slots <= GS_MAX_SLOTS && m->slot_size == GS_SLOT_MAP_SIZE && m->dir_cap == GS_DIR_CAP &&
+           m->dir_off % 64u == 0 && m->dir_off <= meta_size &&
+           m->dir_off + (uint64_t)m->dir_cap * sizeof(gs_dirent_t) <= meta_size;
 }
 
 /* Does an AttachReply's layout agree with the meta header it came with?
