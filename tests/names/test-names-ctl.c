@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+/* test-names-ctl.c: Description: the directory's control requests at the protocol level, from a raw client: ChanOpen of a real allocated object (created, found again, the same eventfd passed each time), ChanUnlink, ENOENT; names and channels as two namespaces; hostile input (bad name bytes the library would refuse, 300-byte names, offsets outside the object area, requests before Attach) answered with EINVAL/EPERM and the daemon unharmed; a flood of NameSet (pipelined, then never read) bounded by the per-uid limit and costing only the flooder's connection.
+ *
+ * Overview of the engine: shm/overview.h; the protocol: proto/goshm.proto;
+ * the daemon's side: daemon/ctl.c, daemon/names.c. The channel buffer is a
+ * plain goshm_malloc'd object (bufchan's buffer headers are not needed: the
+ * daemon checks here that the object exists and is big enough).
+ *
+ * Usage: test-names-ctl GOSHMD (also $GOSHMD)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ctlclient.h"
+#include "goshm.pb-c.h"
+#include "goshm/goshm.h"
+#include "harness.h"
+#include "segment.h" /* GS_ABI_VERSION */
+
+#define TMO 5000
+#define PER_UID 300 /* --max-names-per-uid for this daemon */
+
+static int send_req(int fd, const Goshm__Request *req, int flags)
+{
+    size_t len = goshm__request__get_packed_size(req);
+    uint8_t *buf = malloc(len + 1);
+    if (!buf) return -ENOMEM;
+    goshm__request__pack(req, buf);
+    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | flags);
+    int e = errno;
+    free(buf);
+    return n == (ssize_t)len ? 0 : -e;
+}
+
+/* A raw attached connection (the four descriptors closed). */
+static int raw_attach(const char *sock)
+{
+    int fd = gs_ctl_connect(sock);
+    if (fd < 0) return -1;
+    Goshm__Attach a = GOSHM__ATTACH__INIT;
+    a.abi_version = GS_ABI_VERSION;
+    a.pid = (uint32_t)getpid();
+    Goshm__Request req = GOSHM__REQUEST__INIT;
+    req.msg_case = GOSHM__REQUEST__MSG_ATTACH;
+    req.attach = &a;
+    Goshm__Reply *rep = NULL;
+    int fds[4];
+    if (send_req(fd, &req, 0) != 0 || gs_ctl_recv(fd, &rep, fds, 4, TMO) != 4 ||
+        rep->msg_case != GOSHM__REPLY__MSG_ATTACH) {
+        if (rep) goshm__reply__free_unpacked(rep, NULL);
+        close(fd);
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) close(fds[i]);
+    goshm__reply__free_unpacked(rep, NULL);
+    return fd;
+}
+
+static Goshm__Request name_set_req(Goshm__NameSet *m, const void *name, size_t len, uint64_t off)
+{
+    goshm__name_set__init(m);
+    m->name.data = (uint8_t *)name;
+    m->name.len = len;
+    m->off = off;
+    Goshm__Request req = GOSHM__REQUEST__INIT;
+    req.msg_case = GOSHM__REQUEST__MSG_NAME_SET;
+    req.name_set = m;
+    return req;
+}
+
+/* NameSet on fd: the NameReply code, or -1000 - errno when there is no
+ * NameReply (an Error's code is returned as -code). */
+static int name_set(int fd, const void *name, size_t len, uint64_t off)
+{
+    Goshm__NameSet m;
+    Goshm__Request req = name_set_req(&m, name, len, off);
+    if (send_req(fd, &req, 0) != 0) return -1000 - EPIPE;
+    Goshm__Reply *rep = NULL;
+    int rc = gs_ctl_recv(fd, &rep, NULL, 0, TMO);
+    if (rc < 0) return -1000 + rc;
+    int code = rep->msg_case == GOSHM__REPLY__MSG_NAME ? rep->name->code
+             : rep->msg_case == GOSHM__REPLY__MSG_ERROR ? -rep->error->code : -1000 - EPROTO;
+    goshm__reply__free_unpacked(rep, NULL);
+    return code;
+}
+
+typedef struct chan_reply {
+    int code, efd;
+    uint64_t off, id;
+    uint32_t cap;
+    bool created;
+} chan_reply_t;
+
+static void chan_open(int fd, const char *name, uint32_t cap, uint64_t create_off, uint64_t create_id, chan_reply_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->efd = -1;
+    Goshm__ChanOpen m = GOSHM__CHAN_OPEN__INIT;
+    m.name.data = (uint8_t *)name;
+    m.name.len = strlen(name);
+    m.capacity = cap;
+    m.create_off = create_off;
+    m.create_id = create_id;
+    Goshm__Request req = GOSHM__REQUEST__INIT;
+    req.msg_case = GOSHM__REQUEST__MSG_CHAN_OPEN;
+    req.chan_open = &m;
+    Goshm__Reply *rep = NULL;
+    int fds[2];
+    int n = send_req(fd, &req, 0) == 0 ? gs_ctl_recv(fd, &rep, fds, 2, TMO) : -EPIPE;
+    if (n < 0 || rep->msg_case != GOSHM__REPLY__MSG_CHAN_OPEN) {
+        r->code = -1;
+        if (n > 0)
+            for (int i = 0; i < n; i++) close(fds[i]);
+    } else {
+        r->code = rep->chan_open->code;
+        r->off = rep->chan_open->off;
+        r->id = rep->chan_open->id;
+        r->cap = rep->chan_open->cap;
+        r->created = rep->chan_open->created;
+        if (n >= 1) r->efd = fds[0];
+        for (int i = 1; i < n; i++) close(fds[i]);
+    }
+    if (rep) goshm__reply__free_unpacked(rep, NULL);
+}
+
+static int chan_unlink(int fd, const char *name)
+{
+    Goshm__ChanUnlink m = GOSHM__CHAN_UNLINK__INIT;
+    m.name.data = (uint8_t *)name;
+    m.name.len = strlen(name);
+    Goshm__Request req = GOSHM__REQUEST__INIT;
+    req.msg_case = GOSHM__REQUEST__MSG_CHAN_UNLINK;
+    req.chan_unlink = &m;
+    Goshm__Reply *rep = NULL;
+    if (send_req(fd, &req, 0) != 0 || gs_ctl_recv(fd, &rep, NULL, 0, TMO) < 0) return -1;
+    int code = rep->msg_case == GOSHM__REPLY__MSG_NAME ? rep->name->code : -1;
+    goshm__reply__free_unpacked(rep, NULL);
+    return code;
+}
+
+/* Live entries by NameList (no Attach needed), walking every page. -1 on error. */
+static int list_live(const char *sock, int *walked)
+{
+    int fd = gs_ctl_connect(sock);
+    if (fd < 0) return -1;
+    uint32_t cursor = 0;
+    int live = -1;
+    *walked = 0;
+    do {
+        Goshm__NameList m = GOSHM__NAME_LIST__INIT;
+        m.cursor = cursor;
+        Goshm__Request req = GOSHM__REQUEST__INIT;
+        req.msg_case = GOSHM__REQUEST__MSG_NAME_LIST;
+        req.name_list = &m;
+        Goshm__Reply *rep = NULL;
+        if (send_req(fd, &req, 0) != 0 || gs_ctl_recv(fd, &rep, NULL, 0, TMO) < 0) break;
+        if (rep->msg_case != GOSHM__REPLY__MSG_NAME_LIST) {
+            goshm__reply__free_unpacked(rep, NULL);
+            break;
+        }
+        *walked += (int)rep->name_list->n_entries;
+        live = (int)rep->name_list->live;
+        cursor = rep->name_list->next_cursor;
+        goshm__reply__free_unpacked(rep, NULL);
+    } while (cursor);
+    close(fd);
+    return live;
+}
+
+static bool is_eventfd(int fd)
+{
+    char proc[64], link[64] = "";
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(proc, link, sizeof link - 1);
+    if (n > 0) link[n] = '\0';
+    return strstr(link, "eventfd") != NULL;
+}
+
+static void test_chan(const char *sock, goshm_t *h)
+{
+    int fd = raw_attach(sock);
+    REQUIRE(fd >= 0);
+    const uint32_t cap = 16;
+    char *obj = goshm_malloc(h, 32 + 256 + 16 * cap);
+    REQUIRE(obj);
+    uint64_t off = goshm_off(h, obj) + 32, id = UINT64_C(0x1234567890abcdef);
+    chan_reply_t r, r2;
+    chan_open(fd, "ch", 0, 0, 0, &r);
+    CHECK(r.code == ENOENT && r.efd < 0);
+    chan_open(fd, "ch", cap, off + 8, id, &r); /* not an object's payload */
+    CHECK(r.code == EINVAL && r.efd < 0);
+    chan_open(fd, "ch", 12, off, id, &r);      /* capacity not a power of two */
+    CHECK(r.code == EINVAL);
+    chan_open(fd, "ch", 1u << 16, off, id, &r); /* the object is too small for it */
+    CHECK(r.code == EINVAL);
+    chan_open(fd, "ch", cap, UINT64_MAX, id, &r);
+    CHECK(r.code == EINVAL);
+    chan_open(fd, "ch", cap, off, id, &r);
+    CHECK(r.code == 0 && r.created && r.off == off && r.id == id && r.cap == cap);
+    CHECK(r.efd >= 0 && is_eventfd(r.efd));
+    /* Found again (capacity and create_* ignored): the same eventfd. */
+    chan_open(fd, "ch", 0, 0, 0, &r2);
+    CHECK(r2.code == 0 && !r2.created && r2.off == off && r2.id == id && r2.cap == cap);
+    CHECK(r2.efd >= 0 && r2.efd != r.efd && is_eventfd(r2.efd));
+    uint64_t v = 3;
+    CHECK(write(r.efd, &v, sizeof v) == sizeof v);
+    v = 0;
+    CHECK(read(r2.efd, &v, sizeof v) == sizeof v && v == 3);
+    CHECK(read(r2.efd, &v, sizeof v) == -1 && errno == EAGAIN); /* non-blocking */
+    /* Another process's view: the library's lookup-only ChanOpen. */
+    chan_open(fd, "other", cap, off, id, &r2);
+    CHECK(r2.code == 0 && r2.created);
+    if (r2.efd >= 0) close(r2.efd);
+    /* Two namespaces: a plain name "ch" is another entry. */
+    CHECK(name_set(fd, "ch", 2, off) == 0);
+    CHECK(goshm_name_get(h, "ch") == off);
+    CHECK(chan_unlink(fd, "ch") == 0);
+    CHECK(chan_unlink(fd, "ch") == ENOENT);
+    CHECK(goshm_name_get(h, "ch") == off); /* the name stays */
+    chan_open(fd, "ch", 0, 0, 0, &r2);
+    CHECK(r2.code == ENOENT && r2.efd < 0);
+    CHECK(chan_unlink(fd, "other") == 0);
+    CHECK(chan_unlink(fd, "a/b") == EINVAL);
+    CHECK(goshm_name_del(h, "ch") == 0);
+    close(r.efd);
+    goshm_free(h, obj);
+    close(fd);
+}
+
+static void test_hostile(const char *sock, goshm_t *h)
+{
+    gsh_stats_t st0, st1;
+    REQUIRE(gsh_stats(sock, &st0) == 0);
+    char *obj = goshm_malloc(h, 64);
+    uint64_t off = goshm_off(h, obj);
+    /* Before Attach: EPERM, connection closed. */
+    int fd = gs_ctl_connect(sock);
+    REQUIRE(fd >= 0);
+    CHECK(name_set(fd, "x", 1, off) == -EPERM);
+    close(fd);
+    fd = raw_attach(sock);
+    REQUIRE(fd >= 0);
+    char big[300];
+    memset(big, 'a', sizeof big);
+    const struct { const char *name; size_t len; } bad[] = {
+        {"", 0}, {"a/b", 3}, {"nul\0inside", 10}, {"\x80high", 5}, {"\x1f", 1}, {"\x7f", 1}, {big, 64}, {big, 300},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_MSG(name_set(fd, bad[i].name, bad[i].len, off) == EINVAL, "bad name %zu", i);
+    CHECK(name_set(fd, big, 63, off) == 0); /* the longest: fine */
+    CHECK(name_set(fd, "o1", 2, 0) == EINVAL);
+    CHECK(name_set(fd, "o2", 2, 4096) == EINVAL);
+    CHECK(name_set(fd, "o3", 2, UINT64_MAX) == EINVAL);
+    CHECK(name_set(fd, "o4", 2, UINT64_C(1) << 40) == EINVAL);
+    CHECK(name_set(fd, "o5", 2, off) == 0);
+    CHECK(name_set(fd, "o5", 2, off) == EEXIST);
+    REQUIRE(gsh_stats(sock, &st1) == 0);
+    CHECK(st1.bad_requests >= st0.bad_requests + 12);
+    CHECK(goshm_name_del(h, "o5") == 0);
+    char n63[64];
+    memcpy(n63, big, 63);
+    n63[63] = '\0';
+    CHECK(goshm_name_del(h, n63) == 0);
+    close(fd);
+    goshm_free(h, obj);
+}
+
+/* A flood: pipelined NameSets read back in batches stop at the per-uid
+ * bound; then a flood that never reads its replies loses its connection
+ * and nothing else. */
+static void test_flood(const char *sock, goshm_t *h)
+{
+    char *obj = goshm_malloc(h, 64);
+    uint64_t off = goshm_off(h, obj);
+    int fd = raw_attach(sock);
+    REQUIRE(fd >= 0);
+    int ok = 0, quota = 0, other = 0;
+    for (int base = 0; base < 2000; base += 50) {
+        for (int i = base; i < base + 50; i++) {
+            char name[32];
+            int len = snprintf(name, sizeof name, "flood-%d", i);
+            Goshm__NameSet m;
+            Goshm__Request req = name_set_req(&m, name, (size_t)len, off);
+            if (send_req(fd, &req, 0) != 0) other++;
+        }
+        for (int i = 0; i < 50; i++) {
+            Goshm__Reply *rep = NULL;
+            if (gs_ctl_recv(fd, &rep, NULL, 0, TMO) < 0) { other++; continue; }
+            int code = rep->msg_case == GOSHM__REPLY__MSG_NAME ? rep->name->code : -1;
+            goshm__reply__free_unpacked(rep, NULL);
+            if (code == 0) ok++;
+            else if (code == EDQUOT) quota++;
+            else other++;
+        }
+    }
+    CHECK_MSG(ok == PER_UID && quota == 2000 - PER_UID && other == 0, "ok %d quota %d other %d", ok, quota, other);
+    int walked;
+    CHECK(list_live(sock, &walked) == PER_UID && walked == PER_UID);
+    /* Never read: the daemon's replies fill our socket, it drops us. */
+    int sent = 0;
+    for (int i = 0; i < 200000; i++) {
+        Goshm__NameSet m;
+        Goshm__Request req = name_set_req(&m, "flood-0", 7, off);
+        int rc = send_req(fd, &req, MSG_DONTWAIT);
+        if (rc == -EAGAIN) { gsh_sleep_ms(1); continue; }
+        if (rc) break;
+        sent++;
+    }
+    CHECK_MSG(sent < 200000, "the daemon never dropped a connection that does not read (%d sent)", sent);
+    close(fd);
+    gsh_stats_t st;
+    CHECK(gsh_stats(sock, &st) == 0);
+    /* The bystander's handle works, the directory is intact. */
+    CHECK(goshm_name_get(h, "flood-7") == off);
+    CHECK(goshm_name_del(h, "flood-7") == 0);
+    CHECK(goshm_name_set(h, "after-flood", off) == 0);
+    CHECK(goshm_name_get(h, "after-flood") == off);
+    for (int i = 0; i < PER_UID; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "flood-%d", i);
+        if (i != 7) CHECK(goshm_name_del(h, name) == 0);
+    }
+    CHECK(goshm_name_del(h, "after-flood") == 0);
+    CHECK(list_live(sock, &walked) == 0 && walked == 0);
+    goshm_free(h, obj);
+}
+
+int main(int argc, char **argv)
+{
+    const char *bin = gsh_daemon_path(argc, argv);
+    gsh_daemon_t d;
+    char args[64];
+    snprintf(args, sizeof args, "--size 64M --max-names-per-uid %d", PER_UID);
+    REQUIRE(gsh_start(&d, bin, args) == 0);
+    goshm_t *h = goshm_attach(d.sock);
+    REQUIRE(h);
+    test_chan(d.sock, h);
+    test_hostile(d.sock, h);
+    test_flood(d.sock, h);
+    CHECK(goshm_detach(h) == 0);
+    gsh_stats_t st;
+    CHECK(gsh_settle_idle(d.sock, &st) == 0 && st.in_use_bytes == 0);
+    CHECK(gsh_stop(&d) == 0);
+    return CHECK_DONE("test-names-ctl");
+}
