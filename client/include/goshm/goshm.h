@@ -277,10 +277,15 @@ GOSHM_API uint64_t goshm_heap_id(goshm_t *h);
  * a reference: name what you keep alive yourself (or a buffer you retain).
  * goshm_name_set: 0; -1 with EEXIST (the name is taken), EINVAL (a bad name,
  * or off is not inside the heap's object area), ENOSPC (the directory is
- * full), or an error of a call that needs the daemon. */
+ * full), EDQUOT (this user has goshmd's --max-names-per-uid names), or an
+ * error of a call that needs the daemon. Of two processes setting one name
+ * at once exactly one succeeds. Names survive a daemon restart that adopts
+ * the heap. */
 GOSHM_API int goshm_name_set(goshm_t *h, const char *name, goshm_off_t off);
 /* The offset named name: GOSHM_NULL with ENOENT (no such name) or EINVAL
- * (a bad name). Needs no daemon: a lock-free read of the directory. */
+ * (a bad name). Needs no daemon: a lock-free read of the directory
+ * (ETIMEDOUT only if a daemon died halfway through writing that entry and
+ * none adopted the heap within $GOSHM_TIMEOUT_MS). */
 GOSHM_API goshm_off_t goshm_name_get(goshm_t *h, const char *name);
 /* Remove a name: 0; -1 with ENOENT, EINVAL, or an error of a call that
  * needs the daemon. */
