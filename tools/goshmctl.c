@@ -59,6 +59,9 @@ static void usage(FILE *f)
             "                 that allocated from the heap (gzipped pprof profile.proto):\n"
             "                 go tool pprof -top FILE. Clients sample one allocation per\n"
             "                 $GOSHM_PROFILE_RATE bytes (default 524288; 0 turns it off).\n"
+            "  names          list the heap's names directory: kind (name or chan), name,\n"
+            "                 offset (channels: capacity and buffer id too), the uid that\n"
+            "                 set it\n"
             "\n"
             "Options:\n"
             "  --socket PATH  the daemon's control socket. Default: $GOSHM_SOCKET if set, else\n"
@@ -320,6 +323,64 @@ static int cmd_wait(const char *path, double timeout)
 
 enum { FMT_HUMAN, FMT_JSON, FMT_PROM };
 
+/* The names directory, page by page (NameList: no attach needed). */
+static int cmd_names(const char *path, double timeout)
+{
+    double deadline = deadline_for(timeout);
+    int fd = gs_ctl_connect(path);
+    if (fd < 0) {
+        fprintf(stderr, "goshmctl: cannot list names from goshmd on %s: connect: %s%s\n", path, strerror(-fd),
+                hint(-fd));
+        return 1;
+    }
+    uint32_t cursor = 0, n = 0;
+    int rc = 0;
+    do {
+        Goshm__NameList m = GOSHM__NAME_LIST__INIT;
+        m.cursor = cursor;
+        Goshm__Request req = GOSHM__REQUEST__INIT;
+        req.msg_case = GOSHM__REQUEST__MSG_NAME_LIST;
+        req.name_list = &m;
+        Goshm__Reply *rep = NULL;
+        double left = deadline - now_s();
+        int e = gs_ctl_send(fd, &req);
+        if (!e) e = left <= 0 ? -ETIMEDOUT : gs_ctl_recv(fd, &rep, NULL, 0, (int)(left * 1000.0) + 1);
+        if (e < 0) {
+            fprintf(stderr, "goshmctl: cannot list names from goshmd on %s: %s%s\n", path, strerror(-e), hint(-e));
+            rc = 1;
+            break;
+        }
+        if (rep->msg_case == GOSHM__REPLY__MSG_ERROR) {
+            rc = daemon_refused(rep, path);
+            goshm__reply__free_unpacked(rep, NULL);
+            break;
+        }
+        if (rep->msg_case != GOSHM__REPLY__MSG_NAME_LIST || !rep->name_list) {
+            fprintf(stderr, "goshmctl: goshmd on %s sent an unexpected reply (%d)\n", path, (int)rep->msg_case);
+            goshm__reply__free_unpacked(rep, NULL);
+            rc = 1;
+            break;
+        }
+        const Goshm__NameListReply *l = rep->name_list;
+        if (cursor == 0) printf("%-4s  %-63s  %18s  %s\n", "KIND", "NAME", "OFFSET", "DETAILS");
+        for (size_t i = 0; i < l->n_entries; i++) {
+            const Goshm__NameEntry *e2 = l->entries[i];
+            if (e2->kind == 2)
+                printf("chan  %-63s  %18llu  cap %u id %016llx uid %u\n", e2->name, U(e2->off), e2->cap, U(e2->id),
+                       e2->uid);
+            else
+                printf("name  %-63s  %18llu  uid %u\n", e2->name, U(e2->off), e2->uid);
+            n++;
+        }
+        cursor = l->next_cursor;
+        goshm__reply__free_unpacked(rep, NULL);
+    } while (cursor);
+    close(fd);
+    if (!rc) printf("%u entries\n", n);
+    if (fflush(stdout) != 0 || ferror(stdout)) rc = 1;
+    return rc;
+}
+
 static int cmd_stats(const char *path, double timeout, int fmt)
 {
     query_t q;
@@ -497,9 +558,9 @@ int main(int argc, char **argv)
         if (command) return usage_error("more than one command", a);
         command = a;
     }
-    if (!command) return usage_error("no command (wait, stats, top or profile)", NULL);
+    if (!command) return usage_error("no command (wait, stats, top, profile or names)", NULL);
     if (strcmp(command, "wait") != 0 && strcmp(command, "stats") != 0 && strcmp(command, "top") != 0 &&
-        strcmp(command, "profile") != 0)
+        strcmp(command, "profile") != 0 && strcmp(command, "names") != 0)
         return usage_error("unknown command", command);
     if (fmt != FMT_HUMAN && strcmp(command, "stats") != 0)
         return usage_error("--json and --prometheus go with stats", NULL);
@@ -515,5 +576,6 @@ int main(int argc, char **argv)
     if (strcmp(command, "wait") == 0) return cmd_wait(path, timeout);
     if (strcmp(command, "top") == 0) return cmd_top(path, timeout, iterations > 0 ? (unsigned)iterations : 0);
     if (strcmp(command, "profile") == 0) return cmd_profile(path, timeout, output);
+    if (strcmp(command, "names") == 0) return cmd_names(path, timeout);
     return cmd_stats(path, timeout, fmt);
 }

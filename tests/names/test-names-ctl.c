@@ -176,6 +176,30 @@ static int list_live(const char *sock, int *walked)
     return live;
 }
 
+static const char *goshmctl_bin; /* tools/goshmctl next to daemon/goshmd in the build tree */
+
+/* `goshmctl names` lists the entries: a line per entry with kind, name and
+ * offset, and the count. */
+static void check_goshmctl(const char *sock, uint64_t off, uint64_t chan_off)
+{
+    char cmd[600], line[256];
+    snprintf(cmd, sizeof cmd, "%s --socket %s names", goshmctl_bin, sock);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    int name_ok = 0, chan_ok = 0, count = -1;
+    char want_name[128], want_chan[128];
+    snprintf(want_name, sizeof want_name, "%llu", (unsigned long long)off);
+    snprintf(want_chan, sizeof want_chan, "%llu", (unsigned long long)chan_off);
+    while (fgets(line, sizeof line, p)) {
+        if (strncmp(line, "name  listed-name ", 18) == 0 && strstr(line, want_name)) name_ok++;
+        if (strncmp(line, "chan  ch ", 9) == 0 && strstr(line, want_chan) && strstr(line, "cap 16")) chan_ok++;
+        sscanf(line, "%d entries", &count);
+    }
+    CHECK(pclose(p) == 0);
+    CHECK(name_ok == 1 && chan_ok == 1);
+    CHECK_MSG(count == 3, "goshmctl names counted %d entries", count); /* listed-name, ch, ch as a name */
+}
+
 static bool is_eventfd(int fd)
 {
     char proc[64], link[64] = "";
@@ -223,12 +247,16 @@ static void test_chan(const char *sock, goshm_t *h)
     /* Two namespaces: a plain name "ch" is another entry. */
     CHECK(name_set(fd, "ch", 2, off) == 0);
     CHECK(goshm_name_get(h, "ch") == off);
+    CHECK(chan_unlink(fd, "other") == 0);
+    CHECK(goshm_name_set(h, "listed-name", goshm_off(h, obj)) == 0);
+    check_goshmctl(sock, goshm_off(h, obj), off);
+    CHECK(goshm_name_del(h, "listed-name") == 0);
     CHECK(chan_unlink(fd, "ch") == 0);
     CHECK(chan_unlink(fd, "ch") == ENOENT);
     CHECK(goshm_name_get(h, "ch") == off); /* the name stays */
     chan_open(fd, "ch", 0, 0, 0, &r2);
     CHECK(r2.code == ENOENT && r2.efd < 0);
-    CHECK(chan_unlink(fd, "other") == 0);
+    CHECK(chan_unlink(fd, "other") == ENOENT);
     CHECK(chan_unlink(fd, "a/b") == EINVAL);
     CHECK(goshm_name_del(h, "ch") == 0);
     close(r.efd);
@@ -337,6 +365,10 @@ static void test_flood(const char *sock, goshm_t *h)
 int main(int argc, char **argv)
 {
     const char *bin = gsh_daemon_path(argc, argv);
+    static char ctlbin[512];
+    const char *slash = bin ? strrchr(bin, '/') : NULL;
+    snprintf(ctlbin, sizeof ctlbin, "%.*s/../tools/goshmctl", slash ? (int)(slash - bin) : 1, slash ? bin : ".");
+    goshmctl_bin = ctlbin;
     gsh_daemon_t d;
     char args[64];
     snprintf(args, sizeof args, "--size 64M --max-names-per-uid %d", PER_UID);
