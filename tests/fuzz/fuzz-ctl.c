@@ -191,6 +191,32 @@ static void walk_request(const Goshm__Request *r)
     case GOSHM__REQUEST__MSG_DETACH: CHECK(r->detach != NULL); break;
     case GOSHM__REQUEST__MSG_STATS: CHECK(r->stats != NULL); break;
     case GOSHM__REQUEST__MSG_PROFILE: CHECK(r->profile != NULL); break;
+    /* The names directory (daemon/ctl.c, daemon/names.c): names are bytes,
+     * read as (data, len) and validated byte by byte. */
+    case GOSHM__REQUEST__MSG_NAME_SET:
+        CHECK(r->name_set != NULL);
+        if (r->name_set)
+            fz_sink += gs_name_valid_n((const char *)r->name_set->name.data, r->name_set->name.len) + r->name_set->off;
+        break;
+    case GOSHM__REQUEST__MSG_NAME_DEL:
+        CHECK(r->name_del != NULL);
+        if (r->name_del) fz_sink += gs_name_valid_n((const char *)r->name_del->name.data, r->name_del->name.len);
+        break;
+    case GOSHM__REQUEST__MSG_CHAN_OPEN:
+        CHECK(r->chan_open != NULL);
+        if (r->chan_open)
+            fz_sink += gs_name_valid_n((const char *)r->chan_open->name.data, r->chan_open->name.len) +
+                       r->chan_open->capacity + r->chan_open->create_off + r->chan_open->create_id;
+        break;
+    case GOSHM__REQUEST__MSG_CHAN_UNLINK:
+        CHECK(r->chan_unlink != NULL);
+        if (r->chan_unlink)
+            fz_sink += gs_name_valid_n((const char *)r->chan_unlink->name.data, r->chan_unlink->name.len);
+        break;
+    case GOSHM__REQUEST__MSG_NAME_LIST:
+        CHECK(r->name_list != NULL);
+        if (r->name_list) fz_sink += r->name_list->cursor;
+        break;
     case GOSHM__REQUEST__MSG__NOT_SET: break; /* "request without a message" */
     default: CHECK_MSG(0, "request: impossible oneof case %d", (int)r->msg_case); break;
     }
@@ -300,6 +326,27 @@ static void walk_reply(const Goshm__Reply *r)
         CHECK(r->profile != NULL);
         if (r->profile) fz_sink += r->profile->bytes + r->profile->stacks;
         break;
+    /* client/name.c and goshmctl names. */
+    case GOSHM__REPLY__MSG_NAME:
+        CHECK(r->name != NULL);
+        if (r->name) fz_sink += (uint64_t)r->name->code;
+        break;
+    case GOSHM__REPLY__MSG_CHAN_OPEN:
+        CHECK(r->chan_open != NULL);
+        if (r->chan_open) fz_sink += (uint64_t)r->chan_open->code + r->chan_open->off + r->chan_open->cap;
+        break;
+    case GOSHM__REPLY__MSG_NAME_LIST: {
+        const Goshm__NameListReply *l = r->name_list;
+        CHECK(l != NULL);
+        if (!l) break;
+        CHECK(l->n_entries == 0 || l->entries != NULL);
+        for (size_t i = 0; l->entries && i < l->n_entries; i++) {
+            CHECK(l->entries[i] != NULL);
+            if (l->entries[i]) touch(l->entries[i]->name);
+        }
+        fz_sink += l->next_cursor + l->live;
+        break;
+    }
     case GOSHM__REPLY__MSG__NOT_SET: break;
     default: CHECK_MSG(0, "reply: impossible oneof case %d", (int)r->msg_case); break;
     }
