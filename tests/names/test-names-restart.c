@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "ctlclient.h"
+#include "goshm.pb-c.h"
 #include "goshm/goshm.h"
 #include "rdaemon.h"
 
@@ -68,6 +70,24 @@ static int role_setter(const char *sock, shared_t *sh, int n)
     return 0;
 }
 
+/* Role "deleter" (killed with its daemon): delete del-0, del-1, ... */
+static int role_deleter(const char *sock, shared_t *sh, int n)
+{
+    goshm_t *h = goshm_attach(sock);
+    if (!h) return 30;
+    atomic_store(&sh->started, 1);
+    for (int i = 0; i < n; i++) {
+        char name[48];
+        name_of(name, sizeof name, "del", i);
+        if (goshm_name_del(h, name) != 0) {
+            atomic_store(&sh->bad, 1);
+            return 31;
+        }
+        atomic_fetch_add(&sh->done, 1);
+    }
+    return 0;
+}
+
 /* Role "check": a fresh process sees the names set before the restart. */
 static int role_check(const char *sock, shared_t *sh, int n)
 {
@@ -93,6 +113,7 @@ static int role_check(const char *sock, shared_t *sh, int n)
 }
 
 static rd_t D;
+static int daemon_live(const char *sock);
 
 static pid_t spawn(const char *role, const char *file, int n)
 {
@@ -190,6 +211,83 @@ static void test_killpoint(const char *file, shared_t *sh, int n)
         if (goshm_name_del(h, name) != 0) wrong++;
     }
     CHECK(wrong == 0);
+    CHECK(daemon_live(D.sock) == 0);
+    CHECK(goshm_detach(h) == 0);
+}
+
+/* Live entries as the daemon counts them (NameList). -1 on error. */
+static int daemon_live(const char *sock)
+{
+    int fd = gs_ctl_connect(sock);
+    if (fd < 0) return -1;
+    Goshm__NameList m = GOSHM__NAME_LIST__INIT;
+    Goshm__Request req = GOSHM__REQUEST__INIT;
+    req.msg_case = GOSHM__REQUEST__MSG_NAME_LIST;
+    req.name_list = &m;
+    Goshm__Reply *rep = NULL;
+    int live = -1;
+    if (gs_ctl_send(fd, &req) == 0 && gs_ctl_recv(fd, &rep, NULL, 0, 5000) >= 0) {
+        if (rep->msg_case == GOSHM__REPLY__MSG_NAME_LIST) live = (int)rep->name_list->live;
+        goshm__reply__free_unpacked(rep, NULL);
+    }
+    close(fd);
+    return live;
+}
+
+/* The daemon dies at its Nth directory write while a process deletes
+ * names (a delete writes a tombstone, and may turn tombstones back into
+ * free buckets: more than one write): after adoption every name deleted
+ * before the cut is gone, every later one is there, the one being deleted
+ * is one or the other, and the daemon's count matches. */
+static void test_killpoint_del(const char *file, shared_t *sh, int n)
+{
+    const int total = 24;
+    goshm_t *h = goshm_attach(D.sock);
+    REQUIRE(h);
+    char *obj = goshm_malloc(h, 64);
+    REQUIRE(obj);
+    goshm_off_t off = goshm_off(h, obj);
+    for (int i = 0; i < total; i++) {
+        char name[48];
+        name_of(name, sizeof name, "del", i);
+        CHECK(goshm_name_set(h, name, off) == 0);
+    }
+    CHECK(goshm_detach(h) == 0);
+    rd_stop(&D, SIGTERM);
+    char kp[32];
+    snprintf(kp, sizeof kp, "name-write:%d", n);
+    REQUIRE(rd_spawn(&D, "256M", NULL, kp) == 0 && rd_ready(&D, 10000) == 0);
+    memset(sh, 0, sizeof *sh);
+    pid_t s = spawn("deleter", file, total);
+    REQUIRE(s > 0);
+    int status = rd_reap(&D, 20000);
+    CHECK_MSG(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "kill point %s not reached", kp);
+    kill(s, SIGKILL);
+    waitpid(s, NULL, 0);
+    int done = atomic_load(&sh->done);
+    REQUIRE(rd_start(&D, "256M", NULL) == 0);
+    h = goshm_attach(D.sock);
+    REQUIRE(h);
+    int wrong = 0, present = 0;
+    for (int i = 0; i < total; i++) {
+        char name[48];
+        name_of(name, sizeof name, "del", i);
+        goshm_off_t got = goshm_name_get(h, name);
+        if (got != GOSHM_NULL) present++;
+        if (got != GOSHM_NULL && got != off) wrong++;
+        if (i < done && got != GOSHM_NULL) wrong++;
+        if (i > done && got != off) wrong++;
+    }
+    CHECK_MSG(wrong == 0, "kill at write %d during deletes (%d done): %d names wrong", n, done, wrong);
+    CHECK_MSG(daemon_live(D.sock) == present, "the daemon counts %d entries, %d are there", daemon_live(D.sock),
+              present);
+    for (int i = 0; i < total; i++) {
+        char name[48];
+        name_of(name, sizeof name, "del", i);
+        goshm_name_del(h, name);
+    }
+    CHECK(daemon_live(D.sock) == 0);
+    goshm_free(h, obj);
     CHECK(goshm_detach(h) == 0);
 }
 
@@ -201,6 +299,7 @@ int main(int argc, char **argv)
         int n = atoi(argv[5]);
         if (strcmp(argv[2], "setter") == 0) return role_setter(argv[3], sh, n);
         if (strcmp(argv[2], "check") == 0) return role_check(argv[3], sh, n);
+        if (strcmp(argv[2], "deleter") == 0) return role_deleter(argv[3], sh, n);
         return 3;
     }
     setvbuf(stderr, NULL, _IONBF, 0);
@@ -217,6 +316,8 @@ int main(int argc, char **argv)
     test_survive(file);
     const int points[] = {1, 2, 7, 40};
     for (unsigned i = 0; i < sizeof points / sizeof points[0]; i++) test_killpoint(file, sh, points[i]);
+    const int del_points[] = {1, 2, 3, 5, 8, 13};
+    for (unsigned i = 0; i < sizeof del_points / sizeof del_points[0]; i++) test_killpoint_del(file, sh, del_points[i]);
     rd_stop(&D, SIGTERM);
     rd_cleanup(&D);
     return CHECK_DONE("test-names-restart");
