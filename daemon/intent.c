@@ -150,14 +150,16 @@ uint32_t gs_undo_replay(gs_heap_t *h)
             if (e->idx < h->cfg.max_slots) memcpy(&h->pslots[e->idx], e->rec, sizeof(gs_pslot_t));
             break;
         case GS_UNDO_DIRENT:
-            /* The entry as it was, with a seqlock value that is even and
-             * differs from both the before-image's and any value a reader
-             * may have seen during the write (shm/names.h). */
+            /* The entry as it was, written under its seqlock (clients of
+             * orphan slots may be reading it now), ending with a value that
+             * is even and differs from any a reader saw (shm/names.h). */
             if (e->idx < GS_DIR_CAP && h->dir) {
-                gs_dirent_t *d = &h->dir[e->idx];
-                uint32_t now = gs_load_relaxed(&d->xseq);
-                memcpy((char *)d + sizeof d->xseq, e->rec + sizeof d->xseq, sizeof *d - sizeof d->xseq);
-                gs_store_release(&d->xseq, (now | 1u) + 1u);
+                gs_dirent_t *d = &h->dir[e->idx], before;
+                memcpy(&before, e->rec, sizeof before);
+                uint32_t odd = gs_load_relaxed(&d->xseq) | 1u;
+                gs_store_relaxed(&d->xseq, odd);
+                gs_dirent_store(d, &before);
+                gs_store_release(&d->xseq, odd + 1u);
             }
             break;
         case GS_UNDO_HEAP_PAGES:

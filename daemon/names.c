@@ -91,10 +91,9 @@ static void write_entry(gs_heap_t *h, uint32_t b, const gs_dirent_t *v)
     gs_dirent_t *d = &h->dir[b];
     uint32_t s = gs_load_relaxed(&d->xseq);
     gs_store_relaxed(&d->xseq, s + 1u);
-    /* Release fence: the odd value is visible before any field changes
-     * (a reader that sees a new field then sees xseq changed). */
-    gs_fence_release();
-    memcpy((char *)d + sizeof d->xseq, (const char *)v + sizeof v->xseq, sizeof *d - sizeof d->xseq);
+    /* Release stores: the odd value is visible before any field changes (a
+     * reader that sees a new field then sees xseq changed: shm/names.h). */
+    gs_dirent_store(d, v);
     gs_killpoint("name-write");
     gs_store_release(&d->xseq, s + 2u);
 }

@@ -35,8 +35,6 @@
 #define gs_cas_release(p, expp, v) \
     atomic_compare_exchange_weak_explicit((p), (expp), (v), memory_order_release, memory_order_relaxed)
 #define gs_fence_seqcst()      atomic_thread_fence(memory_order_seq_cst)
-#define gs_fence_acquire()     atomic_thread_fence(memory_order_acquire)
-#define gs_fence_release()     atomic_thread_fence(memory_order_release)
 
 #define GS_CACHELINE 64
 

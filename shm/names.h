@@ -13,9 +13,13 @@
  *
  * Each entry has its own seqlock, xseq:
  *   writer (the daemon, one at a time under the heap lock): xseq = s + 1
- *   (odd, relaxed), release fence, the fields, xseq = s + 2 (release).
+ *   (odd, relaxed), the fields word by word with release stores (each is
+ *   ordered after the odd value), xseq = s + 2 (release).
  *   reader (any client, lock-free): s1 = xseq (acquire); retry while odd;
- *   copy the fields; acquire fence; retry if xseq != s1.
+ *   copy the fields word by word with acquire loads (the re-check cannot
+ *   move before them); retry if xseq != s1.
+ * No fence: the per-word orderings are plain moves on x86 and the pairing
+ * is visible to ThreadSanitizer (gs_dirent_store, gs_dirent_read).
  * Crash story: every write is undo-logged first (daemon/intent.c,
  * GS_UNDO_DIRENT): an adopter finds the entry exactly as before the
  * operation, with an even xseq that differs from any value seen during the
@@ -54,6 +58,7 @@ typedef struct gs_dirent {
 } gs_dirent_t;
 
 _Static_assert(sizeof(gs_dirent_t) == 96, "dirent layout");
+_Static_assert(offsetof(gs_dirent_t, kind) == 4 && offsetof(gs_dirent_t, name) == 8, "dirent words");
 
 /* 1 if name is valid: 1..63 bytes of printable ASCII (0x20..0x7e), no '/'.
  * Both sides check it. */
@@ -91,6 +96,23 @@ static inline uint32_t gs_dir_hash(uint8_t kind, const char *name, size_t len)
     return h;
 }
 
+/* The entry's bytes after xseq, as 32-bit word 1 and 64-bit words 1..11. */
+#define GS_DIRENT_WORDS (sizeof(gs_dirent_t) / 8u)
+
+/* The writer's half: every field of v into d, each word a release store
+ * (after the caller's odd xseq store). The heap side only. */
+static inline void gs_dirent_store(gs_dirent_t *d, const gs_dirent_t *v)
+{
+    uint32_t w32;
+    memcpy(&w32, (const char *)v + 4, 4);
+    __atomic_store_n((uint32_t *)((char *)d + 4), w32, __ATOMIC_RELEASE);
+    for (size_t i = 1; i < GS_DIRENT_WORDS; i++) {
+        uint64_t w;
+        memcpy(&w, (const char *)v + 8u * i, 8);
+        __atomic_store_n((uint64_t *)((char *)d + 8u * i), w, __ATOMIC_RELEASE);
+    }
+}
+
 /* One consistent copy of entry e (the seqlock read above). 1: *out holds it;
  * 0: the entry was being written `tries` times in a row (the caller waits a
  * little and tries again, or gives up). */
@@ -100,8 +122,12 @@ static inline int gs_dirent_read(const gs_dirent_t *e, gs_dirent_t *out, unsigne
     for (unsigned t = 0; t < tries; t++) {
         uint32_t s1 = gs_load_acquire(seq);
         if (s1 & 1u) continue;
-        memcpy((char *)out + sizeof out->xseq, (const char *)e + sizeof e->xseq, sizeof *e - sizeof e->xseq);
-        gs_fence_acquire();
+        uint32_t w32 = __atomic_load_n((const uint32_t *)((const char *)e + 4), __ATOMIC_ACQUIRE);
+        memcpy((char *)out + 4, &w32, 4);
+        for (size_t k = 1; k < GS_DIRENT_WORDS; k++) {
+            uint64_t w = __atomic_load_n((const uint64_t *)((const char *)e + 8u * k), __ATOMIC_ACQUIRE);
+            memcpy((char *)out + 8u * k, &w, 8);
+        }
         if (gs_load_relaxed(seq) == s1) {
             if (out->len > GS_NAME_MAX) out->len = GS_NAME_MAX; /* never trusted beyond bounds */
             return 1;
