@@ -115,5 +115,16 @@ int gs_svc_detach(svc_seam_t *s)
 bool gs_svc_daemon_gone(svc_seam_t *s)
 {
     struct pollfd p = {.fd = s->sock, .events = POLLIN};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLIN));
+    if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLHUP | POLLERR | POLLIN))) return false;
+    if (p.revents & (POLLHUP | POLLERR) || !s->late_replies) return true;
+    /* A packet, and a directory reply is owed (client/name.c): drop it. */
+    Goshm__Reply *rep = NULL;
+    int fds[2];
+    int n = gs_ctl_recv(s->sock, &rep, fds, 2, 0);
+    if (n < 0) return n != -ETIMEDOUT;
+    for (int i = 0; i < n; i++) close(fds[i]);
+    bool error = rep->msg_case == GOSHM__REPLY__MSG_ERROR; /* the daemon closes after an Error */
+    goshm__reply__free_unpacked(rep, NULL);
+    s->late_replies--;
+    return error;
 }

@@ -74,6 +74,7 @@ static void atfork_child(void)
         if (s->sock >= 0) close(s->sock);
         if (s->doorbell >= 0) close(s->doorbell);
         s->sock = s->doorbell = -1;
+        s->late_replies = 0;
         /* s->pid stays the parent's: the next seam call reattaches. */
     }
     pthread_mutex_init(&all_mu, NULL);

@@ -74,13 +74,14 @@ goshm_off_t goshm_name_get(goshm_t *h, const char *name)
  * and dropped before a new request, so that no reply answers the wrong one. */
 static void drain_late(svc_seam_t *s)
 {
-    for (int i = 0; i < 64; i++) {
+    while (s->late_replies) {
         Goshm__Reply *rep = NULL;
         int fds[2];
-        if (gs_ctl_recv(s->sock, &rep, fds, 2, 0) < 0) return;
-        for (int k = 0; k < 2; k++)
-            if (fds[k] >= 0) close(fds[k]);
+        int n = gs_ctl_recv(s->sock, &rep, fds, 2, 0);
+        if (n < 0) return;
+        for (int k = 0; k < n; k++) close(fds[k]);
         goshm__reply__free_unpacked(rep, NULL);
+        s->late_replies--;
     }
 }
 
@@ -110,17 +111,22 @@ static int ctl_call(struct goshm *h, const Goshm__Request *req, Goshm__Reply__Ms
             rc = gs_svc_reconnect(s);
             if (rc) goto out;
             s->nstale = 0;
+            s->late_replies = 0;
         }
         drain_late(s);
         uint32_t tmo = gs_svc_timeout_ms();
         rc = gs_ctl_send(s->sock, req);
-        if (!rc) rc = gs_ctl_recv(s->sock, out, fds, nfds, tmo ? (int)tmo : -1);
+        if (!rc) {
+            rc = gs_ctl_recv(s->sock, out, fds, nfds, tmo ? (int)tmo : -1);
+            if (rc == -ETIMEDOUT) s->late_replies++; /* its reply may still come */
+        }
         if (rc >= 0) break;
         if (attempt == 0 && (rc == -ECONNRESET || rc == -EPIPE || rc == -ENOTCONN)) {
             /* The daemon went away: wait for one that adopts the heap. */
             rc = gs_svc_reconnect(s);
             if (rc) goto out;
             s->nstale = 0;
+            s->late_replies = 0; /* a new connection owes us nothing */
             continue;
         }
         goto out;

@@ -52,6 +52,7 @@ int gs_svc_reconnect(svc_seam_t *s)
     if (s->sock >= 0) close(s->sock);
     if (s->doorbell >= 0) close(s->doorbell);
     s->sock = s->doorbell = -1;
+    s->late_replies = 0; /* replies owed on the old connection die with it */
     uint64_t deadline = gs_now_ns() + (s->gave_up ? 0 : reconnect_ns());
     uint64_t heap_id = s->heap_id, epoch = s->epoch;
     for (;;) {

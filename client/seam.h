@@ -54,6 +54,11 @@ typedef struct svc_seam {
     bool gave_up;         /* a reconnection timed out: later ones try once, without waiting */
     pid_t pid;            /* the process the slot belongs to */
     bool dead;            /* another heap answers now: fail at once from now on */
+    /* Directory requests (client/name.c) given up on (ETIMEDOUT) whose
+     * replies may still come on the control connection: read and dropped
+     * by the next request, or by gs_svc_daemon_gone, which must not take
+     * such a reply for the daemon hanging up. Under mu. */
+    uint32_t late_replies;
     char path[108];
     struct svc_seam *next; /* all attached heaps, for fork */
 } svc_seam_t;

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -104,6 +105,44 @@ static int role_racer(const char *sock, shared_t *sh, int k)
     return 0;
 }
 
+/* Role "late": a NameSet that times out (the daemon is stopped), then the
+ * late reply must not be taken for anything else: the ring's round trips
+ * (which watch the control connection for a hang-up) and the next NameSet
+ * work, and the late set did happen. */
+static int role_late(const char *sock, shared_t *sh)
+{
+    setenv("GOSHM_TIMEOUT_MS", "300", 1);
+    goshm_t *h = goshm_attach(sock);
+    if (!h) return 40;
+    char *p = goshm_malloc(h, 64);
+    if (!p) return 41;
+    goshm_off_t off = goshm_off(h, p);
+    atomic_store(&sh->ready, 1); /* parent: SIGSTOP the daemon */
+    while (atomic_load(&sh->go) != 1) usleep(1000);
+    if (goshm_name_set(h, "late-1", off) != -1 || errno != ETIMEDOUT) return 42;
+    atomic_store(&sh->ready, 2); /* parent: SIGCONT */
+    while (atomic_load(&sh->go) != 2) usleep(1000);
+    usleep(100000); /* the late reply is in our socket now */
+    /* A round trip while the daemon is stopped again: the ring's wait
+     * sleeps and checks the connection, where the late reply waits. */
+    atomic_store(&sh->ready, 3);
+    while (atomic_load(&sh->go) != 3) usleep(1000);
+    void *big = goshm_malloc(h, 1 << 20);
+    if (!big) return 49;
+    goshm_free(h, big);
+    for (int i = 0; i < 200; i++) {
+        void *q = goshm_malloc(h, 48000 + (size_t)i * 1000); /* large: a ring round trip each */
+        if (!q) return 43;
+        goshm_free(h, q);
+    }
+    if (goshm_name_set(h, "late-2", off) != 0) return 44;
+    if (goshm_name_get(h, "late-1") != off) return 45;
+    if (goshm_name_set(h, "late-1", off) != -1 || errno != EEXIST) return 46;
+    if (goshm_name_del(h, "late-1") != 0 || goshm_name_del(h, "late-2") != 0) return 47;
+    goshm_free(h, p);
+    return goshm_detach(h) == 0 ? 0 : 48;
+}
+
 static pid_t spawn(const char *role, const char *sock, const char *file)
 {
     char *argv[] = {"test-names", "--role", (char *)role, (char *)sock, (char *)file, NULL};
@@ -154,6 +193,26 @@ static void test_race(const char *sock, const char *file, shared_t *sh)
     CHECK(gsh_wait_child(r0, 20000) == 0);
     CHECK(gsh_wait_child(r1, 20000) == 0);
     goshm_detach(h);
+}
+
+static void test_late(gsh_daemon_t *d, const char *file, shared_t *sh)
+{
+    memset(sh, 0, sizeof *sh);
+    pid_t c = spawn("late", d->sock, file);
+    REQUIRE(c > 0);
+    uint64_t t0 = gsh_now_ms();
+    while (atomic_load(&sh->ready) != 1 && gsh_now_ms() - t0 < 10000) gsh_sleep_ms(2);
+    CHECK(kill(d->pid, SIGSTOP) == 0);
+    atomic_store(&sh->go, 1);
+    while (atomic_load(&sh->ready) != 2 && gsh_now_ms() - t0 < 10000) gsh_sleep_ms(2);
+    CHECK(kill(d->pid, SIGCONT) == 0);
+    atomic_store(&sh->go, 2);
+    while (atomic_load(&sh->ready) != 3 && gsh_now_ms() - t0 < 10000) gsh_sleep_ms(2);
+    CHECK(kill(d->pid, SIGSTOP) == 0);
+    atomic_store(&sh->go, 3);
+    gsh_sleep_ms(120);
+    CHECK(kill(d->pid, SIGCONT) == 0);
+    CHECK_MSG(gsh_wait_child(c, 20000) == 0, "the late-reply client failed");
 }
 
 static void test_bad(const char *sock)
@@ -284,6 +343,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[2], "getter") == 0) return role_getter(argv[3], sh);
         if (strcmp(argv[2], "racer0") == 0) return role_racer(argv[3], sh, 0);
         if (strcmp(argv[2], "racer1") == 0) return role_racer(argv[3], sh, 1);
+        if (strcmp(argv[2], "late") == 0) return role_late(argv[3], sh);
         return 3;
     }
     const char *bin = gsh_daemon_path(argc, argv);
@@ -298,6 +358,7 @@ int main(int argc, char **argv)
     test_across_processes(d.sock, file, sh);
     test_bad(d.sock);
     test_race(d.sock, file, sh);
+    test_late(&d, file, sh);
     test_many(d.sock);
     gsh_stats_t st;
     CHECK(gsh_settle_idle(d.sock, &st) == 0);
