@@ -71,5 +71,5 @@ int gs_heap_check(gs_heap_t *h)
             CHECK(gs_span(h, sid)->list == GS_LIST_FULL && gs_span(h, sid)->spanclass == sc, "full list %u broken\n", sc);
         CHECK(n == h->central[sc].full.count, "full count %u\n", sc);
     }
-    return 0;
+    return gs_names_check(h); /* the names directory (daemon/names.c) */
 }

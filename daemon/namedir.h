@@ -65,6 +65,11 @@ int gs_heap_chan_unlink(gs_heap_t *h, const char *name, size_t len);
  * buckets [from, ...), at most max into out; *n gets how many. Returns the
  * bucket to go on from, 0 when the table is done. */
 uint32_t gs_heap_names_list(gs_heap_t *h, uint32_t from, gs_dirent_t *out, uint32_t max, uint32_t *n);
+/* The directory's invariants: known kinds, even seqlocks, valid names,
+ * every live entry found by its own lookup (no duplicate, no broken probe
+ * chain), the counts. 0, or -EFAULT after printing what is broken
+ * (gs_heap_check calls it). */
+int gs_names_check(gs_heap_t *h);
 /* Live entries now (statistics, tests). */
 uint32_t gs_heap_names_live(const gs_heap_t *h);
 

@@ -288,6 +288,39 @@ uint32_t gs_heap_names_list(gs_heap_t *h, uint32_t from, gs_dirent_t *out, uint3
     return b < GS_DIR_CAP ? b : 0;
 }
 
+int gs_names_check(gs_heap_t *h)
+{
+    uint32_t live = 0;
+    uint32_t per_row[GS_NAMES_UIDS] = {0};
+    for (uint32_t b = 0; b < GS_DIR_CAP; b++) {
+        const gs_dirent_t *e = &h->dir[b];
+        if (gs_load_relaxed(&((gs_dirent_t *)e)->xseq) & 1u) {
+            gs_printf("goshm: heap check: names bucket %u is being written\n", b);
+            return -EFAULT;
+        }
+        if (e->kind == GS_DIR_FREE || e->kind == GS_DIR_TOMB) continue;
+        if ((e->kind != GS_DIR_NAME && e->kind != GS_DIR_CHAN) || !gs_name_valid_n(e->name, e->len) ||
+            find(h, e->kind, e->name, e->len, NULL) != (int)b) {
+            gs_printf("goshm: heap check: names bucket %u: bad entry, or its lookup does not find it\n", b);
+            return -EFAULT;
+        }
+        live++;
+        for (uint32_t i = 0; i < GS_NAMES_UIDS; i++)
+            if (h->names.uids[i].count && h->names.uids[i].uid == e->uid) {
+                per_row[i]++;
+                break;
+            }
+    }
+    bool rows_ok = true;
+    for (uint32_t i = 0; i < GS_NAMES_UIDS; i++) rows_ok = rows_ok && per_row[i] == h->names.uids[i].count;
+    if (live != h->names.live || !rows_ok) {
+        gs_printf("goshm: heap check: names directory holds %u entries, counted %u (or a uid's count is off)\n", live,
+                  h->names.live);
+        return -EFAULT;
+    }
+    return 0;
+}
+
 int gs_names_adopt(gs_heap_t *h, char *err, size_t errlen)
 {
     memset(h->names.uids, 0, sizeof h->names.uids);
