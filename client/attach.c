@@ -108,6 +108,8 @@ int gs_client_init(struct goshm *h)
     int rc = pthread_key_create(&h->key, thread_exit);
     if (rc) return -rc;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->buf_lock, NULL);
+    h->hold_slot = h->slotp;
     h->caches = NULL;
     h->debug = gs_debug_flags();
     /* Where the region is comes from the read-only meta header (copied at
@@ -132,6 +134,7 @@ void gs_client_fini(struct goshm *h)
     }
     pthread_key_delete(h->key);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->buf_lock);
     if (gs_tls_id == h->id) {
         gs_tls_id = 0;
         gs_tls_cache = NULL;

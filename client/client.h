@@ -88,6 +88,12 @@ struct goshm {
     bool owns_mapping;               /* data/meta are ours to unmap */
     uint32_t debug;                  /* GS_DEBUG_* of GOSHM_DEBUG, read at attach */
     gs_prof_view_t prof;             /* the heap profile region (client/profile.h) */
+    /* Buffers and channels (client/buf.c, client/chan.c): one operation
+     * at a time per process (the slot has one intent record), never held
+     * while sleeping. hold_slot: the slot mapping the reference records are
+     * in (after a daemon restart they move to the new slotp). */
+    pthread_mutex_t buf_lock;
+    gs_slot_t *hold_slot;
 };
 
 /* "attach.c": map a heap's memfds (data read-write, meta read-only) and
@@ -138,6 +144,30 @@ const char *gs_lookup(struct goshm *h, const void *p, gs_lookup_t *out);
 void gs_notice_push(struct goshm *h, uint32_t sid);
 /* Report p as a bad free with what the lookup found (shm/report.h). */
 void gs_bad_free(const char *why, const void *p, const gs_lookup_t *l);
+/* Is the object a successful lookup found allocated and not freed? */
+bool gs_obj_live(const gs_lookup_t *l);
+/* Free the object at obj (its start), as goshm_free does, without the
+ * buffer check: buffers free their objects with it (client/buf.c). */
+void gs_free_object(struct goshm *h, void *obj);
+
+/* "buf.c": reference-counted buffers (shm/buf.h). */
+typedef struct gs_buf_hdr gs_buf_hdr_t;
+typedef struct gs_holdings gs_holdings_t;
+/* This process's records, moved into the current slot mapping if it
+ * changed (a daemon restart). Caller holds buf_lock. */
+gs_holdings_t *gs_buf_holdings(struct goshm *h);
+/* The same, from the reconnection: only if no buffer operation runs. */
+void gs_buf_carry_over(struct goshm *h);
+/* The live buffer whose payload is p (NULL: not one); *objsize (if not
+ * NULL) gets its object's size. */
+gs_buf_hdr_t *gs_buf_hdr_of(struct goshm *h, const void *p, uint64_t *objsize);
+void *gs_buf_alloc_kind(struct goshm *h, size_t size, uint8_t kind);
+/* retain / release with buf_lock held: 0 or -errno. */
+int gs_buf_retain_locked(struct goshm *h, const void *p);
+int gs_buf_release_locked(struct goshm *h, const void *p);
+/* goshm_free's check: is p a buffer's payload? Then it is released (our
+ * only reference) or reported as a bad free; true. false: not a buffer. */
+bool gs_buf_free_hook(struct goshm *h, void *p);
 
 /* "name.c": the directory's requests to goshmd (issue 10 design, section 3).
  * ChanOpen: 0, or -errno (-ENOENT: no such channel and create_off == 0;

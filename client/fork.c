@@ -70,6 +70,10 @@ static void atfork_child(void)
             }
         }
         pthread_mutex_init(&h->lock, NULL);
+        /* The parent's references stay the parent's: the child's records
+         * start empty in its own slot (no carry-over from the old one). */
+        pthread_mutex_init(&h->buf_lock, NULL);
+        h->hold_slot = NULL;
         pthread_mutex_init(&s->mu, NULL);
         if (s->sock >= 0) close(s->sock);
         if (s->doorbell >= 0) close(s->doorbell);

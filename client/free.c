@@ -100,7 +100,13 @@ void goshm_free(goshm_t *h, void *p)
     free_slow(h, p);
 }
 
-static __attribute__((noinline)) void free_slow(goshm_t *h, void *p)
+static void free_object(goshm_t *h, void *p, bool buffer_check);
+
+static __attribute__((noinline)) void free_slow(goshm_t *h, void *p) { free_object(h, p, true); }
+
+void gs_free_object(struct goshm *h, void *obj) { free_object(h, obj, false); }
+
+static void free_object(goshm_t *h, void *p, bool buffer_check)
 {
     /* With a GOSHM_DEBUG mode on, c->last is always NULL (the allocation
      * hook clears it), so every free gets here. */
@@ -108,6 +114,10 @@ static __attribute__((noinline)) void free_slow(goshm_t *h, void *p)
     gs_lookup_t l;
     const char *why = lookup(h, p, &l);
     if (gs_unlikely(why != NULL)) {
+        /* A buffer's payload is 32 bytes into its object (an interior
+         * pointer): goshm_free of a buffer is a release, or a bad free
+         * (client/buf.c). */
+        if (buffer_check && gs_buf_free_hook(h, p)) return;
         gs_bad_free(why, p, &l);
         return;
     }
@@ -164,7 +174,7 @@ static __attribute__((noinline)) void free_slow(goshm_t *h, void *p)
  * changing anything: a tiny half's bit in the freed words is set while it
  * is live; a slot is allocated when allocBits or the owner's freeindex says
  * so, and live when its freed bit is clear. */
-static bool is_live(const gs_lookup_t *l)
+bool gs_obj_live(const gs_lookup_t *l)
 {
     const gs_mspan_t *m = l->span;
     gs_side_t *side = l->side;
@@ -185,7 +195,7 @@ size_t goshm_usable_size(goshm_t *h, const void *p)
     if (!p) return 0;
     gs_lookup_t l;
     const char *why = gs_lookup(h, p, &l);
-    if (!why && !is_live(&l)) why = "not a live object (freed?)";
+    if (!why && !gs_obj_live(&l)) why = "not a live object (freed?)";
     if (why) {
         /* Not an object of ours: no size to give; EINVAL like a bad free,
          * but not reported (asking is not freeing). */

@@ -76,6 +76,10 @@ int gs_svc_reconnect(svc_seam_t *s)
             if (!rc) {
                 h->slotp = p;
                 h->owns_slot = true;
+                /* Before anything else: our reference records and intent
+                 * move into the new slot (shm/buf.h), so that the daemon
+                 * finds them there if we die from now on. */
+                gs_buf_carry_over(h);
                 s->ring = &h->slotp->ring;
                 s->sq_tail = s->cq_head = 0;
                 s->gave_up = false;

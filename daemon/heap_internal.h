@@ -107,6 +107,17 @@ typedef struct gs_quota_uid {
     uint64_t bytes;             /* charged to this uid */
 } gs_quota_uid_t;
 
+/* References of departed clients that could not be dropped at once (a live
+ * process held the buffer's lock): retried from the housekeeping tick
+ * (daemon/bufref.c). Private; lost with the daemon (a leak, not a double
+ * drop: a crash-restart adopter does not know them). */
+#define GS_BUFREF_PENDING 1024u
+typedef struct gs_bufref_state {
+    struct { uint64_t off, id; uint32_t count, pad; } pending[GS_BUFREF_PENDING];
+    uint32_t npending;
+    uint64_t dropped, repaired, lost;
+} gs_bufref_state_t;
+
 struct gs_heap {
     gs_heap_config_t cfg;       /* [immutable] */
     gs_layout_t lay;            /* [immutable] the layout; the meta header's copy is clients' */
@@ -180,6 +191,8 @@ struct gs_heap {
      * ([immutable] pointer; entries [heap lock]) and its private counts. */
     gs_dirent_t *dir;
     gs_names_state_t names;     /* [heap lock] */
+    /* Buffer references of departed clients still to drop (daemon/bufref.c). */
+    gs_bufref_state_t bufref;   /* [heap lock] */
 };
 
 /* "heap.c": a sealed memfd (see there). 0 or -errno. */

@@ -34,6 +34,7 @@
 #include "ctl.h"
 #include "dataplane.h"
 #include "heap.h"
+#include "bufref.h"        /* gs_heap_bufref_tick */
 #include "namedir.h"       /* gs_heap_names_set_limit */
 #include "log.h"
 #include "metrics.h"
@@ -111,6 +112,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
      * (daemon/reconcile.c): give it back. */
     uint64_t excess = gs_heap_reconcile(d->heap);
     uint32_t reaped = d->adopted ? gs_heap_orphans_reap(d->heap) : 0;
+    /* Buffer references of departed clients that a live process's lock
+     * kept us from dropping (daemon/bufref.c). */
+    gs_heap_bufref_tick(d->heap);
     pthread_mutex_unlock(&d->heap_lock);
     if (reaped) gs_log_info("reclaimed %u slots of processes that died before resuming them", reaped);
     if (excess) {

@@ -21,6 +21,7 @@
  * entry out once and validates it, and the counters are statistics.
  */
 #include "heap_internal.h"
+#include "bufref.h"
 
 #include <errno.h>  /* ENOSPC */
 #include <signal.h> /* kill */
@@ -144,6 +145,11 @@ int gs_heap_large_abandon(gs_heap_t *h, uint32_t slot, uint32_t sid)
 int gs_heap_slot_reclaim(gs_heap_t *h, uint32_t slot)
 {
     if (!gs_heap_slot_in_use(h, slot)) return gs_heap_bad(h);
+    /* First, while its memfd is mapped and its spans still cached: finish
+     * or undo its buffer/channel operation and drop the references it held
+     * (daemon/bufref.c). Objects freed there are swept with the spans
+     * below. */
+    gs_heap_bufref_reclaim(h, slot);
     while (h->slots[slot].cached.head) gs_mcentral_uncache(h, h->slots[slot].cached.head);
     /* Large objects it did read: its to free (or leak), like any object. */
     while (h->slots[slot].inflight.head) gs_heap_large_land(h, slot, h->slots[slot].inflight.head);

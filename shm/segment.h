@@ -48,13 +48,14 @@
 #include "overview.h"
 #include "names.h"  /* gs_dirent_t, in the meta memfd */
 #include "ring.h"   /* gs_ring_t, in each slot */
+#include "buf.h"    /* gs_holdings_t, in each slot */
 
 #define GS_META_MAGIC UINT64_C(0x4154454d4853534f) /* "OSSHMETA" */
 #define GS_ABI_VERSION 5u /* 3: layout in the meta header, a memfd per slot; 4: slot table, undo log;
                            * 5: names directory, buffer holdings */
 
 #define GS_HEADER_SIZE   (64u * 1024u)
-#define GS_SLOT_SIZE     (64u * 1024u)
+#define GS_SLOT_SIZE     (256u * 1024u)
 #define GS_MAX_SLOTS     128u
 #define GS_META_HDR_SIZE 4096u
 
@@ -113,6 +114,12 @@ typedef struct gs_slot {
     /* The slot's rings (shm/ring.h), reset by the heap side before the slot
      * is handed to a client. */
     _Alignas(4096) gs_ring_t ring;
+    /* The client's reference records and its one buffer/channel operation
+     * in progress (shm/buf.h): written only by the client, read by the heap
+     * side when it reclaims the slot (the client dead or detached), as that
+     * client's untrusted word (daemon/bufref.c). A fresh memfd (claim,
+     * adoption) reads as no records and no intent. */
+    _Alignas(4096) gs_holdings_t holdings;
 } gs_slot_t;
 
 _Static_assert(sizeof(gs_slot_t) <= GS_SLOT_SIZE, "slot too large");
