@@ -31,6 +31,7 @@
 #include <stdlib.h> /* getenv, strtoul */
 #include <string.h> /* memcpy */
 #include <time.h>   /* nanosleep */
+#include <signal.h> /* raise */
 
 #include "buf.h"
 #include "chan.h"
@@ -62,6 +63,34 @@ void gs_buf_carry_over(struct goshm *h)
 }
 
 static inline uint32_t me(const struct goshm *h) { return h->slot + 1u; }
+
+/* Fault injection for the crash-exactness tests (tests/ipc/test-crashpoints.c):
+ * GOSHM_CLIENT_KILLPOINT=NAME:N makes this process SIGKILL itself at the
+ * Nth pass through point NAME (the points sit between the shared writes of
+ * each operation). Read once; one compare per point when unset. */
+static _Atomic int kp_state; /* 0: not read, 1: armed, 2: off */
+static char kp_name[48];
+static _Atomic long kp_left;
+
+void gs_buf_killpoint(const char *point)
+{
+    int st = atomic_load_explicit(&kp_state, memory_order_relaxed);
+    if (gs_likely(st == 2)) return;
+    if (st == 0) {
+        const char *e = getenv("GOSHM_CLIENT_KILLPOINT");
+        const char *colon = e ? strchr(e, ':') : NULL;
+        long n = colon ? strtol(colon + 1, NULL, 10) : 0;
+        if (!colon || (size_t)(colon - e) >= sizeof kp_name || n <= 0) {
+            atomic_store(&kp_state, 2);
+            return;
+        }
+        memcpy(kp_name, e, (size_t)(colon - e));
+        kp_name[colon - e] = '\0';
+        atomic_store(&kp_left, n);
+        atomic_store(&kp_state, 1);
+    }
+    if (strcmp(kp_name, point) == 0 && atomic_fetch_sub(&kp_left, 1) == 1) raise(SIGKILL);
+}
 
 gs_buf_hdr_t *gs_buf_hdr_of(struct goshm *h, const void *p, uint64_t *objsize)
 {
@@ -231,6 +260,7 @@ void *gs_buf_alloc_kind(struct goshm *h, size_t size, uint8_t kind)
     /* The object is ours from here: the heap side frees it if we die
      * before the record has it. */
     gs_store_release(&t->intent.xoff, off);
+    gs_buf_killpoint("alloc-malloced");
     gs_buf_hdr_t *hd = (gs_buf_hdr_t *)obj;
     hd->kind = kind;
     memset(hd->pad, 0, sizeof hd->pad);
@@ -238,6 +268,7 @@ void *gs_buf_alloc_kind(struct goshm *h, size_t size, uint8_t kind)
     hd->size = size;
     gs_store_relaxed(&hd->xword, gs_bufw(1, 0));
     gs_store_release(&hd->xmagic, GS_BUF_MAGIC);
+    gs_buf_killpoint("alloc-header");
     gs_hold_add(t, off, id, 1);
     intent_clear(&t->intent);
     pthread_mutex_unlock(&h->buf_lock);
@@ -264,7 +295,9 @@ int gs_buf_retain_locked(struct goshm *h, const void *p)
         intent_clear(&t->intent);
         return -EOVERFLOW;
     }
+    gs_buf_killpoint("retain-locked");
     gs_hold_add(t, off, id, 1);
+    gs_buf_killpoint("retain-recorded");
     unlock_hdr(hd, c + 1u);
     intent_clear(&t->intent);
     return 0;
@@ -288,10 +321,13 @@ int gs_buf_release_locked(struct goshm *h, const void *p)
         intent_clear(&t->intent);
         return rc;
     }
+    gs_buf_killpoint("release-locked");
     gs_hold_add(t, off, id, -1);
+    gs_buf_killpoint("release-recorded");
     unlock_hdr(hd, c - 1u);
     if (c == 1u) {
         gs_store_release(&t->intent.xpos, 1); /* the free is ours, and under way */
+        gs_buf_killpoint("release-zero");
         free_buffer(h, hd, objsize, 0);
     }
     intent_clear(&t->intent);

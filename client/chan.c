@@ -255,11 +255,14 @@ int goshm_chan_send(goshm_chan_t *ch, goshm_off_t off, int timeout_ms)
         int r = gs_chan_claim_send(c, ch->cap, me(h), &in->xpos, &pos);
         if (r == GS_CHAN_OK) {
             uint64_t msg = off | (before ? GS_MSG_REF : 0);
+            gs_buf_killpoint("send-claimed");
             gs_store_relaxed(&c->cells[pos & (ch->cap - 1u)].xmsg, msg);
+            gs_buf_killpoint("send-msg");
             /* The reference leaves my record before the cell is FULL: a
              * WRITING cell of a dead sender is then published by the heap
              * side, and the record's count says where the reference is. */
             if (before) gs_hold_add(t, off, id, -1);
+            gs_buf_killpoint("send-recorded");
             gs_chan_publish(c, ch->cap, pos, msg);
             gs_store_release(&in->xop, GS_INTENT_NONE);
             pthread_mutex_unlock(&h->buf_lock);
@@ -324,12 +327,14 @@ int goshm_chan_recv(goshm_chan_t *ch, goshm_off_t *out, int timeout_ms)
         int r = gs_chan_claim_recv(c, ch->cap, me(h), &in->xpos, &pos, &msg);
         if (r == GS_CHAN_OK) {
             uint64_t o = msg & ~GS_MSG_REF;
+            gs_buf_killpoint("recv-claimed");
             if (msg & GS_MSG_REF) {
                 gs_buf_hdr_t *hd = o >= h->arena_off && o < h->data_size ? gs_buf_hdr_of(h, h->data + o, NULL) : NULL;
                 if (hd) {
                     gs_store_release(&in->xbefore, gs_hold_count(t, o));
                     gs_store_release(&in->xmsg, msg);
                     gs_hold_add(t, o, hd->id, 1);
+                    gs_buf_killpoint("recv-recorded");
                 }
                 /* Not a live buffer (garbage someone wrote into the
                  * channel): delivered as a plain offset. */

@@ -168,6 +168,8 @@ int gs_buf_release_locked(struct goshm *h, const void *p);
 /* goshm_free's check: is p a buffer's payload? Then it is released (our
  * only reference) or reported as a bad free; true. false: not a buffer. */
 bool gs_buf_free_hook(struct goshm *h, void *p);
+/* Fault injection: SIGKILL at the Nth pass through point (see client/buf.c). */
+void gs_buf_killpoint(const char *point);
 
 /* "name.c": the directory's requests to goshmd (issue 10 design, section 3).
  * ChanOpen: 0, or -errno (-ENOENT: no such channel and create_off == 0;
