@@ -668,6 +668,13 @@ static void on_conn_readable(evutil_socket_t fd, short what, void *arg)
     gs_conn_t *c = arg;
     gs_ctl_t *ctl = c->ctl;
     if ((what & EV_TIMEOUT) && !(what & EV_READ)) {
+        /* Only pending connections have a deadline. libevent keeps a
+         * persistent event's timeout across event_add(ev, NULL) (the
+         * attach's re-add) and re-arms it at the next read, so an attached
+         * client that sends a request (ChanOpen, NameSet) and then stays
+         * quiet would be closed 2 s later, its slot reclaimed under it: a
+         * timeout of an attached connection is ignored. */
+        if (c->slot >= 0) return;
         conn_close(c, "closed: no request within " GS_STR(PENDING_IDLE_MS) " ms");
         return;
     }
