@@ -71,7 +71,6 @@ static void *chan_create(struct goshm *h, uint32_t cap, uint64_t *off, uint64_t 
     void *p = gs_buf_alloc_kind(h, (size_t)gs_chan_bytes(cap), GS_BUF_CHAN);
     if (!p) return NULL;
     gs_chan_init(p, cap);
-    gs_fence_seqcst();
     *off = (uint64_t)((char *)p - h->data);
     *id = ((gs_buf_hdr_t *)((char *)p - GS_BUF_HDR))->id;
     return p;
@@ -206,8 +205,7 @@ static int sleep_on(_Atomic uint32_t *word, _Atomic uint32_t *waiters, uint32_t 
     /* At most a second per sleep: a waker that died between its publish
      * and its wake costs us a second, not for ever. */
     if (left > 1000000000u) left = 1000000000u;
-    gs_fetch_add_acqrel(waiters, 1u);
-    gs_fence_seqcst();
+    atomic_fetch_add_explicit(waiters, 1u, memory_order_seq_cst);
     if (gs_load_seqcst(word) == seen) gs_futex_wait(word, seen, left);
     atomic_fetch_sub_explicit(waiters, 1u, memory_order_seq_cst);
     return 0;
@@ -377,9 +375,8 @@ int goshm_chan_fd(goshm_chan_t *ch)
         if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(ch->efd, F_SETFL, fl | O_NONBLOCK);
         /* Announce first (seq_cst), then look: a sender that published
          * before our announcement is seen by the look. */
-        gs_fetch_add_acqrel(&ch->c->xfdwait, 1u);
-        gs_fence_seqcst();
-        if (gs_chan_ready(ch->c, ch->cap)) fd_signal(ch);
+        atomic_fetch_add_explicit(&ch->c->xfdwait, 1u, memory_order_seq_cst);
+            if (gs_chan_ready(ch->c, ch->cap)) fd_signal(ch);
     }
     return ch->efd;
 }

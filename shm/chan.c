@@ -66,8 +66,7 @@ void gs_chan_publish(gs_chan_t *c, uint32_t cap, uint64_t pos, uint64_t msg)
     gs_cell_t *cell = &c->cells[pos & ((uint64_t)cap - 1u)];
     gs_store_relaxed(&cell->xmsg, msg);
     gs_store_seqcst(&cell->xstate, gs_cell(pos, 0, GS_CELL_FULL));
-    gs_fetch_add_acqrel(&c->xposted, 1u);
-    gs_fence_seqcst();
+    atomic_fetch_add_explicit(&c->xposted, 1u, memory_order_seq_cst);
     if (gs_load_seqcst(&c->xrwait) != 0) gs_futex_wake(&c->xposted);
 }
 
@@ -115,8 +114,7 @@ void gs_chan_consume(gs_chan_t *c, uint32_t cap, uint64_t pos)
 {
     gs_cell_t *cell = &c->cells[pos & ((uint64_t)cap - 1u)];
     gs_store_seqcst(&cell->xstate, gs_cell(pos + cap, 0, GS_CELL_EMPTY));
-    gs_fetch_add_acqrel(&c->xtaken, 1u);
-    gs_fence_seqcst();
+    atomic_fetch_add_explicit(&c->xtaken, 1u, memory_order_seq_cst);
     if (gs_load_seqcst(&c->xswait) != 0) gs_futex_wake(&c->xtaken);
 }
 
