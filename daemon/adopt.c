@@ -289,6 +289,10 @@ static void adopt_slots(adopt_t *a)
         } else {
             gs_owners_attach(&h->owners, i, p->pid);
         }
+        /* The previous daemon's slot file (state directory): the client's
+         * reference records, for the reclaim of a dead client, or until a
+         * live one resumes and moves them (daemon/bufref.c). */
+        gs_slot_old_open(h, i);
         /* A fresh slot memfd, as at a claim: an orphan's client maps it when
          * it resumes; a dead one's is closed again by the reclaim. */
         bool mapped = gs_slot_memfd_open(h, i, p->pid) == 0;
@@ -340,6 +344,8 @@ static gs_heap_t *build(const gs_heap_config_t *cfg, int data_fd, int meta_fd, b
     h->data_fd = data_fd;
     h->meta_fd = meta_fd;
     h->dry_run = dry;
+    /* The trial touches no file: its slots are memfds. */
+    if (!dry && cfg->slot_dir_fd1 > 0) h->slotdir_fd1 = fcntl(cfg->slot_dir_fd1 - 1, F_DUPFD_CLOEXEC, 0) + 1;
     h->is_memfd = fcntl(data_fd, F_GET_SEALS) >= 0;
     for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) h->slots[i].fd = -1;
     struct stat ds, ms;

@@ -48,11 +48,17 @@
  * dies between its malloc and recording the offset in its intent, and a
  * channel drain that dies between taking a message out and dropping its
  * reference. The private retry list is lost if goshmd dies (a leak).
+ * With --state-dir, slots are files in the state directory (daemon/slot.c):
+ * an adopter maps the previous daemon's file of each claimed slot and drops
+ * the records there of a client that died while no daemon ran, or that
+ * dies before it resumes its slot. With systemd's fd store (no directory)
+ * slot memfds are not kept: such a client's references leak.
  */
 #include "bufref.h"
 #include "heap_internal.h"
 
 #include <stdlib.h> /* malloc, qsort */
+#include <sys/mman.h> /* munmap */
 
 #include "buf.h"
 #include "chan.h"
@@ -395,10 +401,24 @@ static void repair(gs_heap_t *h, uint32_t slot, gs_intent_t *in, rec_t *r, uint3
     }
 }
 
+static void reclaim_one(gs_heap_t *h, uint32_t slot, gs_slot_t *sl);
+
 void gs_heap_bufref_reclaim(gs_heap_t *h, uint32_t slot)
 {
+    /* The previous daemon's slot file first (an adopted slot whose client
+     * never resumed: its records are there, the new slot is empty). */
+    gs_slot_t *old = h->slots[slot].old_map;
+    if (old) {
+        reclaim_one(h, slot, old);
+        munmap(old, GS_SLOT_MAP_SIZE);
+        h->slots[slot].old_map = NULL;
+    }
     gs_slot_t *sl = gs_slot_at(h, slot);
-    if (!sl) return;
+    if (sl) reclaim_one(h, slot, sl);
+}
+
+static void reclaim_one(gs_heap_t *h, uint32_t slot, gs_slot_t *sl)
+{
     gs_holdings_t *t = &sl->holdings;
     rec_t *r = malloc(sizeof *r * GS_HOLD_SLOTS);
     if (!r) return; /* no memory: its references leak */

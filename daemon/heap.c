@@ -143,6 +143,7 @@ static gs_heap_t *create_on(const gs_heap_config_t *cfg, int data_fd, int meta_f
         return NULL;
     }
     h->cfg = *cfg;
+    if (cfg->slot_dir_fd1 > 0) h->slotdir_fd1 = fcntl(cfg->slot_dir_fd1 - 1, F_DUPFD_CLOEXEC, 0) + 1;
     h->is_memfd = data_fd < 0;
     h->data_fd = data_fd;
     h->meta_fd = meta_fd;
@@ -282,8 +283,10 @@ void gs_heap_destroy(gs_heap_t *h)
     gs_names_fini(h);
     for (uint32_t i = 0; i < GS_MAX_SLOTS; i++) {
         if (h->slots[i].map) munmap(h->slots[i].map, GS_SLOT_MAP_SIZE);
+        if (h->slots[i].old_map) munmap(h->slots[i].old_map, GS_SLOT_MAP_SIZE);
         if (h->slots[i].fd >= 0) close(h->slots[i].fd);
     }
+    if (h->slotdir_fd1 > 0) close(h->slotdir_fd1 - 1);
     if (h->data) munmap(h->data, h->data_size);
     if (h->meta) munmap(h->meta, h->meta_size);
     if (h->data_fd >= 0) close(h->data_fd);

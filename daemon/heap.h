@@ -32,6 +32,11 @@ typedef struct gs_heap_config {
      * 0600, so that clients of another uid cannot reopen their read-only
      * descriptor for writing (README: "Restart"). */
     bool persistent;
+    /* The state directory's descriptor + 1 (0: none; borrowed for the
+     * call, the heap keeps a duplicate): slot memfds become files there
+     * (goshm-slot-N), so that an adopter can read the reference records of
+     * a client that died while no daemon ran (daemon/bufref.c). */
+    int slot_dir_fd1;
 } gs_heap_config_t;
 
 /* Create a heap: two memfds, sized and sealed, header written. Returns NULL

@@ -82,6 +82,11 @@ typedef struct gs_slot_state {
      * read yet (daemon/largealloc.c): owned by the slot (owner, xowner),
      * so no free makes the heap side take them back before they land. */
     gs_spanlist_t inflight;
+    /* Adoption with a state directory: the previous daemon's slot file,
+     * mapped ([shared], the client's old records) until the client resumes
+     * the slot (it moves its records into the new one) or its slot is
+     * reclaimed (daemon/bufref.c drops them). NULL: none. */
+    gs_slot_t *old_map;
 } gs_slot_state_t;
 
 /* The segment's layout, as the heap side set it. The copy in the meta
@@ -193,6 +198,7 @@ struct gs_heap {
     gs_names_state_t names;     /* [heap lock] */
     /* Buffer references of departed clients still to drop (daemon/bufref.c). */
     gs_bufref_state_t bufref;   /* [heap lock] */
+    int slotdir_fd1;            /* [immutable] cfg.slot_dir_fd1's duplicate + 1; 0: slot memfds */
 };
 
 /* "heap.c": a sealed memfd (see there). 0 or -errno. */
@@ -245,6 +251,9 @@ void gs_killpoint(const char *name);
 
 /* "slot.c": a fresh slot memfd for slot i (claim, and adoption's orphans). 0 or -errno. */
 int gs_slot_memfd_open(gs_heap_t *h, uint32_t i, uint32_t pid);
+/* "slot.c": adoption with a state directory: map the previous daemon's
+ * file of slot i as slots[i].old_map (nothing if there is none). */
+void gs_slot_old_open(gs_heap_t *h, uint32_t i);
 /* "slot.c": the persistent owner of a slot. */
 uint64_t gs_proc_starttime(uint32_t pid); /* 0: unknown */
 bool gs_proc_alive(uint32_t pid, uint64_t starttime);

@@ -100,8 +100,11 @@ int gs_persist_open(const char *dir, bool fresh, const gs_heap_config_t *cfg, gs
         gs_heap_t *h = NULL;
         if (data_fd < 0 || meta_fd < 0)
             snprintf(why, sizeof why, "cannot open its files: %s", strerror(errno));
-        else
-            h = gs_heap_adopt(cfg, data_fd, meta_fd, why, sizeof why);
+        else {
+            gs_heap_config_t c = *cfg;
+            c.slot_dir_fd1 = dfd + 1; /* slot files (daemon/slot.c) */
+            h = gs_heap_adopt(&c, data_fd, meta_fd, why, sizeof why);
+        }
         if (!h) {
             if (data_fd >= 0) close(data_fd);
             if (meta_fd >= 0) close(meta_fd);
@@ -136,6 +139,7 @@ int gs_persist_open(const char *dir, bool fresh, const gs_heap_config_t *cfg, gs
     }
     gs_heap_config_t c = *cfg;
     c.persistent = true;
+    c.slot_dir_fd1 = dfd + 1; /* slot files (daemon/slot.c) */
     char why[384];
     gs_heap_t *h = gs_heap_create_files(&c, data_fd, meta_fd, why, sizeof why); /* owns the fds now */
     if (!h) {

@@ -20,17 +20,19 @@
  * or scribbles its own slot hurts only itself: the serve unit copies each
  * entry out once and validates it, and the counters are statistics.
  */
+#define _GNU_SOURCE
 #include "heap_internal.h"
 #include "bufref.h"
 
 #include <errno.h>  /* ENOSPC */
 #include <signal.h> /* kill */
-#include <stdio.h>  /* snprintf */
+#include <stdio.h>  /* snprintf, renameat */
 #include <stdlib.h> /* strtoull */
 #include <string.h> /* memset, strrchr */
 #include <sys/mman.h> /* mmap, munmap */
 #include <fcntl.h>  /* open */
 #include <unistd.h> /* read, close */
+#include <sys/stat.h> /* fstat */
 
 /* The start time of process pid (clock ticks since boot, field 22 of
  * /proc/PID/stat): with the pid, it names one process for good, so a pid
@@ -82,10 +84,50 @@ static void pslot_set(gs_heap_t *h, uint32_t i, uint32_t pid, uint32_t gen)
     }
 }
 
+/* With a state directory, a slot's memory is a file there, named
+ * goshm-slot-N once it is complete (an unnamed file first, then linked in
+ * place of the previous one): the next daemon reads the reference records
+ * of a client that died while none ran (gs_slot_old_open). The directory
+ * is the daemon's, 0700: no other user can open the file; the client gets
+ * its descriptor as it gets a memfd's. Any failure: a memfd, as without.
+ * An adopted orphan's new file is named goshm-slot-N.new until its client
+ * resumes (and moves its records into it): until then the old file, which
+ * has them, keeps the name, for a next adopter if this daemon dies too. */
+static int slot_file(gs_heap_t *h, uint32_t i)
+{
+    int dfd = h->slotdir_fd1 - 1;
+    int fd = openat(dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) return -1;
+    char name[40], proc[64];
+    snprintf(name, sizeof name, "goshm-slot-%u%s", i, h->slots[i].old_map ? ".new" : "");
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (ftruncate(fd, GS_SLOT_MAP_SIZE) != 0 || (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) ||
+        linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void gs_slot_old_open(gs_heap_t *h, uint32_t i)
+{
+    if (h->slotdir_fd1 <= 0 || h->slots[i].old_map) return;
+    char name[32];
+    snprintf(name, sizeof name, "goshm-slot-%u", i);
+    int fd = openat(h->slotdir_fd1 - 1, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return;
+    struct stat st;
+    void *p = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == GS_SLOT_MAP_SIZE)
+        p = mmap(NULL, GS_SLOT_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p != MAP_FAILED) h->slots[i].old_map = p;
+}
+
 int gs_slot_memfd_open(gs_heap_t *h, uint32_t i, uint32_t pid)
 {
-    int fd = -1;
-    int rc = gs_make_memfd("goshm-slot", GS_SLOT_MAP_SIZE, true, &fd);
+    int fd = h->slotdir_fd1 > 0 && !h->dry_run ? slot_file(h, i) : -1;
+    int rc = fd >= 0 ? 0 : gs_make_memfd("goshm-slot", GS_SLOT_MAP_SIZE, true, &fd);
     if (rc) return rc;
     /* Ready before the client touches it: no SIGBUS on a full tmpfs. */
     rc = gs_sys_commit(fd, 0, GS_SLOT_MAP_SIZE);
@@ -230,6 +272,16 @@ int gs_heap_slot_resume(gs_heap_t *h, uint32_t slot, uint32_t pid, uint32_t last
      * restarting its indices at 0 and submitting again what the old daemon
      * did not answer. */
     h->slots[slot].orphan = false;
+    /* Its records move from its old slot into the new one (client/buf.c):
+     * ours to forget. */
+    if (h->slots[slot].old_map) {
+        munmap(h->slots[slot].old_map, GS_SLOT_MAP_SIZE);
+        h->slots[slot].old_map = NULL;
+        char from[40], to[40];
+        snprintf(from, sizeof from, "goshm-slot-%u.new", slot);
+        snprintf(to, sizeof to, "goshm-slot-%u", slot);
+        if (h->slotdir_fd1 > 0) renameat(h->slotdir_fd1 - 1, from, h->slotdir_fd1 - 1, to);
+    }
     /* The last large allocation, if its request came after the last answer
      * the client read: it never got it (nobody else knows the span), so it
      * goes back. The tag is the client's word: a lie only frees its own

@@ -44,8 +44,11 @@
  *                cannot corrupt the page heap; each copies the layout once,
  *                at attach.
  *   slot memfds  one per attached client: its rings and counters (gs_slot_t),
- *                created by the heap side at attach and passed to that client
- *                only, so no client can speak on another's ring.
+ *                and its reference records on buffers with its one buffer or
+ *                channel operation in progress (shm/buf.h); created by the
+ *                heap side at attach and passed to that client only, so no
+ *                client can speak on another's ring or forge another's
+ *                references.
  *   daemon heap  the mheap's free-run bins, per-page states, mcentral lists:
  *                private memory of the process that owns the heap.
  *
@@ -134,6 +137,16 @@
  *              tmpfs or memory limit is ENOMEM at the heap side, never SIGBUS
  *              in a client. Idle free runs return to Prepared by punching
  *              holes (MADV_DONTNEED does not free shared pages).
+ *
+ * Buffers and channels (shm/buf.h, shm/chan.h)
+ * ----------------------------------------------
+ *   A buffer is an object with a 32-byte header: a reference count with a
+ *   lock in one word, and a random id. Each process records the references
+ *   it holds in its slot memfd; when its slot is reclaimed (death, detach)
+ *   the heap side finishes or undoes its one operation in progress and
+ *   drops exactly those references (daemon/bufref.c). A channel is a
+ *   buffer whose payload is a bounded MPMC queue of offsets; a message that
+ *   is a buffer the sender holds carries its reference to the receiver.
  *
  * Tiny objects (client/tiny.c)
  * ----------------------------

@@ -77,6 +77,18 @@ static int role_holder(const char *sock, shared_t *sh)
     for (;;) pause();
 }
 
+/* Holds x three times, then waits: killed while no daemon runs. */
+static int role_sleeper(const char *sock, shared_t *sh)
+{
+    goshm_t *h = goshm_attach(sock);
+    if (!h) return 30;
+    void *x = goshm_ptr(h, sh->x);
+    for (int i = 0; i < 3; i++)
+        if (goshm_buf_retain(h, x)) return 31;
+    atomic_fetch_add(&sh->ready, 1);
+    for (;;) pause();
+}
+
 static pid_t spawn(const char *role, const char *sock, const char *file)
 {
     char *argv[] = {"test-ipc-restart", "--role", (char *)role, (char *)sock, (char *)file, NULL};
@@ -101,6 +113,7 @@ int main(int argc, char **argv)
         if (!sh) return 2;
         if (strcmp(argv[2], "sender") == 0) return role_sender(argv[3], sh);
         if (strcmp(argv[2], "holder") == 0) return role_holder(argv[3], sh);
+        if (strcmp(argv[2], "sleeper") == 0) return role_sleeper(argv[3], sh);
         return 3;
     }
     rd_t d;
@@ -118,18 +131,30 @@ int main(int argc, char **argv)
     sh->x = goshm_off(h, x);
     pid_t s = spawn("sender", d.sock, file);
     pid_t k = spawn("holder", d.sock, file);
-    for (int i = 0; i < 40000 && atomic_load(&sh->ready) < 2; i++) usleep(500);
-    CHECK(atomic_load(&sh->ready) == 2);
-    CHECK(goshm_buf_refs(h, x) == 3);
+    pid_t z = spawn("sleeper", d.sock, file);
+    pid_t z2 = spawn("sleeper", d.sock, file);
+    for (int i = 0; i < 40000 && atomic_load(&sh->ready) < 4; i++) usleep(500);
+    CHECK(atomic_load(&sh->ready) == 4);
+    CHECK(goshm_buf_refs(h, x) == 9);
 
     /* Quiet for longer than a pending connection may be: attached ones
      * that sent a request (ChanOpen) must stay (daemon/ctl.c). */
     usleep(2500000);
     /* The daemon dies with ten messages in flight; another adopts the heap. */
     rd_stop(&d, SIGKILL);
+    /* The sleeper dies while no daemon runs: the adopter finds its
+     * references in its slot file (state directory) and drops them. */
+    kill(z, SIGKILL);
+    gsh_wait_child(z, 10000);
     REQUIRE(rd_start(&d, "256M", NULL) == 0);
     gsh_stats_t st;
     CHECK(gsh_stats(d.sock, &st) == 0 && st.adopted);
+    CHECK_MSG(wait_refs(h, x, 6) == 6, "x has %u references after the adoption, want 6", goshm_buf_refs(h, x));
+    /* The second sleeper dies after the restart, before it ever needed the
+     * daemon (its slot an orphan, its records in the old slot file). */
+    kill(z2, SIGKILL);
+    gsh_wait_child(z2, 10000);
+    CHECK_MSG(wait_refs(h, x, 3) == 3, "x has %u references after the orphan died, want 3", goshm_buf_refs(h, x));
 
     for (uint32_t i = 0; i < NMSG; i++) {
         goshm_off_t off;
