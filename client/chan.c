@@ -30,6 +30,7 @@
 #include <errno.h>  /* errno */
 #include <poll.h>   /* poll */
 #include <stdlib.h> /* calloc, free */
+#include <stdio.h>  /* snprintf */
 #include <string.h> /* strlen */
 #include <unistd.h> /* read, write, close */
 #include <fcntl.h>  /* fcntl */
@@ -47,7 +48,35 @@ struct goshm_chan {
     uint32_t cap;      /* our own copy, checked against the object's size */
     int efd;           /* the channel's eventfd (from goshmd), -1 if none */
     bool fd_used;      /* goshm_chan_fd was called: xfdwait counts us */
+    char name[64];     /* its name ("": opened by offset) */
+    uint32_t gen;      /* h->reconnects when efd was got */
 };
+
+/* After a daemon restart the adopter has new eventfds: senders that
+ * attached after it signal those. Get ours again (ChanOpen of the same
+ * channel) and put it on the same descriptor number (dup3). A poller must
+ * redo its epoll registration (the old file description is gone). */
+static void refresh_fd(goshm_chan_t *ch)
+{
+    struct goshm *h = ch->h;
+    uint32_t gen = atomic_load(&h->reconnects);
+    if (gs_likely(gen == ch->gen) || ch->efd < 0 || !ch->name[0]) return;
+    ch->gen = gen;
+    uint64_t off = 0, id = 0;
+    uint32_t cap = 0;
+    int efd = -1;
+    if (gs_ctl_chan_open(h, ch->name, ch->cap, 0, 0, &off, &id, &cap, &efd) != 0) return;
+    if (off == ch->off && id == ch->id && efd >= 0 && dup3(efd, ch->efd, O_CLOEXEC) >= 0) {
+        int fl = fcntl(ch->efd, F_GETFL);
+        if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(ch->efd, F_SETFL, fl | O_NONBLOCK);
+        if (ch->fd_used && gs_chan_ready(ch->c, ch->cap)) {
+            uint64_t one = 1;
+            ssize_t n = write(ch->efd, &one, sizeof one);
+            (void)n;
+        }
+    }
+    if (efd >= 0) close(efd);
+}
 
 static inline uint32_t me(const struct goshm *h) { return h->slot + 1u; }
 
@@ -86,6 +115,7 @@ static goshm_chan_t *handle(struct goshm *h, uint64_t off, uint64_t id, uint32_t
     ch->id = id;
     ch->cap = cap;
     ch->efd = efd;
+    ch->gen = atomic_load(&h->reconnects);
     return ch;
 }
 
@@ -141,6 +171,7 @@ goshm_chan_t *goshm_chan_open(goshm_t *h, const char *name, uint32_t capacity)
                 /* Ours is registered: the reference we hold from the
                  * allocation is the opener's; the directory took its own. */
                 goshm_chan_t *ch = chan_at(h, off, id, rcap) ? handle(h, off, id, rcap, efd) : NULL;
+                if (ch) snprintf(ch->name, sizeof ch->name, "%s", name);
                 if (!ch) {
                     if (efd >= 0) close(efd);
                     release_off(h, mine_off);
@@ -157,6 +188,7 @@ goshm_chan_t *goshm_chan_open(goshm_t *h, const char *name, uint32_t capacity)
         rc = retain_chan(h, off, id, rcap);
         if (rc == 0) {
             goshm_chan_t *ch = handle(h, off, id, rcap, efd);
+            if (ch) snprintf(ch->name, sizeof ch->name, "%s", name);
             if (!ch) {
                 close(efd);
                 release_off(h, off);
@@ -231,6 +263,7 @@ int goshm_chan_send(goshm_chan_t *ch, goshm_off_t off, int timeout_ms)
         return -1;
     }
     gs_chan_t *c = ch->c;
+    refresh_fd(ch);
     uint64_t deadline = 0;
     for (;;) {
         uint32_t seen = gs_load_seqcst(&c->xtaken);
@@ -300,6 +333,7 @@ int goshm_chan_recv(goshm_chan_t *ch, goshm_off_t *out, int timeout_ms)
     }
     struct goshm *h = ch->h;
     gs_chan_t *c = ch->c;
+    refresh_fd(ch);
     uint64_t deadline = 0;
     for (;;) {
         uint32_t seen = gs_load_seqcst(&c->xposted);
@@ -369,6 +403,7 @@ int goshm_chan_fd(goshm_chan_t *ch)
         errno = ENOSYS;
         return -1;
     }
+    refresh_fd(ch);
     if (!ch->fd_used) {
         ch->fd_used = true;
         int fl = fcntl(ch->efd, F_GETFL);

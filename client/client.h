@@ -94,6 +94,9 @@ struct goshm {
      * in (after a daemon restart they move to the new slotp). */
     pthread_mutex_t buf_lock;
     gs_slot_t *hold_slot;
+    /* Reconnections to an adopting daemon so far (client/reconnect.c):
+     * channel handles refresh their eventfd when it changed (client/chan.c). */
+    _Atomic uint32_t reconnects;
 };
 
 /* "attach.c": map a heap's memfds (data read-write, meta read-only) and

@@ -80,6 +80,7 @@ int gs_svc_reconnect(svc_seam_t *s)
                  * move into the new slot (shm/buf.h), so that the daemon
                  * finds them there if we die from now on. */
                 gs_buf_carry_over(h);
+                atomic_fetch_add(&h->reconnects, 1u);
                 s->ring = &h->slotp->ring;
                 s->sq_tail = s->cq_head = 0;
                 s->gave_up = false;

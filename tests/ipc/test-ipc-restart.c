@@ -8,6 +8,7 @@
  * Usage: test-ipc-restart GOSHMD                    (also $GOSHMD)
  *        test-ipc-restart --role ROLE SOCKET FILE   (internal)
  */
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 
@@ -77,6 +78,20 @@ static int role_holder(const char *sock, shared_t *sh)
     for (;;) pause();
 }
 
+/* Attached after the restart: one plain message, which must wake a poller
+ * of the channel's descriptor from before the restart. */
+static int role_late(const char *sock, shared_t *sh)
+{
+    goshm_t *h = goshm_attach(sock);
+    if (!h) return 40;
+    goshm_chan_t *c = goshm_chan_open(h, "restart", 0);
+    if (!c) return 41;
+    wait_flag(&sh->go, 2);
+    if (goshm_chan_send(c, sh->x, 0) != 0) return 42;
+    goshm_chan_close(c);
+    return goshm_detach(h) == 0 ? 0 : 43;
+}
+
 /* Holds x three times, then waits: killed while no daemon runs. */
 static int role_sleeper(const char *sock, shared_t *sh)
 {
@@ -114,6 +129,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[2], "sender") == 0) return role_sender(argv[3], sh);
         if (strcmp(argv[2], "holder") == 0) return role_holder(argv[3], sh);
         if (strcmp(argv[2], "sleeper") == 0) return role_sleeper(argv[3], sh);
+        if (strcmp(argv[2], "late") == 0) return role_late(argv[3], sh);
         return 3;
     }
     rd_t d;
@@ -181,6 +197,22 @@ int main(int argc, char **argv)
     kill(k, SIGKILL);
     gsh_wait_child(k, 10000);
     CHECK_MSG(wait_refs(h, x, 1) == 1, "x has %u references after the holder died, want 1", goshm_buf_refs(h, x));
+    /* The descriptor, got again after the restart, is the new daemon's:
+     * a sender that attached after the restart wakes its poller. */
+    void *big = goshm_malloc(h, 1 << 20); /* needs the daemon: this process reconnects */
+    CHECK(big != NULL);
+    goshm_free(h, big);
+    int fd = goshm_chan_fd(c);
+    CHECK(fd >= 0);
+    pid_t late = spawn("late", d.sock, file);
+    usleep(100000);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 0) == 0);
+    atomic_store(&sh->go, 2);
+    CHECK_MSG(poll(&pfd, 1, 5000) == 1, "the channel's descriptor was not signalled after the restart");
+    goshm_off_t got;
+    CHECK(goshm_chan_recv(c, &got, 0) == 0 && got == sh->x);
+    CHECK(gsh_wait_child(late, 10000) == 0);
     CHECK(goshm_buf_release(h, x) == 0);
     CHECK(goshm_chan_unlink(h, "restart") == 0);
     CHECK(goshm_chan_close(c) == 0);

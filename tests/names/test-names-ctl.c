@@ -2,9 +2,10 @@
 /* test-names-ctl.c: Description: the directory's control requests at the protocol level, from a raw client: ChanOpen of a real allocated object (created, found again, the same eventfd passed each time), ChanUnlink, ENOENT; names and channels as two namespaces; hostile input (bad name bytes the library would refuse, 300-byte names, offsets outside the object area, requests before Attach) answered with EINVAL/EPERM and the daemon unharmed; a flood of NameSet (pipelined, then never read) bounded by the per-uid limit and costing only the flooder's connection.
  *
  * Overview of the engine: shm/overview.h; the protocol: proto/goshm.proto;
- * the daemon's side: daemon/ctl.c, daemon/names.c. The channel buffer is a
- * plain goshm_malloc'd object (bufchan's buffer headers are not needed: the
- * daemon checks here that the object exists and is big enough).
+ * the daemon's side: daemon/ctl.c, daemon/names.c. The channel buffer is
+ * made here as goshm_chan_open makes one (a buffer of kind CHAN holding an
+ * initialised channel, shm/buf.h and shm/chan.h): the daemon checks it is a
+ * live channel buffer of that id, big enough for the capacity.
  *
  * Usage: test-names-ctl GOSHMD (also $GOSHMD)
  */
@@ -25,6 +26,8 @@
 #include "goshm/goshm.h"
 #include "harness.h"
 #include "segment.h" /* GS_ABI_VERSION */
+#include "buf.h"     /* gs_buf_hdr_t: a channel buffer made by hand */
+#include "chan.h"    /* gs_chan_init */
 
 #define TMO 5000
 #define PER_UID 300 /* --max-names-per-uid for this daemon */
@@ -214,9 +217,18 @@ static void test_chan(const char *sock, goshm_t *h)
     int fd = raw_attach(sock);
     REQUIRE(fd >= 0);
     const uint32_t cap = 16;
-    char *obj = goshm_malloc(h, 32 + 256 + 16 * cap);
-    REQUIRE(obj);
-    uint64_t off = goshm_off(h, obj) + 32, id = UINT64_C(0x1234567890abcdef);
+    char *pay = goshm_buf_alloc(h, (size_t)gs_chan_bytes(cap));
+    REQUIRE(pay);
+    /* The header is before the payload, in the same object: reached by its
+     * offset (the allocation attributes say the payload is all there is). */
+    gs_buf_hdr_t *hdr = goshm_ptr(h, goshm_off(h, pay) - GS_BUF_HDR);
+    hdr->kind = GS_BUF_CHAN;
+    gs_chan_init((gs_chan_t *)pay, cap);
+    char *obj = (char *)hdr;
+    uint64_t off = goshm_off(h, pay), id = hdr->id;
+    chan_reply_t bad;
+    chan_open(fd, "ch", cap, off, id ^ 1u, &bad); /* not that buffer's id */
+    CHECK(bad.code == EINVAL && bad.efd < 0);
     chan_reply_t r, r2;
     chan_open(fd, "ch", 0, 0, 0, &r);
     CHECK(r.code == ENOENT && r.efd < 0);
@@ -260,7 +272,9 @@ static void test_chan(const char *sock, goshm_t *h)
     CHECK(chan_unlink(fd, "a/b") == EINVAL);
     CHECK(goshm_name_del(h, "ch") == 0);
     close(r.efd);
-    goshm_free(h, obj);
+    /* Both directory references are gone: ours is the last. */
+    CHECK(goshm_buf_refs(h, pay) == 1);
+    CHECK(goshm_buf_release(h, pay) == 0);
     close(fd);
 }
 
