@@ -72,7 +72,16 @@ int gs_client_map_slot(struct goshm *h, int slot_fd, uint64_t slot_size)
     if (slot_size != GS_SLOT_MAP_SIZE || (uint64_t)st.st_size != slot_size) return -EPROTO;
     void *p = mmap(NULL, slot_size, PROT_READ | PROT_WRITE, MAP_SHARED, slot_fd, 0);
     if (p == MAP_FAILED) return -errno;
-    if (h->owns_slot && h->slotp) munmap(h->slotp, GS_SLOT_MAP_SIZE);
+    if (h->owns_slot && h->slotp) {
+        /* The reference records in the mapping that goes (a fork child's
+         * private stand-in, client/fork.c) move with it: the buffer code
+         * must never read an unmapped one (client/buf.c). */
+        if (h->hold_slot == h->slotp) {
+            memcpy(&((gs_slot_t *)p)->holdings, &h->slotp->holdings, sizeof h->slotp->holdings);
+            h->hold_slot = p;
+        }
+        munmap(h->slotp, GS_SLOT_MAP_SIZE);
+    }
     h->slotp = p;
     h->owns_slot = true;
     return 0;
