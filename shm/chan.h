@@ -56,22 +56,27 @@ typedef struct gs_cell {
     _Atomic uint64_t xmsg;
 } gs_cell_t;
 
+/* The payload of a buffer is 16-byte aligned (shm/buf.h), so the hot
+ * words are kept apart by padding, not _Alignas: each sits alone in its
+ * own 64 bytes, so no two of them ever share a cache line. */
 typedef struct gs_chan {
     /* Written once by the creator before the channel is registered. */
     uint32_t magic, cap;
     uint8_t pad0[GS_CACHELINE - 8];
-    _Alignas(GS_CACHELINE) _Atomic uint64_t xtail; /* next position senders claim (a hint, see above) */
+    _Atomic uint64_t xtail; /* next position senders claim (a hint, see above) */
     uint8_t pad1[GS_CACHELINE - 8];
-    _Alignas(GS_CACHELINE) _Atomic uint64_t xhead; /* next position receivers claim (a hint) */
+    _Atomic uint64_t xhead; /* next position receivers claim (a hint) */
     uint8_t pad2[GS_CACHELINE - 8];
-    _Alignas(GS_CACHELINE) _Atomic uint32_t xposted; /* futex word: bumped after each FULL */
-    _Atomic uint32_t xrwait;                          /* receivers asleep (or about to be) */
-    _Atomic uint32_t xtaken;                          /* futex word: bumped after each EMPTY */
-    _Atomic uint32_t xswait;                          /* senders asleep on a full channel */
-    _Atomic uint32_t xfdwait;                         /* handles using goshm_chan_fd (eventfd writes) */
+    _Atomic uint32_t xposted; /* futex word: bumped after each FULL */
+    _Atomic uint32_t xrwait;  /* receivers asleep (or about to be) */
+    _Atomic uint32_t xtaken;  /* futex word: bumped after each EMPTY */
+    _Atomic uint32_t xswait;  /* senders asleep on a full channel */
+    _Atomic uint32_t xfdwait; /* handles using goshm_chan_fd (eventfd writes) */
     uint8_t pad3[GS_CACHELINE - 20];
-    _Alignas(GS_CACHELINE) gs_cell_t cells[];
+    gs_cell_t cells[];
 } gs_chan_t;
+
+_Static_assert(sizeof(gs_chan_t) == 4 * GS_CACHELINE && _Alignof(gs_chan_t) <= 16, "channel layout");
 
 static inline uint64_t gs_cell(uint64_t pos, uint32_t holder, uint32_t phase)
 {
