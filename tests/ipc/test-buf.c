@@ -7,6 +7,7 @@
  * Usage: test-buf GOSHMD                   (also $GOSHMD)
  *        test-buf --role ROLE SOCKET FILE  (internal)
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
@@ -91,6 +92,24 @@ static int role_churn(const char *sock, shared_t *sh)
         }
         atomic_fetch_add_explicit(&sh->ops, 1, memory_order_relaxed);
     }
+}
+
+/* Threads of one process on one buffer (what TSan can watch). */
+typedef struct thr_arg {
+    goshm_t *h;
+    void *p;
+    int n, errors;
+} thr_arg_t;
+
+static void *thr_churn(void *arg)
+{
+    thr_arg_t *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        if (goshm_buf_retain(a->h, a->p) != 0) a->errors++;
+        if (goshm_buf_refs(a->h, a->p) < 2) a->errors++;
+        if (goshm_buf_release(a->h, a->p) != 0) a->errors++;
+    }
+    return NULL;
 }
 
 static pid_t spawn(const char *role, const char *sock, const char *file)
@@ -255,6 +274,21 @@ int main(int argc, char **argv)
         goshm_free(h, bufs[1]); /* again: a bad free */
         CHECK(gs_badfree_count() == n0 + 2);
         bufs[1] = NULL;
+    }
+
+    /* 5. Four threads retain and release the same buffer. */
+    {
+        pthread_t t[4];
+        thr_arg_t a[4];
+        for (int i = 0; i < 4; i++) {
+            a[i] = (thr_arg_t){h, bufs[2], 4000 / TEST_SCALE, 0};
+            REQUIRE(pthread_create(&t[i], NULL, thr_churn, &a[i]) == 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(t[i], NULL);
+            CHECK(a[i].errors == 0);
+        }
+        CHECK(goshm_buf_refs(h, bufs[2]) == 1);
     }
 
     for (int i = 0; i < NBUF; i++)

@@ -9,6 +9,7 @@
  *        test-chan --role ROLE SOCKET FILE  (internal)
  */
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -284,6 +285,74 @@ static void test_contract(goshm_t *h)
     goshm_free(h, plain);
 }
 
+/* Threads of one process: two senders, two receivers on one channel. */
+#define THR_MSGS 3000
+typedef struct tchan {
+    goshm_t *h;
+    goshm_chan_t *c;
+    int id;
+    _Atomic uint32_t *seen;  /* [2][THR_MSGS] */
+    _Atomic uint32_t *taken;
+    _Atomic int *errors;
+} tchan_t;
+
+static void *thr_send(void *arg)
+{
+    tchan_t *a = arg;
+    for (uint32_t i = 0; i < THR_MSGS / TEST_SCALE; i++) {
+        uint32_t *m = goshm_buf_alloc(a->h, 64);
+        if (!m) { atomic_fetch_add(a->errors, 1); continue; }
+        m[0] = (uint32_t)a->id;
+        m[1] = i;
+        if (goshm_chan_send(a->c, goshm_off(a->h, m), -1) != 0) atomic_fetch_add(a->errors, 1);
+    }
+    return NULL;
+}
+
+static void *thr_recv(void *arg)
+{
+    tchan_t *a = arg;
+    int64_t last[2] = {-1, -1};
+    while (atomic_load(a->taken) < 2u * (THR_MSGS / TEST_SCALE)) {
+        goshm_off_t off;
+        if (goshm_chan_recv(a->c, &off, 20) != 0) continue;
+        uint32_t *m = goshm_ptr(a->h, off);
+        if (!m || m[0] > 1 || m[1] >= THR_MSGS || (int64_t)m[1] <= last[m[0]]) {
+            atomic_fetch_add(a->errors, 1);
+        } else {
+            last[m[0]] = m[1];
+            atomic_fetch_add(&a->seen[m[0] * THR_MSGS + m[1]], 1);
+        }
+        if (goshm_buf_release(a->h, m) != 0) atomic_fetch_add(a->errors, 1);
+        atomic_fetch_add(a->taken, 1);
+    }
+    return NULL;
+}
+
+static void test_threads(goshm_t *h)
+{
+    static _Atomic uint32_t seen[2 * THR_MSGS];
+    _Atomic uint32_t taken = 0;
+    _Atomic int errors = 0;
+    goshm_chan_t *c = goshm_chan_open(h, "threads", 8);
+    REQUIRE(c);
+    pthread_t t[4];
+    tchan_t a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (tchan_t){h, c, i % 2, seen, &taken, &errors};
+        REQUIRE(pthread_create(&t[i], NULL, i < 2 ? thr_send : thr_recv, &a[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    uint32_t bad = 0;
+    for (uint32_t s = 0; s < 2; s++)
+        for (uint32_t q = 0; q < THR_MSGS / TEST_SCALE; q++)
+            if (atomic_load(&seen[s * THR_MSGS + q]) != 1) bad++;
+    CHECK_MSG(bad == 0 && atomic_load(&errors) == 0, "threads: %u messages not received exactly once, %d errors", bad,
+              atomic_load(&errors));
+    CHECK(goshm_chan_unlink(h, "threads") == 0);
+    CHECK(goshm_chan_close(c) == 0);
+}
+
 static void test_mpmc(const char *sock, shared_t *sh, goshm_t *h)
 {
     reset(sh);
@@ -441,6 +510,7 @@ int main(int argc, char **argv)
     goshm_t *h = goshm_attach(d.sock);
     REQUIRE(h);
     test_contract(h);
+    test_threads(h);
     test_mpmc(d.sock, sh, h);
     test_poll(d.sock, sh, h);
     test_idle(d.sock, sh, h);
