@@ -59,6 +59,7 @@
 
 #include <stdlib.h> /* malloc, qsort */
 #include <sys/mman.h> /* munmap */
+#include <unistd.h>   /* write */
 
 #include "buf.h"
 #include "chan.h"
@@ -324,6 +325,20 @@ static uint32_t snapshot(const gs_holdings_t *t, rec_t *r)
     return k;
 }
 
+/* A message the repair published: wake the channel's pollers too, as its
+ * sender would have (the eventfd of its directory entry, daemon/names.c),
+ * if any handle polls it. The directory is the heap side's own memory. */
+static void signal_pollers(gs_heap_t *h, gs_chan_t *c, uint64_t chan_off)
+{
+    if (gs_load_seqcst(&c->xfdwait) == 0) return;
+    for (uint32_t b = 0; b < GS_DIR_CAP; b++) {
+        if (h->dir[b].kind != GS_DIR_CHAN || h->dir[b].off != chan_off || h->names.efd1[b] <= 0) continue;
+        uint64_t one = 1;
+        ssize_t n = write(h->names.efd1[b] - 1, &one, sizeof one);
+        (void)n; /* EAGAIN: saturated, readable anyway */
+    }
+}
+
 /* The intent's operation: finish or undo it (see the top of this file). */
 static void repair(gs_heap_t *h, uint32_t slot, gs_intent_t *in, rec_t *r, uint32_t n)
 {
@@ -377,6 +392,7 @@ static void repair(gs_heap_t *h, uint32_t slot, gs_intent_t *in, rec_t *r, uint3
                 if (e && e->count == before) e->adjust -= 1; /* the reference is in the channel now */
             }
             gs_chan_publish(c, cap, pos, (off & ~GS_MSG_REF) | (carry ? GS_MSG_REF : 0));
+            if (!h->dry_run) signal_pollers(h, c, gs_load_relaxed(&in->xchan));
             h->bufref.repaired++;
         } else if (op == GS_INTENT_RECV && s == gs_cell(pos, me, GS_CELL_READING)) {
             uint64_t msg = gs_load_relaxed(&cell->xmsg);

@@ -9,6 +9,7 @@
  * Usage: test-crashpoints GOSHMD                        (also $GOSHMD)
  *        test-crashpoints --role ROLE SOCKET FILE       (internal)
  */
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 
@@ -145,12 +146,16 @@ int main(int argc, char **argv)
 
     goshm_chan_t *c = goshm_chan_open(h, "cp", 4);
     REQUIRE(c);
+    int cfd = goshm_chan_fd(c); /* polled: the repair must wake it too */
+    CHECK(cfd >= 0);
     /* A send cut short after its claim: delivered once, with its reference. */
     const char *spoints[] = {"send-claimed", "send-msg", "send-recorded"};
     for (int i = 0; i < 3; i++) {
         pid_t p = run(d.sock, file, "send", spoints[i], sh, false);
         CHECK_MSG(died(p), "%s: the child did not die at its kill point", spoints[i]);
         CHECK(gsh_wait_for(d.sock, &st, gsh_pred_clients, &one, 10000) == 1);
+        struct pollfd pfd = {.fd = cfd, .events = POLLIN};
+        CHECK_MSG(poll(&pfd, 1, 2000) == 1, "%s: the repaired message did not wake the poller", spoints[i]);
         goshm_off_t off;
         CHECK_MSG(goshm_chan_recv(c, &off, 2000) == 0, "%s: the half-sent message was not delivered", spoints[i]);
         char *m = goshm_ptr(h, off);
