@@ -291,6 +291,28 @@ int main(int argc, char **argv)
         CHECK(goshm_buf_refs(h, bufs[2]) == 1);
     }
 
+    /* 6. A fork child: its references are its own (not the parent's),
+     * taken before and after it got a slot of its own (its first refill),
+     * and dropped when it exits without releasing them. */
+    {
+        CHECK(goshm_buf_refs(h, bufs[3]) == 1);
+        pid_t c = fork();
+        if (c == 0) {
+            if (goshm_buf_release(h, bufs[3]) != -1 || errno != EINVAL) _exit(1); /* the parent's, not ours */
+            if (goshm_buf_retain(h, bufs[3]) != 0) _exit(2);
+            void *big = goshm_malloc(h, 1 << 20); /* needs the daemon: the child's own slot */
+            if (!big) _exit(3);
+            goshm_free(h, big);
+            if (goshm_buf_retain(h, bufs[3]) != 0) _exit(4);
+            if (goshm_buf_refs(h, bufs[3]) != 3) _exit(5);
+            _exit(0);
+        }
+        CHECK(gsh_wait_child(c, 10000) == 0);
+        CHECK_MSG(wait_refs(h, bufs[3], 1) == 1, "the fork child's references stayed (%u)", goshm_buf_refs(h, bufs[3]));
+        CHECK(goshm_buf_release(h, bufs[3]) == 0);
+        bufs[3] = NULL;
+    }
+
     for (int i = 0; i < NBUF; i++)
         if (bufs[i]) CHECK(goshm_buf_release(h, bufs[i]) == 0);
     /* A buffer kept by a process that detaches is released by the daemon. */
