@@ -1,24 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /* goshm-demo: zero-copy messages between two independent processes.
  *
- * The producer attaches to goshmd, allocates a channel (a single-producer,
- * single-consumer ring of offsets) in the shared heap, and starts a consumer:
- * a second process, which attaches on its own and finds the channel by the
- * offset given on its command line. The producer then allocates buffers of
- * random size (64..4096 bytes), writes a header and a payload, and passes
- * only each buffer's offset; the consumer checks the payload in place and
- * frees the buffer, which a different process allocated. No byte of payload
- * is copied.
+ * The producer attaches to goshmd, opens a channel by name (creating it in
+ * the shared heap) and starts a consumer: a second process, which attaches
+ * on its own and opens the same channel by its name. The producer then
+ * allocates reference-counted buffers of random size (64..4096 bytes),
+ * writes a header and a payload, and sends each buffer through the channel:
+ * only its offset travels, with the producer's reference. The consumer
+ * receives it (now holding that reference), checks the payload in place and
+ * releases it, which frees the buffer in another process than the one that
+ * allocated it. No byte of payload is copied, and a consumer with nothing
+ * to read sleeps in the kernel (futex) instead of spinning. A last buffer
+ * with no payload says "done".
  *
  *   goshm-demo [--socket PATH] [--messages N]
  *
- * Overview of the allocator: shm/overview.h.
+ * Overview of the allocator: shm/overview.h; of the IPC calls: goshm(3),
+ * "Passing buffers between processes".
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <spawn.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,20 +34,11 @@
 
 extern char **environ;
 
-#define SLOTS 1024u
-
-/* The channel lives in the goshm heap. head/tail on their own cache lines;
- * the producer publishes tail with release, the consumer head with release. */
-typedef struct channel {
-    _Alignas(64) _Atomic uint64_t tail; /* written by the producer */
-    _Alignas(64) _Atomic uint64_t head; /* written by the consumer */
-    _Alignas(64) _Atomic int done;      /* producer finished */
-    goshm_off_t slot[SLOTS];
-} channel_t;
+#define CAPACITY 1024u
 
 typedef struct msg {
     uint64_t seq;
-    uint32_t len;      /* payload bytes */
+    uint32_t len;      /* payload bytes; 0: the last message */
     uint32_t sum;      /* checksum of the payload */
     unsigned char payload[];
 } msg_t;
@@ -74,41 +69,38 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: goshm-demo [--socket PATH] [--messages N]\n"
             "  Sends N messages (default 1000000) of 64..4096 bytes from this process to a\n"
-            "  second one through a goshm heap, passing only offsets (zero copy).\n"
+            "  second one through a goshm channel, passing only buffer offsets (zero copy).\n"
             "  --socket PATH   goshmd's socket (default: $GOSHM_SOCKET, then the default path)\n");
 }
 
-static int consumer(const char *sock, goshm_off_t chan_off)
+static int consumer(const char *sock, const char *name)
 {
     goshm_t *h = goshm_attach(sock);
     if (!h) {
         fprintf(stderr, "consumer: attach: %s\n", strerror(errno));
         return 2;
     }
-    channel_t *ch = goshm_ptr(h, chan_off);
+    goshm_chan_t *ch = goshm_chan_open(h, name, 0); /* the producer created it */
     if (!ch) {
-        fprintf(stderr, "consumer: bad channel offset\n");
+        fprintf(stderr, "consumer: channel %s: %s\n", name, strerror(errno));
         return 2;
     }
-    uint64_t head = atomic_load_explicit(&ch->head, memory_order_relaxed), expect = 0, bad = 0;
+    uint64_t expect = 0, bad = 0;
     for (;;) {
-        uint64_t tail = atomic_load_explicit(&ch->tail, memory_order_acquire);
-        if (head == tail) {
-            if (atomic_load_explicit(&ch->done, memory_order_acquire) &&
-                head == atomic_load_explicit(&ch->tail, memory_order_acquire))
-                break;
-            sched_yield();
-            continue;
+        goshm_off_t off;
+        if (goshm_chan_recv(ch, &off, -1) != 0) {
+            fprintf(stderr, "consumer: recv: %s\n", strerror(errno));
+            bad++;
+            break;
         }
-        while (head != tail) {
-            msg_t *m = goshm_ptr(h, ch->slot[head % SLOTS]);
-            if (!m || m->seq != expect || checksum(m->payload, m->len) != m->sum) bad++;
-            expect++;
-            goshm_free(h, m); /* allocated by the other process */
-            head++;
-        }
-        atomic_store_explicit(&ch->head, head, memory_order_release);
+        msg_t *m = goshm_ptr(h, off);
+        int last = m && m->len == 0;
+        if (!m || m->seq != expect || checksum(m->payload, m->len) != m->sum) bad++;
+        if (!last) expect++;
+        goshm_buf_release(h, m); /* the last reference: freed here, allocated there */
+        if (last) break;
     }
+    goshm_chan_close(ch);
     goshm_detach(h);
     if (bad) fprintf(stderr, "consumer: %" PRIu64 " bad messages of %" PRIu64 "\n", bad, expect);
     return bad ? 1 : 0;
@@ -116,35 +108,34 @@ static int consumer(const char *sock, goshm_off_t chan_off)
 
 int main(int argc, char **argv)
 {
-    const char *sock = NULL;
+    const char *sock = NULL, *cname = NULL;
     uint64_t n = 1000000;
-    goshm_off_t chan_off = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--socket") && i + 1 < argc) sock = argv[++i];
         else if (!strcmp(argv[i], "--messages") && i + 1 < argc) n = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--consumer") && i + 1 < argc) chan_off = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--consumer") && i + 1 < argc) cname = argv[++i];
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         else { usage(stderr); return 2; }
     }
-    if (chan_off) return consumer(sock, chan_off);
+    if (cname) return consumer(sock, cname);
 
     goshm_t *h = goshm_attach(sock);
     if (!h) {
         fprintf(stderr, "goshm-demo: cannot attach to goshmd: %s (is goshmd running?)\n", strerror(errno));
         return 1;
     }
-    channel_t *ch = goshm_calloc(h, 1, sizeof *ch);
+    char name[64];
+    snprintf(name, sizeof name, "goshm-demo.%d", (int)getpid());
+    goshm_chan_t *ch = goshm_chan_open(h, name, CAPACITY);
     if (!ch) {
-        fprintf(stderr, "goshm-demo: %s\n", strerror(errno));
+        fprintf(stderr, "goshm-demo: channel %s: %s\n", name, strerror(errno));
         return 1;
     }
-    char off[32];
-    snprintf(off, sizeof off, "%" PRIu64, goshm_off(h, ch));
     char *cargv[8];
     int k = 0;
     cargv[k++] = argv[0];
     cargv[k++] = "--consumer";
-    cargv[k++] = off;
+    cargv[k++] = name;
     if (sock) { cargv[k++] = "--socket"; cargv[k++] = (char *)sock; }
     cargv[k] = NULL;
     pid_t pid;
@@ -154,35 +145,46 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    uint64_t seed = 0x2545F4914F6CDD1Dull, tail = 0, bytes = 0, enomem = 0;
+    uint64_t seed = 0x2545F4914F6CDD1Dull, sent = 0, bytes = 0;
+    int failed = 0;
     double t0 = now_s();
-    for (uint64_t i = 0; i < n; i++) {
+    for (uint64_t i = 0; i <= n && !failed; i++) {
         seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
-        uint32_t size = 64u + (uint32_t)(seed % (4096u - 64u + 1u));
-        msg_t *m = goshm_malloc(h, size);
-        if (!m) { enomem++; i--; sched_yield(); if (enomem > 1000000) break; continue; }
+        uint32_t size = i == n ? (uint32_t)sizeof(msg_t) : 64u + (uint32_t)(seed % (4096u - 64u + 1u));
+        msg_t *m = goshm_buf_alloc(h, size);
+        if (!m) {
+            fprintf(stderr, "goshm-demo: buffer: %s\n", strerror(errno));
+            failed = 1;
+            break;
+        }
         m->seq = i;
         m->len = size - (uint32_t)sizeof *m;
         for (uint32_t j = 0; j < m->len; j += 64) m->payload[j] = (unsigned char)(i + j);
-        m->payload[m->len - 1] = (unsigned char)i;
+        if (m->len) m->payload[m->len - 1] = (unsigned char)i;
         m->sum = checksum(m->payload, m->len);
-        bytes += size;
-        while (tail - atomic_load_explicit(&ch->head, memory_order_acquire) >= SLOTS) sched_yield();
-        ch->slot[tail % SLOTS] = goshm_off(h, m);
-        tail++;
-        if ((tail & 15) == 0) atomic_store_explicit(&ch->tail, tail, memory_order_release);
+        /* Blocks (asleep) while the channel is full; the reference goes with it. */
+        if (goshm_chan_send(ch, goshm_off(h, m), -1) != 0) {
+            fprintf(stderr, "goshm-demo: send: %s\n", strerror(errno));
+            goshm_buf_release(h, m);
+            failed = 1;
+            break;
+        }
+        if (i < n) {
+            sent++;
+            bytes += size;
+        }
     }
-    atomic_store_explicit(&ch->tail, tail, memory_order_release);
-    atomic_store_explicit(&ch->done, 1, memory_order_release);
     int status = 0;
+    if (failed) kill(pid, SIGTERM);
     waitpid(pid, &status, 0);
     double dt = now_s() - t0;
-    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    printf("goshm-demo: %" PRIu64 " messages (%.1f MiB of payload) from pid %d to pid %d in %.3f s: "
+    int ok = !failed && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    printf("goshm-demo: %" PRIu64 " messages (%.1f MiB of payload) from pid %d to pid %d through channel %s in %.3f s: "
            "%.2f M messages/s, %.0f ns/message, %.0f MiB/s, zero copies; consumer %s\n",
-           tail, (double)bytes / 1048576.0, (int)getpid(), (int)pid, dt, (double)tail / dt / 1e6,
-           dt * 1e9 / (double)tail, (double)bytes / 1048576.0 / dt, ok ? "verified every message" : "FAILED");
-    goshm_free(h, ch);
+           sent, (double)bytes / 1048576.0, (int)getpid(), (int)pid, name, dt, (double)sent / dt / 1e6,
+           dt * 1e9 / (double)(sent ? sent : 1), (double)bytes / 1048576.0 / dt, ok ? "verified every message" : "FAILED");
+    goshm_chan_close(ch);
+    goshm_chan_unlink(h, name);
     goshm_detach(h);
     return ok ? 0 : 1;
 }
