@@ -22,7 +22,7 @@ if(GOSHM_BUILD_SERVICE)
   endforeach()
   install(FILES ${GOSHM_MAN_LINKS} DESTINATION ${CMAKE_INSTALL_MANDIR}/man3)
 
-  install(FILES ${PROJECT_SOURCE_DIR}/examples/hello.c ${PROJECT_SOURCE_DIR}/examples/prodcons.c
+  install(FILES ${PROJECT_SOURCE_DIR}/examples/hello.c ${PROJECT_SOURCE_DIR}/examples/prodcons.c ${PROJECT_SOURCE_DIR}/examples/channel.c
                 ${PROJECT_SOURCE_DIR}/examples/CMakeLists.txt ${PROJECT_SOURCE_DIR}/examples/Makefile
           DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
   install(FILES ${PROJECT_SOURCE_DIR}/LICENSE ${PROJECT_SOURCE_DIR}/CHANGELOG.md ${PROJECT_SOURCE_DIR}/README.md

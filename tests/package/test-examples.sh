@@ -12,7 +12,7 @@ set -eu
 prefix=$1
 sock=$2
 ex=$prefix/share/doc/goshm/examples
-for f in hello.c prodcons.c CMakeLists.txt Makefile; do
+for f in hello.c prodcons.c channel.c CMakeLists.txt Makefile; do
   [ -f "$ex/$f" ] || { echo "test-examples: $ex/$f not installed"; exit 1; }
 done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/goshm-examples.XXXXXX")
@@ -32,6 +32,8 @@ for kind in pc cm; do
   out=$("$tmp/$kind/prodcons" "$sock" 20000) || { echo "test-examples: $kind prodcons: exit $?"; exit 1; }
   echo "$out" | grep -q '^prodcons: 20000 messages, [0-9]* bytes, every byte checked$' ||
     { echo "test-examples: $kind prodcons said: $out"; exit 1; }
+  out=$("$tmp/$kind/channel" "$sock") || { echo "test-examples: $kind channel: exit $?"; exit 1; }
+  echo "$out" | grep -q '^channel: 5 buffers passed and released$' || { echo "test-examples: $kind channel said: $out"; exit 1; }
 done
 # The socket from the environment, as goshm_attach(NULL) reads it.
 GOSHM_SOCKET=$sock "$tmp/pc/hello" >/dev/null || { echo "test-examples: hello with \$GOSHM_SOCKET failed"; exit 1; }
@@ -48,4 +50,4 @@ if man --version >/dev/null 2>&1; then # not the stub of minimized images
       { echo "test-examples: man -M $prefix/share/man $page finds nothing"; exit 1; }
   done
 fi
-echo "test-examples: hello and prodcons built with pkg-config and find_package, run against goshmd; man pages found"
+echo "test-examples: hello, prodcons and channel built with pkg-config and find_package, run against goshmd; man pages found"
