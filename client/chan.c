@@ -227,11 +227,39 @@ static uint64_t deadline_of(int timeout_ms)
     return gs_now_ns() + (uint64_t)timeout_ms * 1000000u;
 }
 
-/* Sleep on word while it equals seen (announced in waiters), until the
- * deadline. -ETIMEDOUT once it has passed. */
+/* How long a waiter polls the channel's futex word before it sleeps, when
+ * the machine has more than one CPU. A futex sleep and wake cost the pair
+ * several microseconds of system time and, on a VM whose other vCPU went
+ * idle, tens of microseconds of wake-up latency (bench/bench-wake.c); a
+ * peer that answers within the spin saves both. 20 us bounds what an idle
+ * receiver burns per sleep (a sleep lasts up to a second, so that is
+ * 0.002 % of a CPU); on one CPU spinning only delays the peer, so we do not. */
+#define SPIN_NS 20000u
+
+static bool spin_until_changed(_Atomic uint32_t *word, uint32_t seen, uint64_t deadline)
+{
+    static int ncpu; /* 0: not known yet; racy first reads only repeat the sysconf */
+    if (ncpu == 0) ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 2) return false;
+    uint64_t end = gs_now_ns() + SPIN_NS;
+    if (end > deadline) end = deadline;
+    do {
+        for (int i = 0; i < 32; i++) {
+            if (gs_load_acquire(word) != seen) return true;
+            gs_cpu_relax();
+        }
+    } while (gs_now_ns() < end);
+    return false;
+}
+
+/* Wait while word equals seen (announced in waiters), until the deadline:
+ * a short spin, then a futex sleep. -ETIMEDOUT once it has passed. */
 static int sleep_on(_Atomic uint32_t *word, _Atomic uint32_t *waiters, uint32_t seen, uint64_t deadline)
 {
     uint64_t now = gs_now_ns();
+    if (now >= deadline) return -ETIMEDOUT;
+    if (spin_until_changed(word, seen, deadline)) return 0;
+    now = gs_now_ns();
     if (now >= deadline) return -ETIMEDOUT;
     uint64_t left = deadline - now;
     /* At most a second per sleep: a waker that died between its publish
