@@ -48,6 +48,7 @@ static void atfork_parent(void) { pthread_mutex_unlock(&all_mu); }
 static void atfork_child(void)
 {
     atomic_store_explicit(&self_pid, getpid(), memory_order_relaxed);
+    gs_buf_id_reseed(); /* or the child would hand out its parent's next buffer ids */
     for (svc_seam_t *s = all_seams; s; s = s->next) {
         struct goshm *h = s->h;
         /* The parent's mcaches own their spans: forget them, give nothing back. */

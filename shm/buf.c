@@ -10,6 +10,7 @@
 
 #include <stdatomic.h>
 #include <sys/random.h> /* getrandom */
+#include <unistd.h>     /* getpid */
 #include <time.h>       /* clock_gettime */
 
 int gs_hold_find(const gs_holdings_t *t, uint64_t off)
@@ -88,19 +89,44 @@ int64_t gs_hold_add(gs_holdings_t *t, uint64_t off, uint64_t id, int32_t delta)
     return -1;
 }
 
-uint64_t gs_buf_new_id(void)
+/* Buffer ids: the splitmix64 finaliser (a bijection) of a per-process key
+ * plus a counter. Ids of one process never repeat (2^64 of them), those of
+ * two processes collide only by chance (distinct random keys), and an
+ * allocation pays an atomic add instead of the getrandom(2) system call it
+ * used to (bench/README.md, W5's profile). A fork child gets a key of its
+ * own (gs_buf_id_reseed from the atfork handler), or it would hand out its
+ * parent's next ids. */
+static _Atomic uint64_t id_key, id_ctr;
+
+static uint64_t fresh_key(void)
 {
-    uint64_t id = 0;
-    if (getrandom(&id, sizeof id, GRND_NONBLOCK) != (ssize_t)sizeof id) {
-        /* No entropy yet (early boot): time and address bits, then a mix. */
+    uint64_t k = 0;
+    if (getrandom(&k, sizeof k, GRND_NONBLOCK) != (ssize_t)sizeof k) {
+        /* No entropy yet (early boot): time and address bits. */
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        static _Atomic uint64_t ctr;
-        id = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)(uintptr_t)&id << 7) ^
-             atomic_fetch_add(&ctr, 0x9E3779B97F4A7C15u);
-        id ^= id >> 29;
-        id *= UINT64_C(0xBF58476D1CE4E5B9);
-        id ^= id >> 32;
+        k = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)(uintptr_t)&k << 7) ^
+            ((uint64_t)getpid() << 40);
     }
+    return k | 1u; /* 0 means "no key yet" */
+}
+
+void gs_buf_id_reseed(void)
+{
+    atomic_store_explicit(&id_key, fresh_key(), memory_order_relaxed);
+}
+
+uint64_t gs_buf_new_id(void)
+{
+    uint64_t k = atomic_load_explicit(&id_key, memory_order_relaxed);
+    if (k == 0) {
+        uint64_t want = fresh_key(), none = 0;
+        /* The first caller's key wins; a loser uses it too. */
+        k = atomic_compare_exchange_strong(&id_key, &none, want) ? want : none;
+    }
+    uint64_t id = k + atomic_fetch_add_explicit(&id_ctr, 1, memory_order_relaxed) * UINT64_C(0x9E3779B97F4A7C15);
+    id = (id ^ (id >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    id = (id ^ (id >> 27)) * UINT64_C(0x94D049BB133111EB);
+    id ^= id >> 31;
     return id ? id : 1u;
 }

@@ -138,7 +138,10 @@ uint32_t gs_hold_count(const gs_holdings_t *t, uint64_t off);
 int64_t gs_hold_add(gs_holdings_t *t, uint64_t off, uint64_t id, int32_t delta);
 bool gs_hold_room(const gs_holdings_t *t, uint64_t off);
 
-/* A fresh random 64-bit id (never 0). */
+/* A fresh 64-bit buffer id (never 0): unique within this process, random
+ * across processes (shm/buf.c). */
 uint64_t gs_buf_new_id(void);
+/* A new id key for this process: called in a fork child. */
+void gs_buf_id_reseed(void);
 
 #endif /* GOSHM_BUF_H */
