@@ -113,6 +113,7 @@ static void thread_exit(void *arg)
 
 int gs_client_init(struct goshm *h)
 {
+    gs_size_lut_init();
     h->id = atomic_fetch_add(&next_id, 1);
     int rc = pthread_key_create(&h->key, thread_exit);
     if (rc) return -rc;
@@ -144,9 +145,9 @@ void gs_client_fini(struct goshm *h)
     pthread_key_delete(h->key);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->buf_lock);
-    if (gs_tls_id == h->id) {
-        gs_tls_id = 0;
-        gs_tls_cache = NULL;
+    if (gs_tls.id == h->id) {
+        gs_tls.id = 0;
+        gs_tls.cache = NULL;
     }
 }
 

@@ -31,12 +31,13 @@ typedef struct gs_mcache {
     uint32_t back[GS_NUM_SPAN_CLASSES][GS_BATCH];
     uint8_t nstash[GS_NUM_SPAN_CLASSES];
     uint8_t nback[GS_NUM_SPAN_CLASSES];
-    /* The last small object this thread allocated (not tiny), and its span
-     * class: freeing it at once only steps freeindex back (gs_mcache_undo).
-     * undone[] counts such pairs for the statistics. */
+    /* The last small object this thread allocated (not tiny), and the view
+     * of the span it came from: freeing it at once only steps freeindex back
+     * (gs_mcache_undo). GS_NO_LAST, never NULL, when there is none, so that
+     * goshm_free's fast path needs no NULL test (free(NULL) never matches).
+     * The span's view counts such pairs for the statistics (undone). */
     char *last;
-    uint32_t last_sc;
-    uint32_t undone[GS_NUM_SIZE_CLASSES];
+    gs_cspan_t *last_span;
     /* The tiny allocator: the current 16-byte block and whether its second
      * half is still to be handed out. */
     char *tiny_next;     /* second half of the current block, or NULL */
@@ -183,50 +184,66 @@ int gs_ctl_chan_open(struct goshm *h, const char *name, uint32_t cap, uint64_t c
                      uint64_t *off, uint64_t *id, uint32_t *cap_out, int *efd);
 int gs_ctl_chan_unlink(struct goshm *h, const char *name);
 
-extern __thread __attribute__((tls_model("initial-exec"))) uint64_t gs_tls_id;
-extern __thread __attribute__((tls_model("initial-exec"))) gs_mcache_t *gs_tls_cache;
+/* c->last when the thread has no object to undo. Never a pointer malloc
+ * returns, and not NULL (see gs_mcache_t). */
+#define GS_NO_LAST ((char *)1)
+static inline void gs_mcache_forget(gs_mcache_t *c) { c->last = GS_NO_LAST; }
+
+/* This thread's mcache and the id of the heap it belongs to (h->id; 0:
+ * none): one initial-exec struct, 16 bytes of static TLS, so that the fast
+ * paths find both with one GOT load (%fs:off and %fs:off+8). */
+typedef struct gs_tls {
+    uint64_t id;
+    gs_mcache_t *cache;
+} gs_tls_t;
+extern __thread __attribute__((tls_model("initial-exec"))) gs_tls_t gs_tls;
 
 static inline gs_mcache_t *gs_mcache_get(struct goshm *h)
 {
-    if (gs_likely(gs_tls_id == h->id)) return gs_tls_cache;
+    if (gs_likely(gs_tls.id == h->id)) return gs_tls.cache;
     return gs_mcache_slow(h);
 }
 
-/* Free p, the object this thread allocated last, by stepping its span's
- * freeindex back: no atomic, and the slot is reused at once (temporary
- * buffers, W1). Crash story: the republished freeindex says the slot is free,
- * which it is. allocCache gets the slot back as its lowest bit: the window
- * starts one slot earlier and its top bit, beyond the 64-slot word, was 0.
- * Returns false if p is not that slot any more, or if it is the last slot of
- * a 64-slot window (fi a multiple of 64): stepping back there would leave
- * freeindex on the window's last slot, which the fast path never hands out
- * (gs_cspan_next_free_fast), so every later malloc/free pair of the class
- * would take the slow path; freed the ordinary way, the slot comes back at
- * the next sweep. (A sampled allocation, which is not undone, moves
- * freeindex on by one: W1 met this edge every 64 samples of a class.) */
-static inline bool gs_mcache_undo(gs_mcache_t *c, const void *p)
+/* "malloc.c": size -> span class (not tiny) for every small size, one table indexed
+ * by (size + 7) / 8 (the two tables of shm/sizeclasses.h folded into one,
+ * 4 KiB), filled by gs_size_lut_init before the first attach returns. */
+#define GS_SIZE_LUT_LEN (GS_MAX_SMALL_SIZE / 8u + 1u)
+extern uint8_t gs_size_lut[GS_SIZE_LUT_LEN];
+void gs_size_lut_init(void);
+
+/* Free p, the object this thread allocated last (p == c->last), by stepping
+ * its span's freeindex back: no atomic, and the slot is reused at once
+ * (temporary buffers, W1). Crash story: the republished freeindex says the
+ * slot is free, which it is. allocCache gets the slot back as its lowest bit:
+ * the window starts one slot earlier, and the bit shifted out at the top was
+ * 0 (allocCache has no bit beyond its 64-slot window, shm/mspan.h).
+ *
+ * p is slot freeindex - 1 of c->last_span: c->last is set only by the
+ * malloc that handed p out of that view, and everything else that moves the
+ * view's freeindex or reloads it (a later malloc, a sweep or refill, which
+ * only a malloc triggers, a flush, fork, a sampled or debugged allocation)
+ * sets c->last again or forgets it first. So no address check is needed.
+ *
+ * Returns false if p's freed bit is set: another thread or process freed p
+ * already (A allocates p, B frees it, A frees it), and stepping freeindex
+ * back would hand the slot out again while the sweep still holds that bit.
+ * The ordinary free reports the double free. One relaxed load of a word the
+ * span's owner reads anyway at its next sweep. A free that races with this
+ * very check (B's OR lands after the load) cannot be told from B freeing a
+ * slot that is free: B's own lookup reports it as "slot not allocated" when
+ * it sees the stepped-back freeindex, but two frees at the same instant may
+ * both pass. */
+static inline bool gs_mcache_undo(gs_mcache_t *c)
 {
-    gs_cspan_t *s = &c->alloc[c->last_sc];
-    c->last = NULL;
-    uint32_t fi = s->freeindex;
-    if ((fi & 63u) == 0 || (const char *)p != s->base + (size_t)(fi - 1u) * s->elemsize) return false;
-    /* Another thread or process may have freed p already (A allocates p, B
-     * frees it, A frees it): its freed bit is set, and stepping freeindex
-     * back would hand the slot out again while the sweep still holds that
-     * bit. Leave it to the ordinary free, which reports the double free.
-     * One relaxed load of a word the span's owner reads anyway at its next
-     * sweep. A free that races with this very check (B's OR lands after the
-     * load) cannot be told from B freeing a slot that is free: B's own
-     * lookup reports it as "slot not allocated" when it sees the stepped-back
-     * freeindex, but two frees at the same instant may both pass. */
-    uint32_t idx = fi - 1u;
-    if (gs_load_relaxed(&s->freed[idx / 64u]) & (UINT64_C(1) << (idx % 64u)))
-        return false;
-    s->freeindex = fi - 1u;
-    gs_store_relaxed(&s->side->xfreeindex, fi - 1u);
+    gs_cspan_t *s = c->last_span;
+    gs_mcache_forget(c);
+    uint32_t idx = s->freeindex - 1u;
+    if (gs_load_relaxed(&s->freed[idx / 64u]) & (UINT64_C(1) << (idx % 64u))) return false;
+    s->freeindex = idx;
+    gs_store_relaxed(&s->side->xfreeindex, idx);
     s->alloc_cache = (s->alloc_cache << 1) | 1u;
     s->needzero = 1; /* the slot is dirty now */
-    c->undone[gs_spanclass_sizeclass(c->last_sc)]++;
+    s->undone++;
     return true;
 }
 

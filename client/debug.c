@@ -135,7 +135,7 @@ static void trace(struct goshm *h, const char *what, const void *p, size_t size,
 
 void gs_debug_on_alloc(struct goshm *h, const char *what, void *p, size_t size)
 {
-    if (gs_tls_id == h->id) gs_tls_cache->last = NULL; /* no undo shortcut: frees take the filling path */
+    if (gs_tls.id == h->id) gs_mcache_forget(gs_tls.cache); /* no undo shortcut: frees take the filling path */
     if (p && (h->debug & GS_DEBUG_POISON) && size > GS_TINY_HALF && size <= GS_MAX_SMALL_SIZE) poison_check(h, p);
     if (h->debug & GS_DEBUG_TRACE) trace(h, what, p, size, true);
 }

@@ -57,7 +57,7 @@ static void atfork_child(void)
             memset(c->nstash, 0, sizeof c->nstash);
             memset(c->nback, 0, sizeof c->nback);
             c->tiny_next = NULL;
-            c->last = NULL;
+            gs_mcache_forget(c);
         }
         if (h->owns_slot && h->slotp) {
             void *p = mmap(h->slotp, GS_SLOT_MAP_SIZE, PROT_READ | PROT_WRITE,

@@ -92,10 +92,10 @@ static void free_slow(goshm_t *h, void *p);
  * to free_slow, so it saves no register. */
 void goshm_free(goshm_t *h, void *p)
 {
-    if (!p) return;
-    if (gs_likely(gs_tls_id == h->id)) {
-        gs_mcache_t *c = gs_tls_cache;
-        if (p == c->last && gs_mcache_undo(c, p)) return;
+    if (gs_likely(gs_tls.id == h->id)) {
+        gs_mcache_t *c = gs_tls.cache;
+        /* c->last is never NULL (GS_NO_LAST): free(NULL) goes on. */
+        if (p == c->last && gs_mcache_undo(c)) return;
     }
     free_slow(h, p);
 }
@@ -108,8 +108,9 @@ void gs_free_object(struct goshm *h, void *obj) { free_object(h, obj, false); }
 
 static void free_object(goshm_t *h, void *p, bool buffer_check)
 {
-    /* With a GOSHM_DEBUG mode on, c->last is always NULL (the allocation
-     * hook clears it), so every free gets here. */
+    /* With a GOSHM_DEBUG mode on, c->last is always GS_NO_LAST (the
+     * allocation hook forgets it), so every free gets here. */
+    if (!p) return;
     if (gs_unlikely(h->debug)) gs_debug_on_free(h, p);
     gs_lookup_t l;
     const char *why = lookup(h, p, &l);

@@ -85,8 +85,8 @@ static inline void *alloc_impl(goshm_t *h, size_t size, bool *zero)
         char *p = gs_cspan_next_free_fast(s);
         if (gs_unlikely(!p)) p = gs_mcache_next_free(h, c, sc);
         *zero = !s->needzero;
-        c->last = p;
-        c->last_sc = sc;
+        c->last = p ? p : GS_NO_LAST;
+        c->last_span = s;
         if (gs_unlikely(c->next_sample < 0)) return gs_prof_sample(h, c, p, gs_class_size[gs_spanclass_sizeclass(sc)]);
         return p;
     }
@@ -100,22 +100,46 @@ static __attribute__((noinline)) void *malloc_slow(goshm_t *h, size_t size)
     return alloc_impl(h, size, &zero);
 }
 
+uint8_t gs_size_lut[GS_SIZE_LUT_LEN];
+
+static void size_lut_fill(void)
+{
+    for (uint32_t i = 1; i < GS_SIZE_LUT_LEN; i++) gs_size_lut[i] = (uint8_t)gs_spanclass(gs_size_to_class(i * 8u), 0);
+}
+
+void gs_size_lut_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, size_lut_fill);
+}
+
 /* The fast path (shm/overview.h, step 2) on its own: no call but tail
- * calls, so it saves no register. Everything else (tiny objects, an empty
- * allocCache window, a refill, large objects, a thread's first allocation)
- * goes to malloc_slow, which starts over. */
+ * calls, so it saves no register. One range test (9..32768 bytes), one
+ * thread-local compare (both words of gs_tls from one GOT entry), one table
+ * load for the span class (gs_size_lut, filled before any heap's id can match),
+ * and the view at c->alloc[2 * class] by a shift (gs_cspan_t is 64 bytes).
+ * Everything else (tiny objects, an empty allocCache, a refill, large
+ * objects, a thread's first allocation) goes to malloc_slow, which starts
+ * over. */
 void *goshm_malloc(goshm_t *h, size_t size)
 {
-    if (gs_likely(size - 1u - GS_TINY_HALF < GS_MAX_SMALL_SIZE - GS_TINY_HALF && gs_tls_id == h->id)) {
-        gs_mcache_t *c = gs_tls_cache;
-        uint32_t sc = gs_spanclass(gs_size_to_class(size), 0);
-        char *p = gs_cspan_next_free_fast(&c->alloc[sc]);
-        if (gs_likely(p != NULL)) {
+    if (gs_likely(size - 1u - GS_TINY_HALF < GS_MAX_SMALL_SIZE - GS_TINY_HALF && gs_tls.id == h->id)) {
+        gs_mcache_t *c = gs_tls.cache;
+        gs_cspan_t *s = c->alloc + (size_t)gs_size_lut[(size + 7u) >> 3];
+        uint64_t ac = s->alloc_cache;
+        if (gs_likely(ac != 0)) {
+            /* gs_cspan_next_free_fast, inline, without its NULL return. */
+            unsigned bit = (unsigned)__builtin_ctzll(ac);
+            uint32_t idx = s->freeindex + bit;
+            s->alloc_cache = (ac >> bit) >> 1;
+            s->freeindex = idx + 1u;
+            gs_store_relaxed(&s->side->xfreeindex, idx + 1u);
+            char *p = s->base + (size_t)idx * s->elemsize;
             c->last = p;
-            c->last_sc = sc;
+            c->last_span = s;
             /* The countdown, as in alloc_impl. */
             if (gs_likely((c->next_sample -= (int64_t)size) >= 0)) return p;
-            return gs_prof_sample(h, c, p, gs_class_size[gs_spanclass_sizeclass(sc)]);
+            return gs_prof_sample(h, c, p, s->elemsize);
         }
     }
     return malloc_slow(h, size);

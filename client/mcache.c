@@ -10,8 +10,7 @@
 #include <errno.h>  /* errno */
 #include <stdlib.h> /* calloc */
 
-__thread __attribute__((tls_model("initial-exec"))) uint64_t gs_tls_id;
-__thread __attribute__((tls_model("initial-exec"))) gs_mcache_t *gs_tls_cache;
+__thread __attribute__((tls_model("initial-exec"))) gs_tls_t gs_tls;
 
 gs_mcache_t *gs_mcache_slow(struct goshm *h)
 {
@@ -20,6 +19,7 @@ gs_mcache_t *gs_mcache_slow(struct goshm *h)
         c = calloc(1, sizeof *c);
         if (!c) return NULL;
         c->heap = h;
+        gs_mcache_forget(c);
         c->debug_sample_left = gs_prof_next(h, c);
         c->next_sample = h->debug ? 0 : c->debug_sample_left;
         pthread_mutex_lock(&h->lock);
@@ -29,19 +29,20 @@ gs_mcache_t *gs_mcache_slow(struct goshm *h)
         pthread_mutex_unlock(&h->lock);
         pthread_setspecific(h->key, c);
     }
-    gs_tls_id = h->id;
-    gs_tls_cache = c;
+    gs_tls.id = h->id;
+    gs_tls.cache = c;
     return c;
 }
 
 static void account_pass(struct goshm *h, gs_mcache_t *c, gs_cspan_t *s)
 {
     uint32_t cls = gs_spanclass_sizeclass(s->spanclass);
-    uint32_t n = gs_cspan_handed_out(s), u = c->undone[cls];
+    uint32_t n = gs_cspan_handed_out(s), u = s->undone;
+    (void)c;
     if (n + u) gs_fetch_add_relaxed(&h->slotp->stats[cls].xallocs, n + u);
     if (u) {
         gs_fetch_add_relaxed(&h->slotp->stats[cls].xfrees, u);
-        c->undone[cls] = 0;
+        s->undone = 0;
     }
 }
 
@@ -154,7 +155,7 @@ void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
 void gs_mcache_flush(struct goshm *h, gs_mcache_t *c)
 {
     gs_tiny_retire(h, c);
-    c->last = NULL;
+    gs_mcache_forget(c);
     for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++) {
         gs_cspan_t *s = &c->alloc[sc];
         uint32_t *back = c->back[sc];

@@ -413,7 +413,7 @@ static void *take_sample(struct goshm *h, gs_mcache_t *c, void *p, size_t size)
     if (!p || !v->hdr || size <= GS_TINY_HALF) return p;
     gs_lookup_t l;
     if (gs_lookup(h, p, &l) != NULL) return p;
-    c->last = NULL; /* no undo shortcut: its free must retire the sample */
+    gs_mcache_forget(c); /* no undo shortcut: its free must retire the sample */
     gs_fetch_add_relaxed(&v->hdr->xsampled, 1);
 
     void *frames[GS_PROF_FRAMES + 8];

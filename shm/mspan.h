@@ -26,33 +26,40 @@ typedef struct gs_cspan {
     gs_side_t *side;
     _Atomic uint64_t *freed; /* the side record's freed words (the undo checks one) */
     uint32_t   free_at_pass;  /* free slots when this pass began (statistics) */
+    uint32_t   undone;        /* malloc/free pairs undone in this pass (client/client.h, statistics) */
     uint8_t    needzero;
     uint8_t    spanclass;
-    uint8_t    pad[2];
+    uint8_t    pad[6];
 } gs_cspan_t;
+
+/* 64 bytes, so that the fast path finds a class's view with one shift. */
+_Static_assert(sizeof(gs_cspan_t) == 64, "gs_cspan_t is one cache line");
 
 static inline _Atomic uint64_t *gs_side_alloc(gs_side_t *s) { return s->bits; }
 static inline _Atomic uint64_t *gs_side_freed(gs_side_t *s, uint32_t awords) { return s->bits + awords; }
 
 /* Go's nextFreeFast: the allocation fast path. Returns NULL when allocCache
- * has no free slot left in its 64-slot window. One relaxed store publishes
- * freeindex before the slot leaves the allocator (crash story: slots below
- * the published freeindex are never given to anyone else). */
+ * is empty. One relaxed store publishes freeindex before the slot leaves the
+ * allocator (crash story: slots below the published freeindex are never
+ * given to anyone else).
+ *
+ * No test against nelems or the window's end: allocCache never has a bit
+ * for a slot at or above nelems (every window is masked with the trusted
+ * nelems, shm/mspan.c), nor beyond the 64-slot window of freeindex, so the
+ * slot a set bit names is always one to hand out, and handing out a
+ * window's last slot leaves allocCache 0 (the next call takes the slow
+ * path, which loads the next window). The shift is done in two steps
+ * because bit + 1 may be 64. */
 static inline void *gs_cspan_next_free_fast(gs_cspan_t *s)
 {
     uint64_t c = s->alloc_cache;
     if (gs_likely(c != 0)) {
         unsigned bit = (unsigned)__builtin_ctzll(c);
         uint32_t idx = s->freeindex + bit;
-        uint32_t nfi = idx + 1;
-        /* Stay inside this 64-slot window: when nfi reaches a multiple of 64
-         * the next window must be loaded from allocBits (slow path). */
-        if (gs_likely(idx < s->nelems && (nfi & 63u) != 0)) {
-            s->alloc_cache = c >> (bit + 1);
-            s->freeindex = nfi;
-            gs_store_relaxed(&s->side->xfreeindex, nfi);
-            return s->base + (size_t)idx * s->elemsize;
-        }
+        s->alloc_cache = (c >> bit) >> 1;
+        s->freeindex = idx + 1u;
+        gs_store_relaxed(&s->side->xfreeindex, idx + 1u);
+        return s->base + (size_t)idx * s->elemsize;
     }
     return NULL;
 }

@@ -3,7 +3,7 @@
  *
  * argv[1]: goshmd, argv[2]: libgoshm.so. This binary does not link libgoshm;
  * it loads it with dlopen(RTLD_NOW | RTLD_LOCAL), as a language binding does,
- * so the library's initial-exec thread-locals (gs_tls_id, gs_tls_cache in
+ * so the library's initial-exec thread-locals (gs_tls, the heap id and mcache, in
  * client/mcache.c) come from glibc's static TLS surplus: the dlopen fails
  * ("cannot allocate memory in static TLS block") if they outgrow it. Then it
  * attaches to a real goshmd, and two threads each allocate objects of every
