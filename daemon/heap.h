@@ -158,6 +158,9 @@ uint32_t gs_heap_bgsweep(gs_heap_t *h, uint32_t budget, uint32_t *notices);
 /* Release idle free runs that have been idle at least `min_idle_ns`;
  * returns bytes released. */
 uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns);
+/* The same for goshmd's housekeeping tick, keeping the recent peak of
+ * in-use pages plus 10 % committed (daemon/mheap.c). */
+uint64_t gs_heap_scavenge_tick(gs_heap_t *h, uint64_t min_idle_ns);
 uint64_t gs_heap_scavenge_delay(const gs_heap_t *h);
 
 typedef struct gs_class_stats {

@@ -169,6 +169,9 @@ struct gs_heap {
     uint64_t ready_pages;       /* [heap lock] pages in state READY (in use or idle) */
     uint64_t idle_ready_pages;  /* [heap lock] READY pages in free runs */
     uint64_t free_pages;        /* [heap lock] pages in free runs */
+    /* [heap lock] The scavenger's goal (gs_heap_scavenge_tick): the peak of
+     * in-use READY pages over its recent calls, and when it was seen. */
+    uint64_t scav_peak_pages, scav_peak_ns;
     uint64_t meta_committed;    /* [heap lock] bytes committed in the meta memfd */
 
     gs_central_t central[GS_NUM_SPAN_CLASSES]; /* [heap lock] */

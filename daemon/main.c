@@ -107,7 +107,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&d->heap_lock);
     uint32_t notices = 0;
     uint32_t swept = gs_heap_bgsweep(d->heap, BGSWEEP_BUDGET, &notices); /* drains first */
-    uint64_t released = gs_heap_scavenge(d->heap, gs_heap_scavenge_delay(d->heap));
+    uint64_t released = gs_heap_scavenge_tick(d->heap, gs_heap_scavenge_delay(d->heap));
     /* A client may have fallocated memory the heap never committed
      * (daemon/reconcile.c): give it back. */
     uint64_t excess = gs_heap_reconcile(d->heap);

@@ -373,11 +373,13 @@ void gs_mheap_free(gs_heap_t *h, uint32_t sid)
     free_run(h, sid, start, n, ready, gs_now_ns());
 }
 
-uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
+/* Release free runs idle at least min_idle_ns, oldest first, while more
+ * than keep_pages pages are READY. */
+static uint64_t scavenge(gs_heap_t *h, uint64_t now, uint64_t min_idle_ns, uint64_t keep_pages)
 {
-    uint64_t now = gs_now_ns(), released = 0;
+    uint64_t released = 0;
     uint32_t sid = h->scav.head;
-    while (sid) {
+    while (sid && h->ready_pages > keep_pages) {
         gs_mspan_t *s = gs_span(h, sid);
         uint32_t next = s->scav_next;
         if (now - s->freed_at_ns < min_idle_ns) break; /* the rest are younger */
@@ -397,7 +399,37 @@ uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
         gs_txn_end(h);
         sid = next;
     }
-    return released + gs_fixalloc_trim(h, min_idle_ns);
+    return released;
+}
+
+uint64_t gs_heap_scavenge(gs_heap_t *h, uint64_t min_idle_ns)
+{
+    return scavenge(h, gs_now_ns(), min_idle_ns, 0) + gs_fixalloc_trim(h, min_idle_ns);
+}
+
+/* Go's scavenger keeps the memory the heap will want again (its goal: the
+ * heap goal plus 10 %); ours has no heap goal, so it keeps the pages in use
+ * at the recent peak, plus 10 %: the largest in-use (READY, not idle) page
+ * count seen by a call in the last min_idle_ns. A program that frees
+ * everything and allocates it again within that time (rounds of W2,
+ * bench/README.md) finds its pages still committed and mapped instead of
+ * faulting them in again. One that stops loses nothing in RSS: its peak
+ * was seen before its last free, so the peak ages out (and the next call
+ * takes the in-use pages of then as the peak) no later than the runs freed
+ * after it reach min_idle_ns of idleness themselves: everything idle is
+ * released when it was before. The peak is the heap
+ * side's private state: nothing shared, no crash story (an adopting
+ * daemon starts with no peak). */
+uint64_t gs_heap_scavenge_tick(gs_heap_t *h, uint64_t min_idle_ns)
+{
+    uint64_t now = gs_now_ns();
+    uint64_t inuse = h->ready_pages - h->idle_ready_pages;
+    if (inuse >= h->scav_peak_pages || now - h->scav_peak_ns > min_idle_ns) {
+        h->scav_peak_pages = inuse;
+        h->scav_peak_ns = now;
+    }
+    uint64_t keep = h->scav_peak_pages + h->scav_peak_pages / 10u;
+    return scavenge(h, now, min_idle_ns, keep) + gs_fixalloc_trim(h, min_idle_ns);
 }
 
 /* ---- spans carved from the page heap (Go's mheap.allocSpan, freeSpan) ---- */
