@@ -236,29 +236,41 @@ static uint64_t deadline_of(int timeout_ms)
  * 0.002 % of a CPU); on one CPU spinning only delays the peer, so we do not. */
 #define SPIN_NS 20000u
 
-static bool spin_until_changed(_Atomic uint32_t *word, uint32_t seen, uint64_t deadline)
+/* Can the waiter go on: a message to receive, or a free cell to send into? */
+static bool can_go(goshm_chan_t *ch, bool recv)
 {
-    static int ncpu; /* 0: not known yet; racy first reads only repeat the sysconf */
-    if (ncpu == 0) ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (ncpu < 2) return false;
+    return recv ? gs_chan_ready(ch->c, ch->cap) : gs_chan_room(ch->c, ch->cap);
+}
+
+/* Poll can_go for up to SPIN_NS (on more than one CPU). */
+static bool spin_until(goshm_chan_t *ch, bool recv, uint64_t deadline)
+{
+    static _Atomic int ncpu; /* 0: not known yet; racing first callers both ask sysconf */
+    int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
+    if (n == 0) atomic_store_explicit(&ncpu, n = (int)sysconf(_SC_NPROCESSORS_ONLN), memory_order_relaxed);
+    if (n < 2) return false;
     uint64_t end = gs_now_ns() + SPIN_NS;
     if (end > deadline) end = deadline;
     do {
-        for (int i = 0; i < 32; i++) {
-            if (gs_load_acquire(word) != seen) return true;
+        for (int i = 0; i < 16; i++) {
+            if (can_go(ch, recv)) return true;
             gs_cpu_relax();
         }
     } while (gs_now_ns() < end);
     return false;
 }
 
-/* Wait while word equals seen (announced in waiters), until the deadline:
- * a short spin, then a futex sleep. -ETIMEDOUT once it has passed. */
-static int sleep_on(_Atomic uint32_t *word, _Atomic uint32_t *waiters, uint32_t seen, uint64_t deadline)
+/* Wait until a receive (recv) or a send might go on, or the deadline: a
+ * short spin, then a futex sleep (shm/chan.h, "Sleeping": announce, read the
+ * futex word, look again, sleep). -ETIMEDOUT once the deadline has passed. */
+static int wait_for(goshm_chan_t *ch, bool recv, uint64_t deadline)
 {
+    gs_chan_t *c = ch->c;
+    _Atomic uint32_t *word = recv ? &c->xposted : &c->xtaken;
+    _Atomic uint32_t *waiters = recv ? &c->xrwait : &c->xswait;
     uint64_t now = gs_now_ns();
     if (now >= deadline) return -ETIMEDOUT;
-    if (spin_until_changed(word, seen, deadline)) return 0;
+    if (spin_until(ch, recv, deadline)) return 0;
     now = gs_now_ns();
     if (now >= deadline) return -ETIMEDOUT;
     uint64_t left = deadline - now;
@@ -266,7 +278,8 @@ static int sleep_on(_Atomic uint32_t *word, _Atomic uint32_t *waiters, uint32_t 
      * and its wake costs us a second, not for ever. */
     if (left > 1000000000u) left = 1000000000u;
     atomic_fetch_add_explicit(waiters, 1u, memory_order_seq_cst);
-    if (gs_load_seqcst(word) == seen) gs_futex_wait(word, seen, left);
+    uint32_t seen = gs_load_seqcst(word);
+    if (!can_go(ch, recv)) gs_futex_wait(word, seen, left);
     atomic_fetch_sub_explicit(waiters, 1u, memory_order_seq_cst);
     return 0;
 }
@@ -294,7 +307,6 @@ int goshm_chan_send(goshm_chan_t *ch, goshm_off_t off, int timeout_ms)
     refresh_fd(ch);
     uint64_t deadline = 0;
     for (;;) {
-        uint32_t seen = gs_load_seqcst(&c->xtaken);
         pthread_mutex_lock(&h->buf_lock);
         gs_holdings_t *t = gs_buf_holdings(h);
         int i = gs_hold_find(t, off);
@@ -335,7 +347,7 @@ int goshm_chan_send(goshm_chan_t *ch, goshm_off_t off, int timeout_ms)
             return -1;
         }
         if (!deadline) deadline = deadline_of(timeout_ms);
-        if (sleep_on(&c->xtaken, &c->xswait, seen, deadline)) {
+        if (wait_for(ch, false, deadline)) {
             errno = ETIMEDOUT;
             return -1;
         }
@@ -364,7 +376,6 @@ int goshm_chan_recv(goshm_chan_t *ch, goshm_off_t *out, int timeout_ms)
     refresh_fd(ch);
     uint64_t deadline = 0;
     for (;;) {
-        uint32_t seen = gs_load_seqcst(&c->xposted);
         pthread_mutex_lock(&h->buf_lock);
         gs_holdings_t *t = gs_buf_holdings(h);
         /* Room for a new record before claiming anything: a message taken
@@ -414,7 +425,7 @@ int goshm_chan_recv(goshm_chan_t *ch, goshm_off_t *out, int timeout_ms)
             return -1;
         }
         if (!deadline) deadline = deadline_of(timeout_ms);
-        if (sleep_on(&c->xposted, &c->xrwait, seen, deadline)) {
+        if (wait_for(ch, true, deadline)) {
             errno = ETIMEDOUT;
             return -1;
         }

@@ -24,11 +24,17 @@
  * acquire, then the message); the receiver's release store of EMPTY(pos +
  * cap) orders its read of the message before the next lap's write.
  *
- * Sleeping (futex, never FUTEX_PRIVATE: different processes). Receivers
- * sleep on xposted, announced in xrwait (seq_cst, a Dekker pairing with the
- * sender's FULL store then xrwait load); senders bump xposted (seq_cst)
- * after FULL and wake if xrwait != 0. Senders blocked on a full channel:
- * xtaken / xswait, the same way round.
+ * Sleeping (futex, never FUTEX_PRIVATE: different processes). A receiver
+ * that found the channel empty announces itself (xrwait += 1, seq_cst),
+ * reads the futex word xposted, looks at the queue again (gs_chan_ready,
+ * seq_cst loads) and sleeps on xposted only if it is still empty. A sender
+ * stores FULL (seq_cst), then loads xrwait (seq_cst) and, only if it is not
+ * 0, bumps xposted and wakes. Dekker: either the receiver's second look
+ * sees the message, or the sender sees the announcement and its bump
+ * (after the receiver read xposted) makes the futex wait return at once.
+ * With no sleeper, a message writes no futex word, so the line holding
+ * them stays shared read-only by both sides. Senders blocked on a full
+ * channel: xtaken / xswait and gs_chan_room, the same way round.
  *
  * Trust: everything here is in client-writable memory. A process that
  * writes garbage into a channel breaks that channel (lost, duplicated or
@@ -67,9 +73,9 @@ typedef struct gs_chan {
     uint8_t pad1[GS_CACHELINE - 8];
     _Atomic uint64_t xhead; /* next position receivers claim (a hint) */
     uint8_t pad2[GS_CACHELINE - 8];
-    _Atomic uint32_t xposted; /* futex word: bumped after each FULL */
+    _Atomic uint32_t xposted; /* futex word: bumped after a FULL while xrwait != 0 */
     _Atomic uint32_t xrwait;  /* receivers asleep (or about to be) */
-    _Atomic uint32_t xtaken;  /* futex word: bumped after each EMPTY */
+    _Atomic uint32_t xtaken;  /* futex word: bumped after an EMPTY while xswait != 0 */
     _Atomic uint32_t xswait;  /* senders asleep on a full channel */
     _Atomic uint32_t xfdwait; /* handles using goshm_chan_fd (eventfd writes) */
     uint8_t pad3[GS_CACHELINE - 20];
@@ -103,16 +109,18 @@ enum { GS_CHAN_OK = 0, GS_CHAN_FULL = 1, GS_CHAN_EMPTY = 2 };
  * crash story needs it before the claim. */
 int gs_chan_claim_send(gs_chan_t *c, uint32_t cap, uint32_t holder, _Atomic uint64_t *intent_pos, uint64_t *pos);
 /* Publish the message of a claimed cell: message word, then FULL (release),
- * then xposted bump and wake if a receiver sleeps. Also used by the heap
+ * then, if a receiver announced it may sleep, xposted bump and wake. Also used by the heap
  * side to finish a dead sender's cell. */
 void gs_chan_publish(gs_chan_t *c, uint32_t cap, uint64_t pos, uint64_t msg);
 /* Claim the oldest full cell for a receive (READING(pos, holder)); the
  * message is then *msg. */
 int gs_chan_claim_recv(gs_chan_t *c, uint32_t cap, uint32_t holder, _Atomic uint64_t *intent_pos, uint64_t *pos, uint64_t *msg);
-/* Free a cell read: EMPTY(pos + cap) (release), xtaken bump, wake a sender. */
+/* Free a cell read: EMPTY(pos + cap), then xtaken bump and wake if a sender sleeps. */
 void gs_chan_consume(gs_chan_t *c, uint32_t cap, uint64_t pos);
 /* Is there a FULL cell at the head (a receive would not block)? */
 bool gs_chan_ready(gs_chan_t *c, uint32_t cap);
+/* Is there an EMPTY cell at the tail (a send would not block)? */
+bool gs_chan_room(gs_chan_t *c, uint32_t cap);
 
 /* The messages still in a channel that is being freed (nobody else has a
  * reference, so nobody sends or receives): call drop(arg, off) for each
