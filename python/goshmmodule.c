@@ -387,12 +387,12 @@ static PyObject *Buffer_repr(BufferObject *b)
 
 static PyMethodDef Buffer_methods[] = {
     {"release", (PyCFunction)Buffer_release, METH_NOARGS,
-     "release()\n--\n\nDrop the reference this object holds (goshm_buf_release); the buffer is freed "
+     "release($self, /)\n--\n\nDrop the reference this object holds (goshm_buf_release); the buffer is freed "
      "when the last reference in any process goes. Idempotent. BufferError while a memoryview or "
      "another export of it exists."},
-    {"close", (PyCFunction)Buffer_release, METH_NOARGS, "close()\n--\n\nThe same as release()."},
+    {"close", (PyCFunction)Buffer_release, METH_NOARGS, "close($self, /)\n--\n\nThe same as release()."},
     {"retain", (PyCFunction)Buffer_retain, METH_NOARGS,
-     "retain()\n--\n\nTake one more reference to the same buffer (goshm_buf_retain) and return it as "
+     "retain($self, /)\n--\n\nTake one more reference to the same buffer (goshm_buf_retain) and return it as "
      "a new Buffer object, which owns it: for example one per channel to fan a buffer out."},
     {"__enter__", (PyCFunction)Buffer_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Buffer_exit, METH_VARARGS, NULL},
@@ -641,22 +641,22 @@ static PyObject *Channel_repr(ChannelObject *ch)
 
 static PyMethodDef Channel_methods[] = {
     {"send", (PyCFunction)(void (*)(void))Channel_send, METH_VARARGS | METH_KEYWORDS,
-     "send(message, timeout=None)\n--\n\n"
+     "send($self, /, message, timeout=None)\n--\n\n"
      "Send a Buffer or an offset (int). A Buffer's reference moves into the channel: the object is "
      "closed once the send succeeds (BufferError while it is exported). An int naming a buffer this "
      "heap handle holds moves one of its Buffer objects' reference the same way; any other int "
      "travels as a plain value. timeout in seconds: None waits for room for ever, 0 never waits "
      "(BlockingIOError when full), t > 0 raises TimeoutError after t seconds."},
     {"recv", (PyCFunction)(void (*)(void))Channel_recv, METH_VARARGS | METH_KEYWORDS,
-     "recv(timeout=None)\n--\n\n"
+     "recv($self, /, timeout=None)\n--\n\n"
      "Receive the next message: a Buffer owning the reference that travelled with it, or an int for "
      "a plain offset. timeout as for send (BlockingIOError when empty and timeout is 0, "
      "TimeoutError when it runs out). Ctrl-C and other signals interrupt the wait."},
     {"fileno", (PyCFunction)Channel_fileno, METH_NOARGS,
-     "fileno()\n--\n\nA descriptor that polls readable while recv would not block "
+     "fileno($self, /)\n--\n\nA descriptor that polls readable while recv would not block "
      "(goshm_chan_fd): for select, selectors and asyncio's loop.add_reader. Owned by the channel."},
     {"close", (PyCFunction)Channel_close, METH_NOARGS,
-     "close()\n--\n\nClose this handle on the channel (goshm_chan_close). Idempotent. The channel "
+     "close($self, /)\n--\n\nClose this handle on the channel (goshm_chan_close). Idempotent. The channel "
      "itself lives on while its name or another process's handle has it."},
     {"__enter__", (PyCFunction)Channel_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Channel_exit, METH_VARARGS, NULL},
@@ -928,33 +928,33 @@ static PyObject *Heap_repr(HeapObject *self)
 
 static PyMethodDef Heap_methods[] = {
     {"close", (PyCFunction)Heap_close, METH_NOARGS,
-     "close()\n--\n\nRelease every reference this heap's Buffer objects hold and close its "
+     "close($self, /)\n--\n\nRelease every reference this heap's Buffer objects hold and close its "
      "Channels (those objects become closed), then detach (goshm_detach). Idempotent. BufferError "
      "(and nothing done) while a Buffer is exported; RuntimeError while another thread is in a call "
      "on this heap."},
     {"__enter__", (PyCFunction)Heap_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Heap_exit, METH_VARARGS, NULL},
     {"buf_alloc", (PyCFunction)Heap_buf_alloc, METH_O,
-     "buf_alloc(size)\n--\n\nA new buffer of size bytes (goshm_buf_alloc), not initialised, holding "
+     "buf_alloc($self, size, /)\n--\n\nA new buffer of size bytes (goshm_buf_alloc), not initialised, holding "
      "one reference: a Buffer. OSError (ENOMEM, EDQUOT, ENOSPC, ...) on failure."},
     {"buffer_at", (PyCFunction)Heap_buffer_at, METH_O,
-     "buffer_at(offset)\n--\n\nThe live buffer at offset (an int received from another process, or "
+     "buffer_at($self, offset, /)\n--\n\nThe live buffer at offset (an int received from another process, or "
      "a name): takes one more reference on it (goshm_buf_retain) and returns it as a Buffer. "
      "OSError EINVAL if offset is not a live buffer."},
     {"name_set", (PyCFunction)Heap_name_set, METH_VARARGS,
-     "name_set(name, offset)\n--\n\nName an offset (an int, or a Buffer's offset) in the heap's "
+     "name_set($self, name, offset, /)\n--\n\nName an offset (an int, or a Buffer's offset) in the heap's "
      "directory. A name holds no reference. FileExistsError if the name is taken; OSError EINVAL for "
      "a bad name (1..63 printable ASCII bytes, no '/'), ENOSPC when the directory is full."},
     {"name_get", (PyCFunction)Heap_name_get, METH_VARARGS,
-     "name_get(name)\n--\n\nThe offset named name (an int). KeyError if there is no such name."},
+     "name_get($self, name, /)\n--\n\nThe offset named name (an int). KeyError if there is no such name."},
     {"name_del", (PyCFunction)Heap_name_del, METH_VARARGS,
-     "name_del(name)\n--\n\nRemove a name. KeyError if there is no such name."},
+     "name_del($self, name, /)\n--\n\nRemove a name. KeyError if there is no such name."},
     {"channel", (PyCFunction)(void (*)(void))Heap_channel, METH_VARARGS | METH_KEYWORDS,
-     "channel(name, capacity=0)\n--\n\nOpen the channel name (goshm_chan_open), creating it with room "
+     "channel($self, /, name, capacity=0)\n--\n\nOpen the channel name (goshm_chan_open), creating it with room "
      "for capacity messages (rounded up to a power of two, at most 1 << 20) if it does not exist; "
      "capacity 0: it must exist (FileNotFoundError otherwise). Returns a Channel."},
     {"channel_unlink", (PyCFunction)Heap_channel_unlink, METH_VARARGS,
-     "channel_unlink(name)\n--\n\nRemove the channel's name (goshm_chan_unlink). The channel goes "
+     "channel_unlink($self, name, /)\n--\n\nRemove the channel's name (goshm_chan_unlink). The channel goes "
      "when the last handle on it closes; the references of messages still in it are released. "
      "FileNotFoundError if there is no such channel."},
     {NULL, NULL, 0, NULL},
