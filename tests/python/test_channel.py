@@ -340,3 +340,43 @@ def test_signal_interrupts_recv(heap):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     heap.channel_unlink("py.ch.sig")
+
+
+def test_no_object_leaks(daemon):
+    # Every path that takes a reference on a Python object gives it back:
+    # the objects die when the program drops them.
+    import gc
+    import sys
+    import weakref
+    h = goshm.attach(daemon.sock)
+    wh = weakref.ref(h)
+    ch = h.channel("py.ch.leak", 1)
+    wc = weakref.ref(ch)
+    b = h.buf_alloc(10)
+    wb = weakref.ref(b)
+    with b as same:
+        assert same is b
+    c = h.buf_alloc(10)
+    ch.send(h.buf_alloc(10))
+    n = sys.getrefcount(c)
+    for _ in range(3):
+        with pytest.raises(BlockingIOError):
+            ch.send(c, timeout=0)           # full: c keeps its reference
+        with pytest.raises(TimeoutError):
+            ch.send(c, timeout=0.01)
+    assert sys.getrefcount(c) == n and not c.closed
+    r = ch.recv(timeout=0)
+    wr = weakref.ref(r)
+    ch.send(c)
+    with ch.recv() as r2:
+        wr2 = weakref.ref(r2)
+    with ch:
+        pass
+    h.channel_unlink("py.ch.leak")
+    del b, c, r, r2, ch, same
+    gc.collect()
+    assert wb() is None and wr() is None and wr2() is None and wc() is None
+    assert sys.getrefcount(h) == 2          # h and getrefcount's argument
+    h.close()
+    del h
+    assert wh() is None
