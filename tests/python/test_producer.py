@@ -30,44 +30,44 @@ def pattern(seed, n):
 def test_c_producer_python_consumer(daemon, heap, producer):
     count = 3000
     data = heap.channel("pyprod.data", 16)
-    proc = subprocess.Popen([producer, daemon.sock, "pyprod", str(count)], stdout=subprocess.PIPE, text=True)
-    try:
-        checked = 0
-        for i in range(count):
-            b = data.recv(timeout=20)
-            assert isinstance(b, goshm.Buffer), f"message {i}: {b!r}"
-            n = msg_size(i)
-            assert b.size == n and b.refs == 1, (i, b.size, b.refs)
-            a = np.frombuffer(b, dtype=np.uint8)
-            bad = np.flatnonzero(a != pattern(i, n))
-            assert bad.size == 0, f"message {i}: {bad.size} wrong bytes, first at {bad[0]}"
-            del a
-            b.close()
-            checked += n
-        # The name was set before the first message went out.
-        off = heap.name_get("pyprod.table")
-        table = heap.buffer_at(off)
-        assert table.size == TABLE_SIZE and table.refs == 2
-        assert np.array_equal(np.frombuffer(table, dtype=np.uint8), pattern(count, TABLE_SIZE))
-        ack = heap.channel("pyprod.ack", 4)
-        r = heap.buf_alloc(16)
-        memoryview(r)[:] = struct.pack("<QQ", count, checked)
-        ack.send(r)
-        assert r.closed
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0
-        assert out == f"producer: {count} messages, {checked} bytes\n"
-        # The producer released its reference and removed the name.
-        assert table.refs == 1
-        with pytest.raises(KeyError):
-            heap.name_get("pyprod.table")
-        table.close()
-        with pytest.raises(BlockingIOError):
-            data.recv(timeout=0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with subprocess.Popen([producer, daemon.sock, "pyprod", str(count)], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            checked = 0
+            for i in range(count):
+                b = data.recv(timeout=20)
+                assert isinstance(b, goshm.Buffer), f"message {i}: {b!r}"
+                n = msg_size(i)
+                assert b.size == n and b.refs == 1, (i, b.size, b.refs)
+                a = np.frombuffer(b, dtype=np.uint8)
+                bad = np.flatnonzero(a != pattern(i, n))
+                assert bad.size == 0, f"message {i}: {bad.size} wrong bytes, first at {bad[0]}"
+                del a
+                b.close()
+                checked += n
+            # The name was set before the first message went out.
+            off = heap.name_get("pyprod.table")
+            table = heap.buffer_at(off)
+            assert table.size == TABLE_SIZE and table.refs == 2
+            assert np.array_equal(np.frombuffer(table, dtype=np.uint8), pattern(count, TABLE_SIZE))
+            ack = heap.channel("pyprod.ack", 4)
+            r = heap.buf_alloc(16)
+            memoryview(r)[:] = struct.pack("<QQ", count, checked)
+            ack.send(r)
+            assert r.closed
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0
+            assert out == f"producer: {count} messages, {checked} bytes\n"
+            # The producer released its reference and removed the name.
+            assert table.refs == 1
+            with pytest.raises(KeyError):
+                heap.name_get("pyprod.table")
+            table.close()
+            with pytest.raises(BlockingIOError):
+                data.recv(timeout=0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     data.close()
     ack.close()
     heap.channel_unlink("pyprod.data")
@@ -87,24 +87,25 @@ CHILD = textwrap.dedent("""
         else:
             ch.send(b)
     print("ready", flush=True)
-    sys.stdin.read()
+    import time
+    time.sleep(60)                          # until SIGKILL
 """)
 
 
 def test_killed_python_producer(daemon, heap):
     ch = heap.channel("pykill.data", 8)
     env = dict(os.environ)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, daemon.sock], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert child.stdout.readline() == "ready\n"
-        daemon.wait_large(10)
-        child.kill()                        # SIGKILL, holding five buffers
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    with subprocess.Popen([sys.executable, "-c", CHILD, daemon.sock], stdout=subprocess.PIPE, text=True,
+                          env=env) as child:
+        try:
+            assert child.stdout.readline() == "ready\n"
+            daemon.wait_large(10)
+            child.kill()                    # SIGKILL, holding five buffers
+            child.wait(timeout=10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
     # The five it held are freed by goshmd; the five it sent are ours.
     daemon.wait_large(5)
     for i in range(0, 10, 2):
