@@ -281,7 +281,14 @@ static int buf_drop(BufferObject *b, int raise_err)
 static void Buffer_dealloc(BufferObject *b)
 {
     if (b->weakreflist) PyObject_ClearWeakRefs((PyObject *)b);
-    if (b->state == BUF_LIVE) buf_drop(b, 0);
+    if (b->state == BUF_LIVE) {
+        /* A release that fails here (EBUSY: a stuck process holds the
+         * buffer's lock) is reported as unraisable, not lost in silence. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (buf_drop(b, 1) < 0) PyErr_WriteUnraisable(NULL);
+        PyErr_Restore(type, value, tb);
+    }
     Py_XDECREF(b->heap);
     PyObject_Free(b);
 }
