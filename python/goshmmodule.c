@@ -62,15 +62,14 @@
  * signals (ms). */
 #define SLICE_MS 200
 
-/* The buffer header (ipc-design.md section 1, shm/buf.h): the payload
- * starts BUF_HDR bytes into the heap object, and the header's `size` (the
- * bytes asked for at goshm_buf_alloc) is the 64-bit word just before the
- * payload. The public API has no goshm_buf_size, and a Buffer made from an
- * offset (buffer_at, recv) needs its length: buf_len reads it there, clamped
- * to the object's usable bytes because every attached process can write
- * that word. */
-#define BUF_HDR 32u
-#define BUF_HDR_SIZE_AT 24u
+/* The buffer header (shm/buf.h): the payload starts GS_BUF_HDR bytes into
+ * the heap object, after a gs_buf_hdr_t whose `size` is the bytes asked for
+ * at goshm_buf_alloc. The public API has no goshm_buf_size, and a Buffer
+ * made from an offset (buffer_at, recv) needs its length: buf_len reads it
+ * there, clamped to the object's usable bytes because every attached
+ * process can write the header. The module is built in the tree, so the
+ * layout is the library's own, not a copy. */
+#include "buf.h" /* gs_buf_hdr_t, GS_BUF_HDR */
 
 typedef struct HeapObject HeapObject;
 typedef struct BufferObject BufferObject;
@@ -188,11 +187,11 @@ static int offset_arg(PyObject *o, goshm_off_t *off)
  * reference to (see BUF_HDR). */
 static Py_ssize_t buf_len(goshm_t *h, unsigned char *p)
 {
-    size_t usable = goshm_usable_size(h, p - BUF_HDR);
-    if (usable <= BUF_HDR) return 0;
-    uint64_t cap = usable - BUF_HDR;
-    uint64_t asked = __atomic_load_n((const uint64_t *)(const void *)(p - BUF_HDR + BUF_HDR_SIZE_AT),
-                                     __ATOMIC_RELAXED);
+    size_t usable = goshm_usable_size(h, p - GS_BUF_HDR);
+    if (usable <= GS_BUF_HDR) return 0;
+    uint64_t cap = usable - GS_BUF_HDR;
+    const gs_buf_hdr_t *hdr = (const gs_buf_hdr_t *)(const void *)(p - GS_BUF_HDR);
+    uint64_t asked = __atomic_load_n(&hdr->size, __ATOMIC_RELAXED); /* a plain field others may scribble */
     uint64_t n = asked <= cap ? asked : cap;
     return n > (uint64_t)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)n;
 }
