@@ -108,14 +108,19 @@ void gs_client_unmap(struct goshm *h)
  * cache before it frees it; a new cache at the same address belongs to
  * another thread, or is listed afresh), and holds the lock while it gives
  * the cache back, so h outlives it. Lock order: client/fork.c's all_mu,
+ * h->buf_lock (a buffer allocation may make the thread's first mcache),
  * then all_caches_mu, then h->lock. */
 static pthread_mutex_t all_caches_mu = PTHREAD_MUTEX_INITIALIZER;
 static gs_mcache_t *all_caches;
 
 void gs_client_caches_lock(void) { pthread_mutex_lock(&all_caches_mu); }
 void gs_client_caches_unlock(void) { pthread_mutex_unlock(&all_caches_mu); }
-/* In a fork child (the lock was held across the fork by the forking thread). */
-void gs_client_caches_child(void) { pthread_mutex_init(&all_caches_mu, NULL); }
+/* In a fork child: the forking thread, the child's only one, held the lock
+ * across the fork (atfork_prepare) and releases it. Unlocked rather than
+ * initialised again: ThreadSanitizer would take a mutex initialised while
+ * held for one still held in the child, and report every lock the child
+ * takes afterwards (h->buf_lock) as ordered after it. */
+void gs_client_caches_child(void) { pthread_mutex_unlock(&all_caches_mu); }
 
 static void all_caches_unlink(gs_mcache_t *c)
 {
