@@ -98,9 +98,66 @@ void gs_client_unmap(struct goshm *h)
     h->owns_slot = false;
 }
 
+/* Every mcache of this process, of every heap. A thread's key destructor
+ * (thread_exit) can run after the program saw the thread finish: Python's
+ * Thread.join returns before the OS thread runs its destructors, and
+ * detached threads are never joined. So thread_exit may race goshm_detach of
+ * the same heap, whose gs_client_fini frees every cache of h (and then h).
+ * all_caches_mu serialises the two: thread_exit touches its cache only if it
+ * is still listed here as the calling thread's (gs_client_fini unlists a
+ * cache before it frees it; a new cache at the same address belongs to
+ * another thread, or is listed afresh), and holds the lock while it gives
+ * the cache back, so h outlives it. Lock order: client/fork.c's all_mu,
+ * h->buf_lock (a buffer allocation may make the thread's first mcache),
+ * then all_caches_mu, then h->lock. */
+static pthread_mutex_t all_caches_mu = PTHREAD_MUTEX_INITIALIZER;
+static gs_mcache_t *all_caches;
+
+void gs_client_caches_lock(void) { pthread_mutex_lock(&all_caches_mu); }
+void gs_client_caches_unlock(void) { pthread_mutex_unlock(&all_caches_mu); }
+/* In a fork child: the forking thread, the child's only one, held the lock
+ * across the fork (atfork_prepare) and releases it. Unlocked rather than
+ * initialised again: ThreadSanitizer would take a mutex initialised while
+ * held for one still held in the child, and report every lock the child
+ * takes afterwards (h->buf_lock) as ordered after it. */
+void gs_client_caches_child(void) { pthread_mutex_unlock(&all_caches_mu); }
+
+static void all_caches_unlink(gs_mcache_t *c)
+{
+    if (c->all_prev) c->all_prev->all_next = c->all_next;
+    else all_caches = c->all_next;
+    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    c->all_next = c->all_prev = NULL;
+}
+
+void gs_client_link_cache(struct goshm *h, gs_mcache_t *c)
+{
+    c->owner = pthread_self();
+    pthread_mutex_lock(&all_caches_mu);
+    c->all_prev = NULL;
+    c->all_next = all_caches;
+    if (all_caches) all_caches->all_prev = c;
+    all_caches = c;
+    pthread_mutex_lock(&h->lock);
+    c->prev = NULL;
+    c->next = h->caches;
+    if (h->caches) h->caches->prev = c;
+    h->caches = c;
+    pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&all_caches_mu);
+}
+
 static void thread_exit(void *arg)
 {
     gs_mcache_t *c = arg;
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&all_caches_mu);
+    gs_mcache_t *x = all_caches;
+    while (x && !(x == c && pthread_equal(x->owner, self))) x = x->all_next;
+    if (!x) { /* goshm_detach gave it back and freed it already */
+        pthread_mutex_unlock(&all_caches_mu);
+        return;
+    }
     struct goshm *h = c->heap;
     gs_mcache_flush(h, c);
     pthread_mutex_lock(&h->lock);
@@ -108,6 +165,8 @@ static void thread_exit(void *arg)
     else h->caches = c->next;
     if (c->next) c->next->prev = c->prev;
     pthread_mutex_unlock(&h->lock);
+    all_caches_unlink(c);
+    pthread_mutex_unlock(&all_caches_mu);
     free(c);
 }
 
@@ -131,18 +190,23 @@ int gs_client_init(struct goshm *h)
 
 void gs_client_fini(struct goshm *h)
 {
-    /* Every thread must be done with h (the contract of goshm_detach). */
+    /* Every thread must be done with h (the contract of goshm_detach), but
+     * the key destructors of threads that finished may still be running
+     * (see all_caches_mu). */
+    pthread_mutex_lock(&all_caches_mu);
     pthread_mutex_lock(&h->lock);
     gs_mcache_t *c = h->caches;
     h->caches = NULL;
     pthread_mutex_unlock(&h->lock);
     while (c) {
         gs_mcache_t *n = c->next;
+        all_caches_unlink(c);
         gs_mcache_flush(h, c);
         free(c);
         c = n;
     }
     pthread_key_delete(h->key);
+    pthread_mutex_unlock(&all_caches_mu);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->buf_lock);
     if (gs_tls.id == h->id) {

@@ -53,6 +53,10 @@ typedef struct gs_mcache {
     uintptr_t stack_lo, stack_hi;
     struct goshm *heap;
     struct gs_mcache *next, *prev; /* the heap's list, under heap->lock */
+    /* Every mcache of the process and the thread each belongs to, under
+     * client/attach.c's lock of that list (see thread_exit there). */
+    struct gs_mcache *all_next, *all_prev;
+    pthread_t owner;
 } gs_mcache_t;
 
 struct goshm {
@@ -115,6 +119,13 @@ int gs_client_adopt(struct goshm *h);
 /* Set up the per-thread machinery once the mapping and seam are in place. */
 int gs_client_init(struct goshm *h);
 void gs_client_fini(struct goshm *h);
+/* Put a new mcache of the calling thread on h's list and the process's
+ * (client/attach.c). */
+void gs_client_link_cache(struct goshm *h, gs_mcache_t *c);
+/* The process's mcache list lock, held across fork() (client/fork.c). */
+void gs_client_caches_lock(void);
+void gs_client_caches_unlock(void);
+void gs_client_caches_child(void);
 
 /* "mcache.c" */
 gs_mcache_t *gs_mcache_slow(struct goshm *h);

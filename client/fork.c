@@ -42,8 +42,17 @@ pid_t gs_svc_pid(void)
 static svc_seam_t *all_seams;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-static void atfork_prepare(void) { pthread_mutex_lock(&all_mu); }
-static void atfork_parent(void) { pthread_mutex_unlock(&all_mu); }
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&all_mu);
+    gs_client_caches_lock();
+}
+
+static void atfork_parent(void)
+{
+    gs_client_caches_unlock();
+    pthread_mutex_unlock(&all_mu);
+}
 
 static void atfork_child(void)
 {
@@ -82,6 +91,7 @@ static void atfork_child(void)
         s->late_replies = 0;
         /* s->pid stays the parent's: the next seam call reattaches. */
     }
+    gs_client_caches_child();
     pthread_mutex_init(&all_mu, NULL);
 }
 

@@ -22,11 +22,7 @@ gs_mcache_t *gs_mcache_slow(struct goshm *h)
         gs_mcache_forget(c);
         c->debug_sample_left = gs_prof_next(h, c);
         c->next_sample = h->debug ? 0 : c->debug_sample_left;
-        pthread_mutex_lock(&h->lock);
-        c->next = h->caches;
-        if (h->caches) h->caches->prev = c;
-        h->caches = c;
-        pthread_mutex_unlock(&h->lock);
+        gs_client_link_cache(h, c);
         pthread_setspecific(h->key, c);
     }
     gs_tls.id = h->id;

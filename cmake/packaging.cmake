@@ -39,6 +39,12 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)           # dependencies from dpkg-shlibdeps, not by hand
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)     # a shlibs file for packages built against libgoshm
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+if(GOSHM_BUILD_PYTHON)
+  # The Python module (python/) needs the interpreter it was built for, which
+  # dpkg-shlibdeps cannot see (an extension module does not link libpython):
+  # suggested, so that C users of libgoshm do not pull python3 in.
+  set(CPACK_DEBIAN_PACKAGE_SUGGESTS "python3 (>= ${Python3_VERSION_MAJOR}.${Python3_VERSION_MINOR}), python3-numpy")
+endif()
 
 set(CPACK_GENERATOR DEB)
 set(CPACK_SOURCE_GENERATOR TGZ)

@@ -12,6 +12,9 @@ pkgs+=(g++ man-db groff-base dpkg-dev file)
 # tests/observe: zlib (the gzipped heap profile), Go's pprof (`go tool pprof`
 # reads the profile in test-profile), python3 (top on a pseudo-terminal).
 pkgs+=(zlib1g-dev golang-go python3)
+# python/: the Python module (CPython's headers); tests/python: pytest, and
+# numpy (buffers read and written in place through numpy.frombuffer).
+pkgs+=(python3-dev python3-pytest python3-numpy)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libboost-dev
         libtbb-dev iceoryx libiceoryx-binding-c-dev gnuplot-nox linux-perf)

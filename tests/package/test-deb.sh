@@ -4,7 +4,8 @@
 # `cpack -G DEB`, checks the package (computed dependencies, files, the
 # systemd units' ExecStart), installs it with dpkg -i, runs `goshmd --help`,
 # starts goshmd on a temporary socket, builds the installed hello example
-# with pkg-config and runs it against that daemon, stops the daemon, removes
+# with pkg-config and runs it against that daemon, imports the Python module
+# (when built) with Debian's python3 and uses it, stops the daemon, removes
 # the package and checks that its files are gone. Whatever fails, the trap
 # stops the daemon and removes the package.
 #   test-deb.sh SOURCE_DIR
@@ -80,6 +81,17 @@ goshmctl --socket "$tmp/d.sock" wait || fail "the installed goshmd does not answ
 cc -o "$tmp/hello" /usr/share/doc/goshm/examples/hello.c $(pkg-config --cflags --libs goshm) || fail "hello does not build"
 out=$("$tmp/hello" "$tmp/d.sock") || fail "hello against the installed goshmd: exit $?"
 echo "$out" | grep -q '^hello from shared memory' || fail "hello said: $out"
+# The Python module, where Debian's python3 finds it (when the build had
+# python3-dev: GOSHM_BUILD_PYTHON).
+if grep -q '^/usr/lib/python3/dist-packages/goshm\..*\.so$' "$tmp/contents"; then
+  (cd "$tmp" && /usr/bin/python3 -c "
+import goshm, sys
+with goshm.attach(sys.argv[1]) as h, h.buf_alloc(10) as b:
+    memoryview(b)[:2] = b'ok'
+    assert bytes(memoryview(b)[:2]) == b'ok'
+    assert goshm.__file__.startswith('/usr/lib/python3/dist-packages/'), goshm.__file__
+" "$tmp/d.sock") || fail "the installed Python module does not work"
+fi
 kill -TERM "$daemon"
 wait "$daemon" || fail "goshmd did not exit cleanly"
 daemon=
