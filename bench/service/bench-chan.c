@@ -54,6 +54,7 @@
 #include <stdio.h>     /* printf */
 #include <stdlib.h>    /* strtoull */
 #include <string.h>    /* strcmp */
+#include <sys/prctl.h> /* prctl */
 #include <sys/wait.h>  /* waitpid */
 #include <unistd.h>    /* getppid */
 
@@ -167,6 +168,7 @@ static bool publisher_alive(void *v)
 
 static int subscriber(const char *sock, const char *prefix, unsigned index)
 {
+    prctl(PR_SET_NAME, "bench-chan-sub"); /* tells the sides apart in perf report --sort comm */
     goshm_t *h = attach(sock);
     char name[64];
     snprintf(name, sizeof name, "%s.ctl", prefix);
