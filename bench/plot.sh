@@ -16,6 +16,11 @@
 #                             scavenger ran (% of the peak)
 #   bench/service-w3.png      W3 ns/message, median and min–max
 #   bench/service-r.png       R p50 and p99 (log scale)
+#   bench/service-ipc.png     W5 and W6: ns per message (per buffer fanned
+#                             out to 4), median and min-max, and the
+#                             cache-line ping-pong measured before the runs
+# A plot whose workloads are not in RESULTS.tsv is not drawn (a run of
+# WORKLOADS="W5 W6" draws service-ipc.png only).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 AFTER=${1:?usage: plot.sh RESULTS.tsv [BEFORE.tsv]}
@@ -76,10 +81,17 @@ rel() {
         }' "$1"
 }
 : >"$T/rel.dat"
+WS=""
 for w in W1 W2 W4a W4b; do
+    [ -n "$(rel "$AFTER" "$w")" ] || continue
+    WS="$WS $w"
     { echo "# $w"; rel "$AFTER" "$w"; [ -n "$BEFORE" ] && rel "$BEFORE" "$w" "goshm (before)"; echo; echo; } >>"$T/rel.dat"
 done
-gnuplot <<EOF
+# shellcheck disable=SC2086  # a word list
+set -- $WS
+NW=$#
+WROTE=""
+[ "$NW" -gt 0 ] && WROTE="$WROTE service-alloc.png" && gnuplot <<EOF
 set terminal pngcairo size 1400,560 font ",10" noenhanced
 set output "$HERE/service-alloc.png"
 
@@ -93,9 +105,9 @@ set yrange [0.05:*]
 set grid ytics
 set xtics rotate by -35 scale 0
 set key off
-set multiplot layout 1,4 title "$TITLE: time per operation relative to the malloc peers of the same run (median of runs, whiskers min-max; lower is faster)"
-do for [i=0:3] {
-  set title sprintf("%s", word("W1 W2 W4a W4b", i + 1))
+set multiplot layout 1,$NW title "$TITLE: time per operation relative to the malloc peers of the same run (median of runs, whiskers min-max; lower is faster)"
+do for [i=0:$NW - 1] {
+  set title sprintf("%s", word("$WS", i + 1))
   plot "$T/rel.dat" index i using 2:3:4:xtic(1) lc i + 1, 1 with lines lc rgb "black" dt 2 notitle
 }
 unset multiplot
@@ -104,7 +116,7 @@ EOF
 # 2. W2 memory.
 stats W2 peak_rss_ratio >"$T/w2peak.dat"
 stats W2 kept_settled_pct >"$T/w2kept.dat"
-gnuplot <<EOF
+[ -s "$T/w2peak.dat" ] && WROTE="$WROTE service-w2mem.png" && gnuplot <<EOF
 set terminal pngcairo size 1000,420 font ",10" noenhanced
 set output "$HERE/service-w2mem.png"
 set style data histograms
@@ -124,7 +136,7 @@ EOF
 
 # 3. W3.
 stats W3 ns >"$T/w3.dat"
-gnuplot <<EOF
+[ -s "$T/w3.dat" ] && WROTE="$WROTE service-w3.png" && gnuplot <<EOF
 set terminal pngcairo size 900,420 font ",10" noenhanced
 set output "$HERE/service-w3.png"
 set title "$TITLE: W3, two processes, 64..4096 B buffers: ns per message (median, min-max)"
@@ -142,7 +154,7 @@ EOF
 stats R p50_ns >"$T/r50.dat"
 stats R p99_ns >"$T/r99.dat"
 paste "$T/r50.dat" "$T/r99.dat" | awk -F'\t' '{ print $1 "\t" $2 "\t" $3 "\t" $4 "\t" $6 "\t" $7 "\t" $8 }' >"$T/r.dat"
-gnuplot <<EOF
+[ -s "$T/r50.dat" ] && WROTE="$WROTE service-r.png" && gnuplot <<EOF
 set terminal pngcairo size 1000,440 font ",10" noenhanced
 set output "$HERE/service-r.png"
 set title "$TITLE: R, goshm_malloc needing a round trip with goshmd (median of runs, min-max); aim p50 <= 1 us, p99 <= 10 us"
@@ -157,4 +169,33 @@ set key top left
 plot "$T/r.dat" using 2:3:4:xtic(1) title "p50" lc 1, "" using 5:6:7 title "p99" lc 7, \
      1000 with lines lc rgb "black" dt 2 notitle, 10000 with lines lc rgb "black" dt 3 notitle
 EOF
-echo "plot.sh: wrote $HERE/service-alloc.png service-w2mem.png service-w3.png service-r.png" >&2
+# 5. W5 and W6: ns per message, and the ping-pong of their runs.
+stats W5 ns >"$T/w5.dat"
+stats W6 ns >"$T/w6.dat"
+stats W5 pp_ns >"$T/w5pp.dat"
+stats W6 pp_ns >"$T/w6pp.dat"
+if [ -s "$T/w5.dat" ] || [ -s "$T/w6.dat" ]; then
+    W6N=$(awk -F'\t' '$1 == "W6" && $3 == "messages" { print $4; exit }' "$T/all.tsv")
+    # the highest of the configurations' median ping-pong
+    pp() { awk -F'\t' 'BEGIN { m = 0 } { if ($2 > m) m = $2 } END { printf "%.0f", m }' "$1"; }
+    for f in w5 w6; do [ -s "$T/$f.dat" ] || printf '"none"\t1\t1\t1\n' >"$T/$f.dat"; done
+    WROTE="$WROTE service-ipc.png"
+    gnuplot <<EOF
+set terminal pngcairo size 1100,460 font ",10" noenhanced
+set output "$HERE/service-ipc.png"
+set style data histograms
+set style histogram errorbars gap 1 lw 1
+set style fill solid 0.7 border -1
+set logscale y
+set grid ytics
+set ylabel "ns (median of runs, min-max; lower is faster)"
+set key off
+set multiplot layout 1,2 title "$TITLE: zero-copy handoff between processes, 64..4096 B buffers"
+set title "W5, 1 subscriber: ns/message (ping-pong <= $(pp "$T/w5pp.dat") ns)"
+plot "$T/w5.dat" using 2:3:4:xtic(1) lc 4
+set title "W6, 4 subscribers, ${W6N:-?} buffers: ns/buffer (ping-pong <= $(pp "$T/w6pp.dat") ns)"
+plot "$T/w6.dat" using 2:3:4:xtic(1) lc 6
+unset multiplot
+EOF
+fi
+echo "plot.sh: wrote in $HERE:${WROTE:- nothing}" >&2

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # run-service.sh: goshm as users get it (the INSTALLED libgoshm.so talking to a
-# running goshmd) against its peers, in one run: W1, W2, W4a, W4b, W3 and R of
-# BENCHMARKS.md. Prints a markdown table of medians (min–max) and goshm/peer
+# running goshmd) against its peers, in one run: W1, W2, W4a, W4b, W3, R, W5
+# and W6 of BENCHMARKS.md. Prints a markdown table of medians (min–max) and goshm/peer
 # ratios, writes every run's figures to a TSV under bench/results/.
 #
 #   bench/run-service.sh [GOSHM_SOURCE_DIR]
@@ -19,10 +19,16 @@
 #   RUNS=5          repetitions; each repetition runs every configuration once,
 #                   in an order reversed every other repetition
 #   SCALE=1         shrinks every count (SCALE=0.05 RUNS=2: a smoke run)
-#   WORKLOADS="W1 W2 W4a W4b W3 R"
+#   WORKLOADS="W1 W2 W4a W4b W3 R W5 W6"
 #   ALLOCS="goshm glibc jemalloc mimalloc tcmalloc tbbmalloc boost"
 #                   (W1, W2, W4a, W4b; boost = Boost.Interprocess: W1, W2 only)
-#   W3_PEERS="boost iceoryx"
+#   W3_PEERS="boost iceoryx"   the peers of the cross-process workloads W3, W5
+#                   and W6 (boost: bench-ipc-boost for W3, bench-mq-boost for
+#                   W5/W6)
+#   W5_SPIN_US=-1   W5's wait: -1 polls for ever (W3's loop); US: poll US
+#                   microseconds, then block (bench/service/bench-msg.h)
+#   W6_SPIN_US=50   W6's wait (five processes on two CPUs: pollers must sleep)
+#   W6_SCALE=1      W6's buffer count, 1M x SCALE x W6_SCALE (noted in the table)
 #   BATCH=32        K of the batched W3 configurations
 #   R_IDLE1=2000 R_IDLE100=50   R samples after 1 ms / 100 ms of idle (0: skip)
 #   PP_FLAG_NS=150  flag a cross-core block whose cache-line ping-pong is above
@@ -35,7 +41,9 @@
 # Peers: glibc as is; jemalloc, mimalloc, tcmalloc, tbbmalloc by LD_PRELOAD
 # of their Debian shared libraries over bench-alloc's --alloc=libc (every
 # run reports which library provides malloc; a preload that did not take
-# fails the run). Boost.Interprocess and iceoryx for W3 (their own programs).
+# fails the run). Boost.Interprocess and iceoryx for W3, W5 and W6 (their own
+# programs); W5/W6 need an installed goshm with channels (GOSHM_0.3), or goshm
+# is skipped there (the peers still run).
 # Every run checks its results (checksums, sequence numbers, tags); a failed
 # check is reported and makes the script exit 1. Compare ratios within one
 # run, never absolute figures across runs: the machine is shared and noisy.
@@ -45,9 +53,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "${1:-$HERE/..}" && pwd)
 RUNS=${RUNS:-5}
 SCALE=${SCALE:-1}
-WORKLOADS=${WORKLOADS:-"W1 W2 W4a W4b W3 R"}
+WORKLOADS=${WORKLOADS:-"W1 W2 W4a W4b W3 R W5 W6"}
 ALLOCS=${ALLOCS:-"goshm glibc jemalloc mimalloc tcmalloc tbbmalloc boost"}
 W3_PEERS=${W3_PEERS:-"boost iceoryx"}
+W5_SPIN_US=${W5_SPIN_US:--1}
+W6_SPIN_US=${W6_SPIN_US:-50}
+W6_SCALE=${W6_SCALE:-1}
 BATCH=${BATCH:-32}
 R_IDLE1=${R_IDLE1:-2000}
 R_IDLE100=${R_IDLE100:-50}
@@ -110,7 +121,7 @@ fi
 note "goshm $GOSHM_REV installed in $PREFIX; goshmd pid $DPID; $TLS_CALLS calls to __tls_get_addr in libgoshm.so; logs in $OUT"
 
 HAVE_ICEORYX=0
-case " $WORKLOADS " in *" W3 "*)
+case " $WORKLOADS " in *" W3 "*|*" W5 "*|*" W6 "*)
     case " $W3_PEERS " in *" iceoryx "*)
         if [ ! -x "$B/bench-w3-iceoryx" ]; then
             note "iceoryx: skipped: bench-w3-iceoryx not built (Debian libiceoryx-binding-c-dev)"
@@ -194,30 +205,37 @@ run_alloc() {
     done
 }
 
-# pingpong CONFIG: the cache-line round trip just before a W3 block.
+# pingpong WORKLOAD CONFIG: the cache-line round trip just before a
+# cross-process run.
 pingpong() {
     local line
     line=$("$ALLOC" --alloc=libc --workload=PP --scale 0.2 2>/dev/null | grep '^run ')
-    [ -n "$line" ] && emit W3 "$1" pp_ns "$(field pp_ns "$line")"
+    [ -n "$line" ] && emit "$1" "$2" pp_ns "$(field pp_ns "$line")"
 }
 
-# run_w3 CONFIG CMD...: one W3 run (bench-ipc, bench-ipc-boost or bench-w3-iceoryx).
-run_w3() {
-    local cfg=$1 out rc line ns ok checked msgs warm
-    shift
-    pingpong "$cfg"
-    out=$(timeout "$RUN_TIMEOUT" "$@" 2>>"$OUT/W3.$cfg.err")
+# run_ipc WORKLOAD CONFIG CMD...: one cross-process run: W3 (bench-ipc,
+# bench-ipc-boost, bench-w3-iceoryx), W5 or W6 (bench-chan, bench-mq-boost,
+# bench-w3-iceoryx). Every subscriber must have checked every message:
+# checked = subscribers x (messages + warm-up).
+run_ipc() {
+    local w=$1 cfg=$2 out rc line ns ok checked msgs warm subs mps
+    shift 2
+    pingpong "$w" "$cfg"
+    out=$(timeout "$RUN_TIMEOUT" "$@" 2>>"$OUT/$w.$cfg.err")
     rc=$?
-    printf '%s\n' "$out" >>"$OUT/W3.$cfg.log"
+    printf '%s\n' "$out" >>"$OUT/$w.$cfg.log"
     line=$(grep '^run ' <<<"$out" | tail -1)
     ns=$(field ns_per_msg "$line"); [ -n "$ns" ] || ns=$(field ns "$line")
     ok=$(field ok "$line"); [ -n "$ok" ] || { [ "$(field check "$line")" = ok ] && ok=1; }
     checked=$(field checked "$line"); msgs=$(field messages "$line"); warm=$(field warmup "$line")
+    subs=$(field subscribers "$line"); subs=${subs:-1}
     if [ $rc != 0 ] || [ "$ok" != 1 ] || [ "$(field errors "$line")" != 0 ] || [ -z "$msgs" ] ||
-       [ "$checked" != "$((msgs + warm))" ]; then
-        note "W3 $cfg: CHECK FAILED (exit $rc): ${line:-no output}; see $OUT/W3.$cfg.err"; FAIL=1; return
+       [ "$checked" != "$((subs * (msgs + warm)))" ]; then
+        note "$w $cfg: CHECK FAILED (exit $rc): ${line:-no output}; see $OUT/$w.$cfg.err"; FAIL=1; return
     fi
-    emit W3 "$cfg" ns "$ns"
+    emit "$w" "$cfg" ns "$ns"
+    mps=$(field msgs_per_s "$line"); [ -n "$mps" ] && emit "$w" "$cfg" msgs_per_s "$mps"
+    [ "$w" = W3 ] || emit "$w" "$cfg" messages "$msgs"
 }
 
 # run_r CONFIG GAP_US SAMPLES: refill round trips, small (REFILL) and large.
@@ -245,12 +263,26 @@ for p in $W3_PEERS; do
         iceoryx) [ $HAVE_ICEORYX = 1 ] && W3_CFGS="$W3_CFGS iceoryx" ;;
     esac
 done
-note "allocators:$avail; W3: $W3_CFGS; runs $RUNS, scale $SCALE; results: $RESULTS"
+# W5 and W6: goshm's channels (bench-chan, built only against a goshm that
+# has them), Boost's message_queue, iceoryx.
+CHAN_CFGS=""
+case " $WORKLOADS " in *" W5 "*|*" W6 "*)
+    if [ -x "$B/bench-chan" ]; then CHAN_CFGS=goshm
+    else note "W5/W6 goshm: skipped: the installed libgoshm ($GOSHM_REV) has no channels (bench-chan not built)"; fi
+    for p in $W3_PEERS; do
+        case $p in
+            boost) if [ -x "$B/bench-mq-boost" ]; then CHAN_CFGS="$CHAN_CFGS boost-mq"; else note "W5/W6 boost: skipped (not built)"; fi ;;
+            iceoryx) [ $HAVE_ICEORYX = 1 ] && CHAN_CFGS="$CHAN_CFGS iceoryx" ;;
+        esac
+    done ;;
+esac
+W6_EFF=$(awk -v a="$SCALE" -v b="$W6_SCALE" 'BEGIN { printf "%g", a * b }')
+note "allocators:$avail; W3: $W3_CFGS; W5/W6:${CHAN_CFGS:- none}; runs $RUNS, scale $SCALE (W6 $W6_EFF); results: $RESULTS"
 
 for REP in $(seq "$RUNS"); do
-    order=$avail w3order=$W3_CFGS
+    order=$avail w3order=$W3_CFGS corder=$CHAN_CFGS
     # shellcheck disable=SC2086  # word lists, split on purpose
-    if [ $((REP % 2)) = 0 ]; then order=$(reverse $avail); w3order=$(reverse $W3_CFGS); fi
+    if [ $((REP % 2)) = 0 ]; then order=$(reverse $avail); w3order=$(reverse $W3_CFGS); corder=$(reverse $CHAN_CFGS); fi
     for w in $WORKLOADS; do
         note "repetition $REP/$RUNS: $w"
         case $w in
@@ -258,9 +290,19 @@ for REP in $(seq "$RUNS"); do
             W3)
                 for c in $w3order; do
                     case $c in
-                        goshm-K*) run_w3 "$c" "$B/bench-ipc" --workload=W3 --socket "$SOCK" --scale "$SCALE" --batch "${c#goshm-K}" ;;
-                        boost-K*) run_w3 "$c" "$B/bench-ipc-boost" --scale "$SCALE" --batch "${c#boost-K}" ;;
-                        iceoryx) run_w3 "$c" "$B/bench-w3-iceoryx" --scale "$SCALE" ;;
+                        goshm-K*) run_ipc W3 "$c" "$B/bench-ipc" --workload=W3 --socket "$SOCK" --scale "$SCALE" --batch "${c#goshm-K}" ;;
+                        boost-K*) run_ipc W3 "$c" "$B/bench-ipc-boost" --scale "$SCALE" --batch "${c#boost-K}" ;;
+                        iceoryx) run_ipc W3 "$c" "$B/bench-w3-iceoryx" --scale "$SCALE" ;;
+                    esac
+                done ;;
+            W5|W6)
+                sc=$SCALE sp=$W5_SPIN_US
+                [ "$w" = W6 ] && sc=$W6_EFF sp=$W6_SPIN_US
+                for c in $corder; do
+                    case $c in
+                        goshm) run_ipc "$w" "$c" "$B/bench-chan" --workload="$w" --socket "$SOCK" --scale "$sc" --spin-us "$sp" ;;
+                        boost-mq) run_ipc "$w" "$c" "$B/bench-mq-boost" --workload="$w" --scale "$sc" --spin-us "$sp" ;;
+                        iceoryx) run_ipc "$w" "$c" "$B/bench-w3-iceoryx" --workload="$w" --scale "$sc" --spin-us "$sp" ;;
                     esac
                 done ;;
             R)
@@ -280,6 +322,11 @@ echo
 echo "Installed libgoshm.so + goshmd; $TLS_CALLS calls to __tls_get_addr in libgoshm.so. Median (min–max) of $RUNS runs."
 echo "goshm/peer: goshm's median over the peer's (below 1: goshm faster or smaller). pp: cache-line round trip"
 echo "CPU 0 <-> CPU 1 measured just before each cross-core run, median (max); FLAG: some run's pp > $PP_FLAG_NS ns."
+case " $WORKLOADS " in *" W5 "*|*" W6 "*)
+    echo "W5: 1 subscriber, $(awk -v s="$SCALE" 'BEGIN { printf "%d", 2000000 * s }') messages a run, wait spin-us $W5_SPIN_US;" \
+         "W6: 1 publisher, 4 subscribers, $(awk -v s="$W6_EFF" 'BEGIN { printf "%d", 1000000 * s }') buffers a run" \
+         "(scale $W6_EFF of BENCHMARKS.md's 1M), wait spin-us $W6_SPIN_US. messages/s rows: goshm/peer above 1 = goshm faster." ;;
+esac
 echo
 "$HERE/summarize.awk" -v flag="$PP_FLAG_NS" -v batch="$BATCH" "$RESULTS"
 echo

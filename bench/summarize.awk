@@ -8,7 +8,9 @@
 # One row per workload figure and configuration: median, min–max, runs, and
 # goshm/peer (goshm's median over the peer's; for W3 goshm-K1 is the
 # reference of the unbatched peers and of iceoryx, goshm-K<batch> of the
-# batched ones). Cross-core rows (W4a, W4b, W3) add the cache-line ping-pong
+# batched ones; for W5 and W6, goshm). messages/s rows: goshm/peer is
+# goshm's messages/s over the peer's, so there above 1 means goshm faster.
+# Cross-core rows (W4a, W4b, W3, W5, W6) add the cache-line ping-pong
 # measured before each run: median (max), FLAG when any run's exceeds `flag`.
 # Plain POSIX awk (mawk works).
 BEGIN { FS = "\t"; if (flag == "") flag = 150; if (batch == "") batch = 32 }
@@ -31,6 +33,7 @@ function fmt(x, d) { return sprintf("%." d "f", x) }
 function ref(w, c) {
     if (w == "W3") return (c ~ /-K1$/ || c == "iceoryx") ? "goshm-K1" : "goshm-K" batch
     if (w == "R") return ""
+    if (w == "W5" || w == "W6") return "goshm"
     return "goshm"
 }
 function rows(w, m, label, d,    list, nc, i, c, k, med, lo, hi, r, rk, rm, pk, pmax, pflag, j, ppcol) {
@@ -46,7 +49,7 @@ function rows(w, m, label, d,    list, nc, i, c, k, med, lo, hi, r, rk, rm, pk, 
         }
         ppcol = ""
         pk = w SUBSEP c SUBSEP "pp_ns"
-        if (w == "W3" || w == "W4a" || w == "W4b") {
+        if (w == "W3" || w == "W4a" || w == "W4b" || w == "W5" || w == "W6") {
             ppcol = "—"
             if (pk in n) {
                 pmax = 0; pflag = ""
@@ -70,4 +73,8 @@ END {
     rows("W3", "ns", "W3 ns/message", 0)
     rows("R", "p50_ns", "R p50 ns", 0)
     rows("R", "p99_ns", "R p99 ns", 0)
+    rows("W5", "ns", "W5 ns/message (1 subscriber)", 0)
+    rows("W5", "msgs_per_s", "W5 messages/s (goshm/peer > 1: goshm faster)", 0)
+    rows("W6", "ns", "W6 ns/buffer (4 subscribers)", 0)
+    rows("W6", "msgs_per_s", "W6 buffers/s (goshm/peer > 1: goshm faster)", 0)
 }

@@ -1,25 +1,40 @@
 /* SPDX-License-Identifier: MIT */
-/* bench-w3-iceoryx.c: W3 with iceoryx (C binding) publish/subscribe, the
- * peer of bench-ipc --workload=W3.
+/* bench-w3-iceoryx.c: W3, W5 and W6 with iceoryx (C binding)
+ * publish/subscribe, the peer of bench-ipc --workload=W3 and of bench-chan.
+ * Overview: shm/overview.h; workloads: bench/README.md.
  *
- *   bench-w3-iceoryx [--messages N] [--warmup N] [--seed S] [--scale F]
+ *   bench-w3-iceoryx [--workload=W3|W5|W6] [--subscribers N] [--messages N]
+ *                    [--warmup N] [--seed S] [--scale F] [--spin-us US]
  *
- * Needs iox-roudi running (bench/run-service.sh starts one). Two processes:
- * this one publishes, a copy of it (posix_spawn of /proc/self/exe
- * --consumer FD) subscribes. Per message the publisher loans a chunk of a
- * random size 64..4096 B (xorshift, the seed of bench-ipc), writes the
- * sequence number and size at the start and a tag (seq * phi ^ size) in the
- * last 8 bytes, and publishes it; the subscriber takes it, checks all three
- * and releases it. The subscriber queue is 256 chunks (the ring of bench-ipc)
- * and lossless: the publisher waits for a slow consumer
- * (ConsumerTooSlowPolicy_WAIT_FOR_CONSUMER, QueueFullPolicy_BLOCK_PRODUCER).
- * The consumer sends the publisher, through a pipe, the time it released the
- * last message and its counts; timing runs from the first timed loan.
- * Output: a "run" line as bench-ipc's (ns=, checked=, errors=, check=).
+ * Needs iox-roudi running (bench/run-service.sh starts one). This process
+ * publishes; N copies of it (posix_spawn of /proc/self/exe --consumer FD
+ * --index I) subscribe to the service ("goshm-bench", WORKLOAD, "buffers-PID"
+ * with the publisher's pid, found by getppid()). Per message the publisher
+ * loans one chunk of a random size 64..4096 B (bench-msg.h: the seed and
+ * sequence of bench-ipc), stamps it (sequence number, size, tail tag) and
+ * publishes it once: iceoryx delivers the same chunk to every subscriber's
+ * queue and returns it to its pool when the last one releases it. Each
+ * subscriber takes it, checks the stamp and releases it. Subscriber queues
+ * hold 256 chunks (the ring of bench-ipc) and are lossless: the publisher
+ * waits for a slow consumer (ConsumerTooSlowPolicy_WAIT_FOR_CONSUMER,
+ * QueueFullPolicy_BLOCK_PRODUCER), in iceoryx's own wait.
+ *
+ * Waiting for data (bench-msg.h, --spin-us): -1 (W3's and W5's default)
+ * polls iox_sub_take_chunk for ever (PAUSE, sched_yield every 256 polls);
+ * US >= 0 polls for US microseconds, then sleeps in iox_ws_wait on a waitset
+ * with the subscriber's HAS_DATA state (W6: five processes on two CPUs).
+ *
+ * W3 and W5 (defaults): 1 subscriber, 2M messages after 200k warm-up. W6:
+ * 4 subscribers, 1M messages after 100k warm-up. --scale shrinks both counts.
+ * Each subscriber writes, through a pipe, the time it released its last
+ * message and its counts; timing runs from the first timed loan to the last
+ * subscriber's last release. ns = ns per published message; msgs_per_s its
+ * inverse; deliveries_per_s = subscribers * msgs_per_s.
+ * Output: one "run" line as bench-ipc's (ns=, checked=, errors=, check=);
+ * checked counts deliveries: subscribers * (messages + warmup).
  */
 #define _GNU_SOURCE
 #include <inttypes.h>  /* PRIu64 */
-#include <sched.h>     /* sched_yield */
 #include <spawn.h>     /* posix_spawn */
 #include <stdbool.h>   /* bool */
 #include <stdint.h>    /* uint*_t */
@@ -27,160 +42,186 @@
 #include <stdlib.h>    /* strtoull */
 #include <string.h>    /* strcmp */
 #include <sys/wait.h>  /* waitpid */
-#include <time.h>      /* clock_gettime */
 #include <unistd.h>    /* pipe */
 
 #include <iceoryx_binding_c/publisher.h>
 #include <iceoryx_binding_c/runtime.h>
 #include <iceoryx_binding_c/subscriber.h>
+#include <iceoryx_binding_c/wait_set.h>
+
+#include "bench-msg.h"
 
 extern char **environ;
 
-#define MIN_SIZE 64u
-#define MAX_SIZE 4096u
-#define TAG_MUL 0x9e3779b97f4a7c15ull
-#define SERVICE "goshm-bench", "W3", "buffers"
+#define MAX_SUBS 16
 
-typedef struct report {
-    uint64_t end_ns, checked, errors;
-} report_t;
-
-static uint64_t now_ns(void)
+static void service_name(char *buf, size_t n, pid_t publisher)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+    snprintf(buf, n, "buffers-%d", (int)publisher);
 }
 
-static inline uint64_t xorshift64(uint64_t *s)
+static int consumer(const char *workload, int fd, int ready_fd, unsigned index, uint64_t total, int64_t spin_us)
 {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-static inline void relax(unsigned *spins)
-{
-    if (++*spins % 256 == 0) sched_yield();
-#if defined(__x86_64__) || defined(__i386__)
-    else __builtin_ia32_pause();
-#endif
-}
-
-static int consumer(int fd, uint64_t total)
-{
-    char name[64];
-    snprintf(name, sizeof name, "goshm-w3-sub-%d", (int)getpid());
+    char name[64], inst[32];
+    snprintf(name, sizeof name, "goshm-%s-sub-%d", workload, (int)getpid());
+    service_name(inst, sizeof inst, getppid());
     iox_runtime_init(name);
     iox_sub_options_t o;
     iox_sub_options_init(&o);
     o.queueCapacity = 256;
     o.queueFullPolicy = QueueFullPolicy_BLOCK_PRODUCER;
     iox_sub_storage_t storage;
-    iox_sub_t sub = iox_sub_init(&storage, SERVICE, &o);
-    report_t r = {0};
+    iox_sub_t sub = iox_sub_init(&storage, "goshm-bench", workload, inst, &o);
+    iox_ws_storage_t ws_storage;
+    iox_ws_t ws = iox_ws_init(&ws_storage);
+    if (iox_ws_attach_subscriber_state(ws, sub, SubscriberState_HAS_DATA, 0, NULL) != WaitSetResult_SUCCESS) return 2;
+    uint64_t t_wait = bmsg_now_ns();
+    while (iox_sub_get_subscription_state(sub) != SubscribeState_SUBSCRIBED) {
+        if (bmsg_now_ns() - t_wait > 10000000000ull) {
+            fprintf(stderr, "bench-w3-iceoryx: subscriber %u not subscribed after 10 s\n", index);
+            return 2;
+        }
+        usleep(1000);
+    }
+    char one = 1;
+    if (write(ready_fd, &one, 1) != 1) return 2;
+    bmsg_report_t r = {0, 0, 0, index};
     for (uint64_t seq = 0; seq < total; seq++) {
         const void *chunk;
-        unsigned spins = 0;
-        while (iox_sub_take_chunk(sub, &chunk) != ChunkReceiveResult_SUCCESS) relax(&spins);
-        const uint64_t *h = chunk;
-        uint64_t size = h[1];
-        bool good = h[0] == seq && size >= MIN_SIZE && size <= MAX_SIZE;
-        if (good) {
-            uint64_t tag;
-            memcpy(&tag, (const char *)chunk + size - 8, 8);
-            good = tag == ((seq * TAG_MUL) ^ size);
+        bmsg_spin_t s;
+        bmsg_spin_init(&s, spin_us);
+        while (iox_sub_take_chunk(sub, &chunk) != ChunkReceiveResult_SUCCESS) {
+            if (!bmsg_spin_more(&s)) {
+                iox_notification_info_t ev[1];
+                uint64_t missed;
+                iox_ws_wait(ws, ev, 1, &missed);
+            }
         }
-        if (good) r.checked++;
+        if (bmsg_check(chunk, seq)) r.checked++;
         else r.errors++;
         iox_sub_release_chunk(sub, chunk);
     }
-    r.end_ns = now_ns();
+    r.end_ns = bmsg_now_ns();
     if (write(fd, &r, sizeof r) != (ssize_t)sizeof r) return 1;
+    iox_ws_detach_subscriber_state(ws, sub, SubscriberState_HAS_DATA);
+    iox_ws_deinit(ws);
     iox_sub_deinit(sub);
     iox_runtime_shutdown();
     return 0;
 }
 
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench-w3-iceoryx [--workload=W3|W5|W6] [--subscribers N] [--messages N] [--warmup N] "
+                    "[--seed S] [--scale F] [--spin-us US]\n");
+    exit(2);
+}
+
 int main(int argc, char **argv)
 {
-    uint64_t messages = 2000000, warmup = 200000, seed = 42;
+    const char *workload = "W3";
+    uint64_t messages = 0, warmup = 0, seed = 42;
+    bool have_messages = false, have_warmup = false;
+    unsigned subs = 0, index = 0;
     double scale = 1;
-    int cfd = -1;
+    int64_t spin_us = -1;
+    int cfd = -1, rfd = -1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--messages") && i + 1 < argc) messages = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = strtoull(argv[++i], NULL, 10);
+        if (!strncmp(argv[i], "--workload=", 11)) workload = argv[i] + 11;
+        else if (!strcmp(argv[i], "--messages") && i + 1 < argc) messages = strtoull(argv[++i], NULL, 10), have_messages = true;
+        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = strtoull(argv[++i], NULL, 10), have_warmup = true;
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--scale") && i + 1 < argc) scale = strtod(argv[++i], NULL);
+        else if (!strcmp(argv[i], "--subscribers") && i + 1 < argc) subs = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--spin-us") && i + 1 < argc) spin_us = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--consumer") && i + 1 < argc) cfd = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: bench-w3-iceoryx [--messages N] [--warmup N] [--seed S] [--scale F]\n");
-            return 2;
-        }
+        else if (!strcmp(argv[i], "--ready") && i + 1 < argc) rfd = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--index") && i + 1 < argc) index = (unsigned)strtoul(argv[++i], NULL, 10);
+        else usage();
     }
+    bool w6 = !strcmp(workload, "W6");
+    if (!w6 && strcmp(workload, "W3") && strcmp(workload, "W5")) usage();
+    if (cfd >= 0) return consumer(workload, cfd, rfd, index, messages, spin_us);
+    if (!subs) subs = w6 ? 4 : 1;
+    if (subs > MAX_SUBS || scale <= 0) usage();
+    if (!have_messages) messages = w6 ? 1000000 : 2000000;
+    if (!have_warmup) warmup = w6 ? 100000 : 200000;
     messages = (uint64_t)((double)messages * scale);
     warmup = (uint64_t)((double)warmup * scale);
     if (messages == 0) messages = 1;
-    if (cfd >= 0) return consumer(cfd, messages + warmup);
 
-    char name[64];
-    snprintf(name, sizeof name, "goshm-w3-pub-%d", (int)getpid());
+    char name[64], inst[32];
+    snprintf(name, sizeof name, "goshm-%s-pub-%d", workload, (int)getpid());
+    service_name(inst, sizeof inst, getpid());
     iox_runtime_init(name);
     iox_pub_options_t po;
     iox_pub_options_init(&po);
     po.subscriberTooSlowPolicy = ConsumerTooSlowPolicy_WAIT_FOR_CONSUMER;
     iox_pub_storage_t storage;
-    iox_pub_t pub = iox_pub_init(&storage, SERVICE, &po);
+    iox_pub_t pub = iox_pub_init(&storage, "goshm-bench", workload, inst, &po);
 
-    int p[2];
-    if (pipe(p)) return 2;
-    char fdarg[16], total[32];
+    int p[2], rp[2];
+    if (pipe(p) || pipe(rp)) return 2;
+    char fdarg[16], rfdarg[16], total[32], spin[32], wl[32];
     snprintf(fdarg, sizeof fdarg, "%d", p[1]);
+    snprintf(rfdarg, sizeof rfdarg, "%d", rp[1]);
     snprintf(total, sizeof total, "%" PRIu64, messages + warmup);
-    char *cargv[] = {argv[0], "--messages", total, "--warmup", "0", "--consumer", fdarg, NULL};
-    pid_t pid;
-    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, cargv, environ)) {
-        perror("posix_spawn");
-        return 2;
-    }
-    close(p[1]);
-    uint64_t t_wait = now_ns();
-    while (!iox_pub_has_subscribers(pub)) {
-        if (now_ns() - t_wait > 10000000000ull) {
-            fprintf(stderr, "bench-w3-iceoryx: no subscriber after 10 s\n");
+    snprintf(spin, sizeof spin, "%" PRId64, spin_us);
+    snprintf(wl, sizeof wl, "--workload=%s", workload);
+    pid_t pid[MAX_SUBS];
+    for (unsigned i = 0; i < subs; i++) {
+        char idx[16];
+        snprintf(idx, sizeof idx, "%u", i);
+        char *cargv[] = {argv[0], wl, "--messages", total, "--spin-us", spin, "--consumer", fdarg, "--ready", rfdarg,
+                         "--index", idx, NULL};
+        if (posix_spawn(&pid[i], "/proc/self/exe", NULL, NULL, cargv, environ)) {
+            perror("posix_spawn");
             return 2;
         }
-        usleep(1000);
     }
-    uint64_t rng = seed, t0 = now_ns(), loan_fail = 0;
+    close(p[1]);
+    close(rp[1]);
+    for (unsigned i = 0; i < subs; i++) {
+        char c;
+        if (read(rp[0], &c, 1) != 1) {
+            fprintf(stderr, "bench-w3-iceoryx: a subscriber exited before subscribing\n");
+            return 2;
+        }
+    }
+    uint64_t rng = seed, t0 = bmsg_now_ns(), loan_fail = 0;
     for (uint64_t seq = 0; seq < messages + warmup; seq++) {
-        if (seq == warmup) t0 = now_ns();
-        uint32_t size = MIN_SIZE + (uint32_t)(xorshift64(&rng) % (MAX_SIZE - MIN_SIZE + 1u));
+        if (seq == warmup) t0 = bmsg_now_ns();
+        uint32_t size = bmsg_size(&rng);
         void *chunk;
-        unsigned spins = 0;
+        bmsg_spin_t s;
+        bmsg_spin_init(&s, -1);
         while (iox_pub_loan_chunk(pub, &chunk, size) != AllocationResult_SUCCESS) {
             loan_fail++;
-            relax(&spins);
+            bmsg_spin_more(&s);
         }
-        uint64_t *h = chunk;
-        h[0] = seq;
-        h[1] = size;
-        uint64_t tag = (seq * TAG_MUL) ^ size;
-        memcpy((char *)chunk + size - 8, &tag, 8);
+        bmsg_write(chunk, seq, size);
         iox_pub_publish_chunk(pub, chunk);
     }
-    report_t r = {0};
-    ssize_t got = read(p[0], &r, sizeof r);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    bool good = got == (ssize_t)sizeof r && WIFEXITED(status) && WEXITSTATUS(status) == 0 && r.errors == 0 &&
-                r.checked == messages + warmup;
-    double ns = good ? (double)(r.end_ns - t0) / (double)messages : 0;
-    printf("run workload=W3 alloc=iceoryx messages=%" PRIu64 " warmup=%" PRIu64 " ns=%.1f msgs_per_s=%.0f checked=%" PRIu64
-           " errors=%" PRIu64 " loan_retries=%" PRIu64 " check=%s\n",
-           messages, warmup, ns, ns > 0 ? 1e9 / ns : 0, r.checked, r.errors, loan_fail, good ? "ok" : "FAIL");
+    uint64_t end = 0, checked = 0, errors = 0;
+    unsigned reports = 0;
+    bmsg_report_t r;
+    while (reports < subs && read(p[0], &r, sizeof r) == (ssize_t)sizeof r) {
+        reports++;
+        if (r.end_ns > end) end = r.end_ns;
+        checked += r.checked;
+        errors += r.errors;
+    }
+    bool good = reports == subs && errors == 0 && checked == subs * (messages + warmup);
+    for (unsigned i = 0; i < subs; i++) {
+        int status = 0;
+        if (waitpid(pid[i], &status, 0) != pid[i] || !WIFEXITED(status) || WEXITSTATUS(status) != 0) good = false;
+    }
+    double ns = good ? (double)(end - t0) / (double)messages : 0;
+    printf("run workload=%s alloc=iceoryx subscribers=%u messages=%" PRIu64 " warmup=%" PRIu64 " scale=%g spin_us=%" PRId64
+           " ns=%.1f msgs_per_s=%.0f deliveries_per_s=%.0f checked=%" PRIu64 " errors=%" PRIu64 " loan_retries=%" PRIu64
+           " check=%s\n",
+           workload, subs, messages, warmup, scale, spin_us, ns, ns > 0 ? 1e9 / ns : 0, ns > 0 ? subs * 1e9 / ns : 0, checked,
+           errors, loan_fail, good ? "ok" : "FAIL");
     iox_pub_deinit(pub);
     iox_runtime_shutdown();
     return good ? 0 : 1;
