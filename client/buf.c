@@ -246,9 +246,30 @@ void *gs_buf_alloc_kind(struct goshm *h, size_t size, uint8_t kind)
         return NULL;
     }
     uint64_t id = gs_buf_new_id();
-    intent_set(&t->intent, GS_INTENT_ALLOC, 0, id, 0);
+    /* goshm_malloc publishes the slot's freeindex before it returns it, and
+     * we may die before xoff below: the intent names the span this thread
+     * will most likely take it from (its cached span of the class) and
+     * that span's freeindex now, so the heap side can find the slot
+     * (daemon/bufref.c, alloc_unrecorded). */
+    uint32_t peek_sid = 0, peek_fi = 0;
+    if (gs_tls.id == h->id && size + GS_BUF_HDR <= GS_MAX_SMALL_SIZE) {
+        const gs_cspan_t *cs = &gs_tls.cache->alloc[gs_spanclass(gs_size_to_class(size + GS_BUF_HDR), 0)];
+        peek_sid = cs->sid;
+        peek_fi = cs->freeindex;
+    }
+    gs_intent_t *pin = &t->intent;
+    gs_store_release(&pin->xop, GS_INTENT_NONE);
+    gs_store_release(&pin->xchan, peek_sid);
+    gs_store_release(&pin->xchan_id, 0);
+    gs_store_release(&pin->xoff, 0);
+    gs_store_release(&pin->xid, id);
+    gs_store_release(&pin->xbefore, 0);
+    gs_store_release(&pin->xpos, peek_fi);
+    gs_store_release(&pin->xmsg, 0);
+    gs_store_release(&pin->xop, GS_INTENT_ALLOC);
     char *obj = goshm_malloc(h, size + GS_BUF_HDR);
     int err = errno;
+    if (obj) gs_buf_killpoint("alloc-handed");
     t = gs_buf_holdings(h); /* the malloc may have reconnected */
     if (!obj) {
         intent_clear(&t->intent);

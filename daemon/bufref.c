@@ -339,6 +339,34 @@ static void signal_pollers(gs_heap_t *h, gs_chan_t *c, uint64_t chan_off)
     }
 }
 
+/* An allocation that died before it recorded its object (intent ALLOC,
+ * xoff 0): goshm_malloc may have handed the slot out already. The intent
+ * names the span the allocating thread had cached for the class (xchan) and
+ * its freeindex then (xpos). If that span is still this slot's and its
+ * published freeindex moved, the slot just below it is the one handed out
+ * (a hand-out publishes idx + 1): free it. Untrusted input all along (the
+ * span must be this slot's own, the object live, a header, if any, ours), so
+ * a lying client can only free an object of a span it caches, which it
+ * could free anyway. Not found (a refill gave it a new span): the slot
+ * stays allocated, the leak goshm(3) names. */
+static void alloc_unrecorded(gs_heap_t *h, uint32_t slot, gs_intent_t *in, uint64_t id)
+{
+    uint64_t sid = gs_load_relaxed(&in->xchan), fi0 = gs_load_relaxed(&in->xpos);
+    if (sid == 0 || sid >= h->span_bump) return;
+    gs_mspan_t *s = gs_span(h, (uint32_t)sid);
+    if (s->state != GS_SPAN_SMALL || s->owner != slot + 1u || gs_spanclass_tiny(s->spanclass) || s->elemsize == 0)
+        return;
+    uint32_t fi = gs_load_acquire(&gs_side_of(h, s)->xfreeindex);
+    if (fi > s->nelems) fi = s->nelems;
+    if (fi == 0 || fi == fi0) return; /* nothing handed out since */
+    bobj_t b;
+    if (!object_live(h, s->base_off + (uint64_t)(fi - 1u) * s->elemsize, &b)) return;
+    if (gs_load_acquire(&b.hd->xmagic) == GS_BUF_MAGIC && *(volatile uint64_t *)&b.hd->id != id) return;
+    gs_store_release(&b.hd->xmagic, 0);
+    free_obj(h, &b);
+    h->bufref.repaired++;
+}
+
 /* The intent's operation: finish or undo it (see the top of this file). */
 static void repair(gs_heap_t *h, uint32_t slot, gs_intent_t *in, rec_t *r, uint32_t n)
 {
@@ -370,6 +398,10 @@ static void repair(gs_heap_t *h, uint32_t slot, gs_intent_t *in, rec_t *r, uint3
         return;
     }
     case GS_INTENT_ALLOC:
+        if (off == 0) {
+            alloc_unrecorded(h, slot, in, id);
+            return;
+        }
         if (off < GS_BUF_HDR || rec_count(r, n, off) != 0 || !object_live(h, off - GS_BUF_HDR, &b)) return;
         if (gs_load_acquire(&b.hd->xmagic) == GS_BUF_MAGIC && *(volatile uint64_t *)&b.hd->id != id) return;
         gs_store_release(&b.hd->xmagic, 0);
