@@ -68,26 +68,26 @@ static inline uint32_t me(const struct goshm *h) { return h->slot + 1u; }
  * GOSHM_CLIENT_KILLPOINT=NAME:N makes this process SIGKILL itself at the
  * Nth pass through point NAME (the points sit between the shared writes of
  * each operation). Read once; one compare per point when unset. */
-static _Atomic int kp_state; /* 0: not read, 1: armed, 2: off */
+_Atomic int gs_kp_state; /* 0: not read, 1: armed, 2: off (client.h: the inline test) */
 static char kp_name[48];
 static _Atomic long kp_left;
 
-void gs_buf_killpoint(const char *point)
+void gs_buf_killpoint_slow(const char *point)
 {
-    int st = atomic_load_explicit(&kp_state, memory_order_relaxed);
-    if (gs_likely(st == 2)) return;
+    int st = atomic_load_explicit(&gs_kp_state, memory_order_relaxed);
+    if (st == 2) return;
     if (st == 0) {
         const char *e = getenv("GOSHM_CLIENT_KILLPOINT");
         const char *colon = e ? strchr(e, ':') : NULL;
         long n = colon ? strtol(colon + 1, NULL, 10) : 0;
         if (!colon || (size_t)(colon - e) >= sizeof kp_name || n <= 0) {
-            atomic_store(&kp_state, 2);
+            atomic_store(&gs_kp_state, 2);
             return;
         }
         memcpy(kp_name, e, (size_t)(colon - e));
         kp_name[colon - e] = '\0';
         atomic_store(&kp_left, n);
-        atomic_store(&kp_state, 1);
+        atomic_store(&gs_kp_state, 1);
     }
     if (strcmp(kp_name, point) == 0 && atomic_fetch_sub(&kp_left, 1) == 1) raise(SIGKILL);
 }

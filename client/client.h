@@ -183,8 +183,16 @@ int gs_buf_release_locked(struct goshm *h, const void *p);
 /* goshm_free's check: is p a buffer's payload? Then it is released (our
  * only reference) or reported as a bad free; true. false: not a buffer. */
 bool gs_buf_free_hook(struct goshm *h, void *p);
-/* Fault injection: SIGKILL at the Nth pass through point (see client/buf.c). */
-void gs_buf_killpoint(const char *point);
+/* Fault injection: SIGKILL at the Nth pass through point (see client/buf.c).
+ * Inline, so that with GOSHM_CLIENT_KILLPOINT unset (read once) a point
+ * costs one load and a predicted branch, not a call (bench/README.md, W5). */
+extern _Atomic int gs_kp_state;
+void gs_buf_killpoint_slow(const char *point);
+static inline void gs_buf_killpoint(const char *point)
+{
+    if (gs_likely(atomic_load_explicit(&gs_kp_state, memory_order_relaxed) == 2)) return;
+    gs_buf_killpoint_slow(point);
+}
 
 /* "name.c": the directory's requests to goshmd (issue 10 design, section 3).
  * ChanOpen: 0, or -errno (-ENOENT: no such channel and create_off == 0;
