@@ -284,6 +284,23 @@ static int wait_for(goshm_chan_t *ch, bool recv, uint64_t deadline)
     return 0;
 }
 
+/* A send found the channel full, or a receive found it empty: -1 with
+ * EAGAIN (timeout 0) or ETIMEDOUT, else wait (wait_for) and 0: try again.
+ * *deadline: 0 until the first wait sets it. */
+static int wait_or_fail(goshm_chan_t *ch, bool recv, int timeout_ms, uint64_t *deadline)
+{
+    if (timeout_ms == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (!*deadline) *deadline = deadline_of(timeout_ms);
+    if (wait_for(ch, recv, *deadline)) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    return 0;
+}
+
 static void fd_signal(goshm_chan_t *ch)
 {
     if (ch->efd < 0) return;
@@ -342,15 +359,7 @@ int goshm_chan_send(goshm_chan_t *ch, goshm_off_t off, int timeout_ms)
         }
         gs_store_release(&in->xop, GS_INTENT_NONE);
         pthread_mutex_unlock(&h->buf_lock);
-        if (timeout_ms == 0) {
-            errno = EAGAIN;
-            return -1;
-        }
-        if (!deadline) deadline = deadline_of(timeout_ms);
-        if (wait_for(ch, false, deadline)) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
+        if (wait_or_fail(ch, false, timeout_ms, &deadline)) return -1;
     }
 }
 
@@ -420,15 +429,7 @@ int goshm_chan_recv(goshm_chan_t *ch, goshm_off_t *out, int timeout_ms)
         gs_store_release(&in->xop, GS_INTENT_NONE);
         pthread_mutex_unlock(&h->buf_lock);
         fd_rearm(ch);
-        if (timeout_ms == 0) {
-            errno = EAGAIN;
-            return -1;
-        }
-        if (!deadline) deadline = deadline_of(timeout_ms);
-        if (wait_for(ch, true, deadline)) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
+        if (wait_or_fail(ch, true, timeout_ms, &deadline)) return -1;
     }
 }
 

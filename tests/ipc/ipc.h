@@ -74,4 +74,17 @@ static inline int ipc_wait_in_use(const char *sock, uint64_t in_use, uint32_t cl
     return gsh_wait_for(sock, st, ipc_pred, &w, timeout_ms);
 }
 
+/* Wait (up to 5 s) until buffer p has `want` references; the count last
+ * seen. */
+static inline uint32_t ipc_wait_refs(goshm_t *h, void *p, uint32_t want)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 5000; i++) {
+        r = goshm_buf_refs(h, p);
+        if (r == want) return r;
+        usleep(1000);
+    }
+    return r;
+}
+
 #endif /* GOSHM_TEST_IPC_H */

@@ -118,18 +118,6 @@ static pid_t spawn(const char *role, const char *sock, const char *file)
     return gsh_spawn_self(argv);
 }
 
-/* Wait (up to 5 s) until buffer p has `want` references. */
-static uint32_t wait_refs(goshm_t *h, void *p, uint32_t want)
-{
-    uint32_t r = 0;
-    for (int i = 0; i < 5000; i++) {
-        r = goshm_buf_refs(h, p);
-        if (r == want) return r;
-        usleep(1000);
-    }
-    return r;
-}
-
 static void fill(goshm_t *h, shared_t *sh, void **bufs, uint64_t seed)
 {
     for (int i = 0; i < NBUF; i++) {
@@ -205,8 +193,8 @@ int main(int argc, char **argv)
         CHECK(goshm_buf_refs(h, bufs[1]) == 2);
         kill(k, SIGKILL);
         CHECK(gsh_wait_child(k, 10000) == -1);
-        CHECK_MSG(wait_refs(h, bufs[0], 1) == 1, "buffer 0 has %u refs after the holder died", goshm_buf_refs(h, bufs[0]));
-        CHECK(wait_refs(h, bufs[1], 1) == 1);
+        CHECK_MSG(ipc_wait_refs(h, bufs[0], 1) == 1, "buffer 0 has %u refs after the holder died", goshm_buf_refs(h, bufs[0]));
+        CHECK(ipc_wait_refs(h, bufs[1], 1) == 1);
         CHECK(ipc_sum(bufs[0], sh->size[0]) == sh->sum[0]);
         /* Now the holder holds the last reference: killed, the buffer goes. */
         reset(sh);
@@ -216,8 +204,8 @@ int main(int argc, char **argv)
         CHECK(goshm_buf_refs(h, bufs[0]) == 3);
         kill(k, SIGKILL);
         CHECK(gsh_wait_child(k, 10000) == -1);
-        CHECK(wait_refs(h, bufs[1], 1) == 1);
-        CHECK_MSG(wait_refs(h, bufs[0], 0) == 0, "buffer 0 still live after its last holder died");
+        CHECK(ipc_wait_refs(h, bufs[1], 1) == 1);
+        CHECK_MSG(ipc_wait_refs(h, bufs[0], 0) == 0, "buffer 0 still live after its last holder died");
         bufs[0] = goshm_buf_alloc(h, 100);
         REQUIRE(bufs[0]);
         sh->off[0] = goshm_off(h, bufs[0]);
@@ -243,7 +231,7 @@ int main(int argc, char **argv)
             ops += atomic_load(&sh->ops);
             CHECK(atomic_load(&sh->err) == 0);
             for (int i = 0; i < NBUF; i++) {
-                uint32_t got = wait_refs(h, bufs[i], 1);
+                uint32_t got = ipc_wait_refs(h, bufs[i], 1);
                 if (got != 1) {
                     bad++;
                     fprintf(stderr, "round %d: buffer %d has %u references, want 1\n", r, i, got);
@@ -267,7 +255,7 @@ int main(int argc, char **argv)
         CHECK(goshm_buf_refs(h, bufs[1]) == 2);
         kill(k, SIGKILL);
         gsh_wait_child(k, 10000);
-        CHECK(wait_refs(h, bufs[1], 1) == 1);
+        CHECK(ipc_wait_refs(h, bufs[1], 1) == 1);
         goshm_free(h, bufs[1]); /* ours alone now: released and freed */
         CHECK(gs_badfree_count() == n0 + 1);
         CHECK(goshm_buf_refs(h, bufs[1]) == 0 && errno == EINVAL);
@@ -308,7 +296,7 @@ int main(int argc, char **argv)
             _exit(0);
         }
         CHECK(gsh_wait_child(c, 10000) == 0);
-        CHECK_MSG(wait_refs(h, bufs[3], 1) == 1, "the fork child's references stayed (%u)", goshm_buf_refs(h, bufs[3]));
+        CHECK_MSG(ipc_wait_refs(h, bufs[3], 1) == 1, "the fork child's references stayed (%u)", goshm_buf_refs(h, bufs[3]));
         CHECK(goshm_buf_release(h, bufs[3]) == 0);
         bufs[3] = NULL;
     }

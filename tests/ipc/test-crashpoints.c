@@ -66,17 +66,6 @@ static int role(const char *r, const char *sock, shared_t *sh)
     return 0; /* the kill point was not reached: the test fails on the status */
 }
 
-static uint32_t wait_refs(goshm_t *h, void *p, uint32_t want)
-{
-    uint32_t r = 0;
-    for (int i = 0; i < 5000; i++) {
-        r = goshm_buf_refs(h, p);
-        if (r == want) return r;
-        usleep(1000);
-    }
-    return r;
-}
-
 /* Run role with the kill point armed; 1 if it died by it. */
 static int run(const char *sock, const char *file, const char *r, const char *point, shared_t *sh, bool last)
 {
@@ -120,7 +109,7 @@ int main(int argc, char **argv)
         pid_t p = run(d.sock, file, i < 2 ? "retain" : "release", points[i], sh, false);
         CHECK_MSG(died(p), "%s: the child did not die at its kill point", points[i]);
         CHECK(gsh_wait_for(d.sock, &st, gsh_pred_clients, &one, 10000) == 1);
-        CHECK_MSG(wait_refs(h, b, 1) == 1, "%s: %u references, want 1", points[i], goshm_buf_refs(h, b));
+        CHECK_MSG(ipc_wait_refs(h, b, 1) == 1, "%s: %u references, want 1", points[i], goshm_buf_refs(h, b));
         /* The lock is free again: our own count changes go through at once. */
         uint64_t t0 = gsh_now_ms();
         CHECK(goshm_buf_retain(h, b) == 0 && goshm_buf_release(h, b) == 0);
@@ -139,7 +128,7 @@ int main(int argc, char **argv)
         atomic_store(&sh->go, 1);
         CHECK(died(p));
         CHECK(gsh_wait_for(d.sock, &st, gsh_pred_clients, &one, 10000) == 1);
-        CHECK_MSG(wait_refs(h, b2, 0) == 0, "release-zero: the buffer was not freed");
+        CHECK_MSG(ipc_wait_refs(h, b2, 0) == 0, "release-zero: the buffer was not freed");
         sh->buf = goshm_off(h, b);
     }
 
@@ -181,7 +170,7 @@ int main(int argc, char **argv)
         pid_t p = run(d.sock, file, "recv", rpoints[i], sh, false);
         CHECK_MSG(died(p), "%s: the child did not die at its kill point", rpoints[i]);
         CHECK(gsh_wait_for(d.sock, &st, gsh_pred_clients, &one, 10000) == 1);
-        CHECK_MSG(wait_refs(h, m, 0) == 0, "%s: the received buffer was not freed", rpoints[i]);
+        CHECK_MSG(ipc_wait_refs(h, m, 0) == 0, "%s: the received buffer was not freed", rpoints[i]);
         goshm_off_t off;
         CHECK(goshm_chan_recv(c, &off, 0) == -1 && errno == EAGAIN);
         CHECK(goshm_chan_send(c, sh->buf, 0) == 0);

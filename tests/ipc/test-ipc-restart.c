@@ -110,17 +110,6 @@ static pid_t spawn(const char *role, const char *sock, const char *file)
     return gsh_spawn_self(argv);
 }
 
-static uint32_t wait_refs(goshm_t *h, void *p, uint32_t want)
-{
-    uint32_t r = 0;
-    for (int i = 0; i < 5000; i++) {
-        r = goshm_buf_refs(h, p);
-        if (r == want) return r;
-        usleep(1000);
-    }
-    return r;
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--role") == 0) {
@@ -165,12 +154,12 @@ int main(int argc, char **argv)
     REQUIRE(rd_start(&d, "256M", NULL) == 0);
     gsh_stats_t st;
     CHECK(gsh_stats(d.sock, &st) == 0 && st.adopted);
-    CHECK_MSG(wait_refs(h, x, 6) == 6, "x has %u references after the adoption, want 6", goshm_buf_refs(h, x));
+    CHECK_MSG(ipc_wait_refs(h, x, 6) == 6, "x has %u references after the adoption, want 6", goshm_buf_refs(h, x));
     /* The second sleeper dies after the restart, before it ever needed the
      * daemon (its slot an orphan, its records in the old slot file). */
     kill(z2, SIGKILL);
     gsh_wait_child(z2, 10000);
-    CHECK_MSG(wait_refs(h, x, 3) == 3, "x has %u references after the orphan died, want 3", goshm_buf_refs(h, x));
+    CHECK_MSG(ipc_wait_refs(h, x, 3) == 3, "x has %u references after the orphan died, want 3", goshm_buf_refs(h, x));
 
     for (uint32_t i = 0; i < NMSG; i++) {
         goshm_off_t off;
@@ -196,7 +185,7 @@ int main(int argc, char **argv)
     CHECK(atomic_load(&sh->resumed) == 1);
     kill(k, SIGKILL);
     gsh_wait_child(k, 10000);
-    CHECK_MSG(wait_refs(h, x, 1) == 1, "x has %u references after the holder died, want 1", goshm_buf_refs(h, x));
+    CHECK_MSG(ipc_wait_refs(h, x, 1) == 1, "x has %u references after the holder died, want 1", goshm_buf_refs(h, x));
     /* The descriptor, got again after the restart, is the new daemon's:
      * a sender that attached after the restart wakes its poller. */
     void *big = goshm_malloc(h, 1 << 20); /* needs the daemon: this process reconnects */
