@@ -32,6 +32,7 @@ static inline void help(_Atomic uint64_t *x, uint64_t pos)
 int gs_chan_claim_send(gs_chan_t *c, uint32_t cap, uint32_t holder, _Atomic uint64_t *intent_pos, uint64_t *pos)
 {
     uint64_t mask = (uint64_t)cap - 1u;
+    uint32_t skips = 0;
     for (;;) {
         uint64_t t = gs_load_seqcst(&c->xtail);
         gs_cell_t *cell = &c->cells[t & mask];
@@ -57,7 +58,17 @@ int gs_chan_claim_send(gs_chan_t *c, uint32_t cap, uint32_t holder, _Atomic uint
             if (gs_load_seqcst(&c->xtail) == t) return GS_CHAN_FULL;
             continue;
         }
-        /* p > t: our tail was stale; reload. */
+        /* p > t: the cell is at a later lap than the tail. Either the tail
+         * we read was stale (reload), or the cell at t was sent and
+         * received before anyone helped the tail past t (help it on), or
+         * someone wrote garbage into the cell. The garbage case must not
+         * spin us for ever (the cell never changes, the tail stays): help
+         * the tail at most cap times in one call, then report the channel
+         * full (the caller sleeps and times out: the channel is broken,
+         * nothing else is). */
+        if (gs_load_seqcst(&c->xtail) != t) continue;
+        if (++skips > cap) return GS_CHAN_FULL;
+        help(&c->xtail, t);
     }
 }
 
