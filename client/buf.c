@@ -140,10 +140,14 @@ static uint64_t deadline_ns(void)
 
 /* Lock the header (step 2). The count then is *count. -EINVAL: not live
  * any more (count 0, magic gone or id changed); -EBUSY: held past the
- * deadline. */
-static int lock_hdr(struct goshm *h, gs_buf_hdr_t *hd, uint64_t id, uint32_t *count)
+ * deadline. *dl is the deadline (0: $GOSHM_TIMEOUT_MS from the first
+ * wait, set then): a drain shares one across all its messages, so that a
+ * channel whose messages name buffers someone keeps locked costs its
+ * closer one timeout, not one per message (tests/ipc/test-chan-attack.c,
+ * "drain"). */
+static int lock_hdr_until(struct goshm *h, gs_buf_hdr_t *hd, uint64_t id, uint32_t *count, uint64_t *dl)
 {
-    uint64_t deadline = 0;
+    uint64_t deadline = *dl;
     for (uint32_t spins = 0;; spins++) {
         if (gs_load_acquire(&hd->xmagic) != GS_BUF_MAGIC || hd->id != id) return -EINVAL;
         uint64_t w = gs_load_acquire(&hd->xword);
@@ -159,11 +163,17 @@ static int lock_hdr(struct goshm *h, gs_buf_hdr_t *hd, uint64_t id, uint32_t *co
             gs_cpu_relax();
             continue;
         }
-        if (!deadline) deadline = deadline_ns();
+        if (!deadline) *dl = deadline = deadline_ns();
         if (gs_now_ns() >= deadline) return -EBUSY;
         struct timespec ts = {0, 50000}; /* the holder was preempted, or died (the daemon repairs it) */
         nanosleep(&ts, NULL);
     }
+}
+
+static int lock_hdr(struct goshm *h, gs_buf_hdr_t *hd, uint64_t id, uint32_t *count)
+{
+    uint64_t dl = 0;
+    return lock_hdr_until(h, hd, id, count, &dl);
 }
 
 static inline void unlock_hdr(gs_buf_hdr_t *hd, uint32_t count)
@@ -184,24 +194,25 @@ static inline void intent_set(gs_intent_t *in, uint32_t op, uint64_t off, uint64
 
 static inline void intent_clear(gs_intent_t *in) { gs_store_release(&in->xop, GS_INTENT_NONE); }
 
-static void free_buffer(struct goshm *h, gs_buf_hdr_t *hd, uint64_t objsize, int depth);
+static void free_buffer(struct goshm *h, gs_buf_hdr_t *hd, uint64_t objsize, int depth, uint64_t *dl);
 
 /* A reference that is not in any record of ours: one a message carried
  * into a channel being drained. Dropped under the same lock. */
-static void drop_unrecorded(struct goshm *h, uint64_t off, int depth)
+static void drop_unrecorded(struct goshm *h, uint64_t off, int depth, uint64_t *dl)
 {
     uint64_t objsize;
     gs_buf_hdr_t *hd = gs_buf_hdr_of(h, h->data + off, &objsize);
     if (!hd) return;
     uint32_t c;
-    if (lock_hdr(h, hd, hd->id, &c) != 0) return; /* busy past the deadline: leaked (reported below) */
+    if (lock_hdr_until(h, hd, hd->id, &c, dl) != 0) return; /* busy past the deadline: leaked */
     unlock_hdr(hd, c - 1u);
-    if (c == 1u) free_buffer(h, hd, objsize, depth + 1);
+    if (c == 1u) free_buffer(h, hd, objsize, depth + 1, dl);
 }
 
 typedef struct drain_arg {
     struct goshm *h;
     int depth;
+    uint64_t *dl; /* one deadline for the whole drain, nested ones included */
 } drain_arg_t;
 
 static void drain_drop(void *arg, uint64_t off)
@@ -209,17 +220,17 @@ static void drain_drop(void *arg, uint64_t off)
     drain_arg_t *a = arg;
     if (off < a->h->arena_off || off >= a->h->data_size) return;
     if (a->depth >= 4) return; /* channels of channels of ...: leaked, not recursed into for ever */
-    drop_unrecorded(a->h, off, a->depth);
+    drop_unrecorded(a->h, off, a->depth, a->dl);
 }
 
 /* The count reached 0 (step 5): nobody else can reach the buffer. */
-static void free_buffer(struct goshm *h, gs_buf_hdr_t *hd, uint64_t objsize, int depth)
+static void free_buffer(struct goshm *h, gs_buf_hdr_t *hd, uint64_t objsize, int depth, uint64_t *dl)
 {
     if (hd->kind == GS_BUF_CHAN && objsize >= GS_BUF_HDR + sizeof(gs_chan_t)) {
         gs_chan_t *c = (gs_chan_t *)(hd + 1);
         uint32_t cap = c->cap;
         if (cap && (cap & (cap - 1u)) == 0 && cap <= GS_CHAN_MAX_CAP && GS_BUF_HDR + gs_chan_bytes(cap) <= objsize) {
-            drain_arg_t a = {h, depth};
+            drain_arg_t a = {h, depth, dl};
             gs_chan_drain(c, cap, drain_drop, &a);
         }
     }
@@ -349,7 +360,8 @@ int gs_buf_release_locked(struct goshm *h, const void *p)
     if (c == 1u) {
         gs_store_release(&t->intent.xpos, 1); /* the free is ours, and under way */
         gs_buf_killpoint("release-zero");
-        free_buffer(h, hd, objsize, 0);
+        uint64_t dl = 0;
+        free_buffer(h, hd, objsize, 0, &dl);
     }
     intent_clear(&t->intent);
     return 0;
