@@ -24,6 +24,7 @@
 #include <stdio.h>        /* fprintf, snprintf */
 #include <stdlib.h>       /* getenv */
 #include <string.h>       /* strlen, strerror */
+#include <sys/resource.h>  /* getrlimit, setrlimit */
 #include <sys/prctl.h>    /* prctl, PR_SET_DUMPABLE */
 #include <sys/socket.h>   /* socket, sendto */
 #include <sys/un.h>       /* sockaddr_un */
@@ -287,6 +288,16 @@ int main(int argc, char **argv)
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         fprintf(stderr, "goshmd: warning: prctl(PR_SET_DUMPABLE, 0): %s\n", strerror(errno));
     signal(SIGPIPE, SIG_IGN);
+    /* Descriptors: every client slot holds a few and every channel one
+     * eventfd (daemon/names.c bounds those by this limit, keeping a
+     * reserve). Raise the soft limit to the hard one (systemd's default
+     * soft limit for a service is 1024, the hard one far above); goshmd
+     * uses no select(). */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     gs_config_init(&d.cfg);
     char err[512];
     switch (gs_config_parse(&d.cfg, argc, argv, err, sizeof err)) {

@@ -40,6 +40,7 @@
 #include <stdio.h>        /* snprintf */
 #include <string.h>       /* memcpy, memset */
 #include <sys/eventfd.h>  /* eventfd */
+#include <sys/resource.h> /* getrlimit */
 #include <unistd.h>       /* close */
 
 static const gs_dirent_t *dir_at(const gs_heap_t *h, uint32_t b) { return &h->dir[b & (GS_DIR_CAP - 1u)]; }
@@ -213,10 +214,38 @@ int gs_heap_name_del(gs_heap_t *h, const char *name, size_t len)
     return 0;
 }
 
+/* Descriptors goshmd keeps for everything else: per client slot its
+ * connection, slot memfd, doorbell and a spare, plus listeners, pending
+ * connections, the data and meta memfds, logs. */
+#define EFD_RESERVE_FIXED 96u
+#define EFD_RESERVE_PER_SLOT 4u
+
+/* May one more channel eventfd be made? Channels' eventfds live as long as
+ * their entries, and one user may hold --max-names-per-uid (2048) of
+ * those: with systemd's default soft limit of 1024 descriptors, a client
+ * that made channels until the directory refused took every descriptor
+ * goshmd had, so nobody could attach or even ask for statistics (accept
+ * failed with EMFILE; tests/ipc/test-chan-attack.c, "fds"). So channel
+ * eventfds are bounded by the descriptor limit minus a reserve for the
+ * rest; past it a new channel is refused (EMFILE) and existing ones work.
+ * Counted when a new one is made (a scan of the directory's table, only
+ * then). */
+static bool efd_room(const gs_heap_t *h)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return true;
+    uint64_t reserve = EFD_RESERVE_FIXED + (uint64_t)EFD_RESERVE_PER_SLOT * h->cfg.max_slots;
+    if (rl.rlim_cur <= reserve) return false;
+    uint64_t n = 0;
+    for (uint32_t b = 0; b < GS_DIR_CAP; b++) n += h->names.efd1[b] > 0;
+    return n < rl.rlim_cur - reserve;
+}
+
 /* The eventfd of the channel at bucket b, made now if it has none. */
 static int chan_efd(gs_heap_t *h, uint32_t b, int *efd)
 {
     if (h->names.efd1[b] <= 0) {
+        if (!efd_room(h)) return -EMFILE;
         int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (fd < 0) return -errno;
         h->names.efd1[b] = fd + 1;
