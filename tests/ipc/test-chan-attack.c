@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* test-chan-attack.c: Description: hostile processes that scribble channels and buffer headers so as to make others spin or hang: a send facing cells at a later lap returns, a closer draining messages that name a buffer kept locked waits one timeout (not one per message), a ChanUnlink of a million-cell channel full of such messages is answered at once, and the heap is back to its baseline and passes an adopter's check.
+/* test-chan-attack.c: Description: hostile processes that scribble channels, buffer headers and their own records so as to make others spin, hang or lose memory: a send facing cells at a later lap returns, a closer draining messages that name a buffer kept locked waits one timeout (not one per message), a ChanUnlink of a million-cell channel full of such messages is answered at once, a channel flood leaves goshmd descriptors, a buffer locked by another process fails with EBUSY, a forged record costs only the buffer it names; the heap is back to its baseline and passes an adopter's check.
  *
  * Overview of the engine: shm/overview.h; the threat model: shm/buf.h,
  * shm/chan.h; what the heap side reads and how it bounds its work:
@@ -34,6 +34,10 @@
 typedef struct shared {
     _Atomic int ready;
     goshm_off_t chan_off; /* the victim's channel (loop, drain) */
+    goshm_off_t victim;   /* held: the victim's buffer */
+    _Atomic int go;       /* held: the attacker locked it */
+    int rc[4], err[4];    /* held: what the victim's calls returned */
+    uint64_t ms[4];
 } shared_t;
 
 /* The payload offset of the channel of capacity cap among the records of
@@ -107,6 +111,44 @@ static int role(const char *name, const char *sock, shared_t *sh)
             if (!ch) break;
             goshm_chan_close(ch); /* the directory keeps it, and goshmd its eventfd */
         }
+    } else if (strcmp(name, "held") == 0) {
+        /* The victim's buffer locked in our (live) slot's name. */
+        gs_buf_hdr_t *hd = (gs_buf_hdr_t *)(h->data + sh->victim - GS_BUF_HDR);
+        uint64_t w = gs_load_acquire(&hd->xword);
+        gs_store_release(&hd->xword, gs_bufw(gs_bufw_count(w), h->slot + 1u));
+    } else if (strcmp(name, "victim") == 0) {
+        /* A buffer with two references of ours; release and retain while
+         * the attacker holds its lock (alive, then dead), then we exit
+         * holding both. */
+        void *b = goshm_buf_alloc(h, 1000);
+        if (!b || goshm_buf_retain(h, b) != 0) return 16;
+        sh->victim = goshm_off(h, b);
+        atomic_store(&sh->ready, 1);
+        for (int k = 0; k < 2; k++) {
+            while (atomic_load(&sh->go) <= k) usleep(1000);
+            uint64_t t0 = gs_now_ns();
+            sh->rc[2 * k] = goshm_buf_release(h, b);
+            sh->err[2 * k] = errno;
+            sh->rc[2 * k + 1] = goshm_buf_retain(h, b);
+            sh->err[2 * k + 1] = errno;
+            sh->ms[k] = (gs_now_ns() - t0) / 1000000u;
+            atomic_store(&sh->go, 10 + k);
+        }
+        return 0; /* exits without detaching: goshmd drops our references */
+    } else if (strcmp(name, "forge") == 0) {
+        /* A record of ours claiming 5 references to the victim's buffer
+         * (offset and id read from its header), and an intent replaying a
+         * release of it that reached 0; then we are killed. */
+        gs_buf_hdr_t *hd = (gs_buf_hdr_t *)(h->data + sh->victim - GS_BUF_HDR);
+        gs_holdings_t *t = &h->slotp->holdings;
+        gs_hold_t *r = &t->hold[gs_hold_home(sh->victim)];
+        gs_store_relaxed(&r->xid, hd->id);
+        gs_store_relaxed(&r->xcount, 5);
+        gs_store_release(&r->xoff, sh->victim);
+        gs_store_relaxed(&t->intent.xoff, sh->victim);
+        gs_store_relaxed(&t->intent.xid, hd->id);
+        gs_store_relaxed(&t->intent.xpos, 1);
+        gs_store_release(&t->intent.xop, GS_INTENT_RELEASE);
     } else if (strcmp(name, "attach") == 0) {
         void *p = goshm_malloc(h, 100);
         if (!p) return 14;
@@ -248,6 +290,53 @@ int main(int argc, char **argv)
         }
         /* Refused well before the names ran out, but not at once. */
         CHECK_MSG(made >= 100 && made < FDS_CHANNELS, "the flood made %d channels", made);
+    }
+
+    /* held: a buffer whose lock another process keeps, alive or dead: the
+     * owner's release and retain fail with EBUSY after its timeout (they
+     * neither hang nor change the count), and once the owner dies goshmd
+     * drops its references anyway (a dead holder's lock is stale to it). */
+    if (RUN("held")) {
+        atomic_store(&sh->go, 0);
+        char *argv2[] = {"test-chan-attack", "--role", "victim", d.sock, file, NULL};
+        atomic_store(&sh->ready, 0);
+        pid_t v = gsh_spawn_self(argv2);
+        for (int i = 0; i < 40000 && !atomic_load(&sh->ready); i++) usleep(500);
+        REQUIRE(atomic_load(&sh->ready) == 1);
+        pid_t p = spawn("held", d.sock, file, sh);
+        atomic_store(&sh->go, 1); /* the attacker alive */
+        for (int i = 0; i < 20000 && atomic_load(&sh->go) != 10; i++) usleep(500);
+        reap(p);
+        atomic_store(&sh->go, 2); /* the attacker dead, its slot reclaimed (or not yet) */
+        CHECK(gsh_wait_child(v, 15000) == 0);
+        for (int k = 0; k < 4; k++)
+            CHECK_MSG(sh->rc[k] == -1 && sh->err[k] == EBUSY, "victim call %d: rc %d errno %d", k, sh->rc[k],
+                      sh->err[k]);
+        for (int k = 0; k < 2; k++) CHECK_MSG(sh->ms[k] < 3000, "victim calls took %llu ms", (unsigned long long)sh->ms[k]);
+    }
+
+    /* forge: a process lies in its own records and intent about a victim's
+     * buffer, then dies. The trust story: that costs the victim that
+     * buffer (the liar could have written its count anyway): goshmd drops
+     * at most the references the header counts, frees it once, and the
+     * victim's calls on it fail with EINVAL instead of crashing; its
+     * other buffers are untouched. */
+    if (RUN("forge")) {
+        char *b = goshm_buf_alloc(h, 500), *keep = goshm_buf_alloc(h, 500);
+        REQUIRE(b && keep);
+        memset(keep, 0x5a, 500);
+        sh->victim = goshm_off(h, b);
+        pid_t p = spawn("forge", d.sock, file, sh);
+        reap(p);
+        uint32_t one = 1;
+        CHECK(gsh_wait_for(d.sock, &st, gsh_pred_clients, &one, 10000) == 1);
+        CHECK(goshm_buf_refs(h, b) == 0 && errno == EINVAL);
+        CHECK(goshm_buf_release(h, b) == -1 && errno == EINVAL);
+        CHECK(goshm_buf_retain(h, b) == -1 && errno == EINVAL);
+        static char want[500];
+        memset(want, 0x5a, sizeof want);
+        CHECK(goshm_buf_refs(h, keep) == 1 && memcmp(keep, want, sizeof want) == 0);
+        CHECK(goshm_buf_release(h, keep) == 0);
     }
 
     /* Every attacker's memory back: the locked buffers, the channels. */
