@@ -53,6 +53,25 @@
  * the records there of a client that died while no daemon ran, or that
  * dies before it resumes its slot. With systemd's fd store (no directory)
  * slot memfds are not kept: such a client's references leak.
+ *
+ * Limits against a hostile client (tests/ipc/test-chan-attack.c):
+ *   - The pending list is finite (GS_BUFREF_PENDING entries, merged with
+ *     the last PENDING_DEDUP only). A live client that keeps the locks of
+ *     many distinct buffers (its own, or forged headers in any object it
+ *     can write) and makes the heap side drop references to them (a drain
+ *     of a channel whose messages name them, its own dying child's
+ *     records) fills it; a drop that finds a lock busy while it is full is
+ *     counted in `lost` and leaks for good, even one a victim's process
+ *     held briefly. What it would take: entries charged to the slot that
+ *     holds the lock (dropped, or moved to a per-slot list, when that slot
+ *     is reclaimed) instead of one shared list.
+ *   - The freed and alloc bits of a small object are client-writable: a
+ *     client racing a drain can revive a small channel it just freed
+ *     (bits, magic, count) before the next message naming it is dropped,
+ *     so one drain may drain that channel again per message: at most
+ *     cap (1 << 20) times its capacity (about 2000 cells for a small
+ *     object) cell visits, seconds of work, not unbounded. A large
+ *     object's state is the heap side's own (no revival).
  */
 #include "bufref.h"
 #include "heap_internal.h"

@@ -300,7 +300,12 @@ int gs_heap_chan_unlink(gs_heap_t *h, const char *name, size_t len)
     h->names.efd1[b] = 0;
     /* After the tombstone's commit: a crash before this leaks the reference
      * (see the top of this file). A channel locked past the deadline by a
-     * live process: retried at the next directory request. */
+     * live process: retried at the next directory request. Limit: the
+     * list holds GS_NAMES_PENDING; past that the reference leaks (the
+     * channel is never freed). A client that keeps 64 unlinked channels
+     * locked fills it, so a victim's unlink that finds its channel locked
+     * for a moment (a retain or release in progress past the tick's spin
+     * budget, daemon/bufref.c) leaks that channel. */
     if (gs_heap_buf_release(h, off, id) == -EBUSY && h->names.npending < GS_NAMES_PENDING)
         h->names.pending[h->names.npending++] = (typeof(h->names.pending[0])){off, id};
     return 0;
