@@ -356,9 +356,12 @@ int gs_buf_release_locked(struct goshm *h, const void *p)
     gs_buf_killpoint("release-locked");
     gs_hold_add(t, off, id, -1);
     gs_buf_killpoint("release-recorded");
+    /* pos 1 ("the free is ours, and under way") before the unlock that
+     * makes the count 0: a process killed between the two used to leave
+     * a buffer of count 0, unlocked, that the repair did not free. */
+    if (c == 1u) gs_store_release(&t->intent.xpos, 1);
     unlock_hdr(hd, c - 1u);
     if (c == 1u) {
-        gs_store_release(&t->intent.xpos, 1); /* the free is ours, and under way */
         gs_buf_killpoint("release-zero");
         uint64_t dl = 0;
         free_buffer(h, hd, objsize, 0, &dl);

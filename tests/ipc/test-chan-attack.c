@@ -149,6 +149,24 @@ static int role(const char *name, const char *sock, shared_t *sh)
         gs_store_relaxed(&t->intent.xid, hd->id);
         gs_store_relaxed(&t->intent.xpos, 1);
         gs_store_release(&t->intent.xop, GS_INTENT_RELEASE);
+    } else if (strcmp(name, "churn") == 0) {
+        /* Open (creating), send, receive, close and unlink four names at
+         * random until killed. */
+        atomic_fetch_add(&sh->ready, 1);
+        uint64_t seed = (uint64_t)getpid() * 2654435761u;
+        char nm[16];
+        for (;;) {
+            snprintf(nm, sizeof nm, "churn%d", (int)(ipc_rand(&seed) % 4u));
+            goshm_chan_t *ch = goshm_chan_open(h, nm, 8);
+            if (ch) {
+                void *m = goshm_buf_alloc(h, 100 + ipc_rand(&seed) % 5000);
+                if (m && goshm_chan_send(ch, goshm_off(h, m), 0) != 0) goshm_buf_release(h, m);
+                goshm_off_t o;
+                if (ipc_rand(&seed) % 2u && goshm_chan_recv(ch, &o, 0) == 0) goshm_buf_release(h, goshm_ptr(h, o));
+                goshm_chan_close(ch);
+            }
+            if (getenv("CHURN_UNLINK") && ipc_rand(&seed) % 8u == 0) goshm_chan_unlink(h, nm);
+        }
     } else if (strcmp(name, "attach") == 0) {
         void *p = goshm_malloc(h, 100);
         if (!p) return 14;
@@ -337,6 +355,45 @@ int main(int argc, char **argv)
         memset(want, 0x5a, sizeof want);
         CHECK(goshm_buf_refs(h, keep) == 1 && memcmp(keep, want, sizeof want) == 0);
         CHECK(goshm_buf_release(h, keep) == 0);
+    }
+
+    /* churn (only with ATTACK_ONLY=churn: an open finding, not a passing
+     * test): processes SIGKILLed at random while they open (create) and
+     * close channels and pass buffers through them (and unlink them, with
+     * CHURN_UNLINK=1); once the names are unlinked every byte should be
+     * back. In about one run in ten, one to three small objects (2 to 8
+     * KiB in all) stay in use: a kill inside some window of the buffer
+     * protocol leaks. The known windows (daemon/bufref.c: an allocation
+     * killed before its intent has the offset, a free killed after the
+     * magic is cleared, a drain killed with a message taken out) are the
+     * suspects; it was not narrowed down in time. */
+    if (only && strcmp(only, "churn") == 0) {
+        uint64_t seed = 99;
+        goshm_chan_t *mine[4];
+        char nm[16];
+        for (int i = 0; i < 4; i++) {
+            snprintf(nm, sizeof nm, "churn%d", i);
+            mine[i] = getenv("CHURN_UNLINK") ? NULL : goshm_chan_open(h, nm, 8);
+        }
+        for (int round = 0; round < 20; round++) {
+            atomic_store(&sh->ready, 0);
+            pid_t k[3];
+            for (int i = 0; i < 3; i++) {
+                char *argv2[] = {"test-chan-attack", "--role", "churn", d.sock, file, NULL};
+                k[i] = gsh_spawn_self(argv2);
+            }
+            for (int i = 0; i < 20000 && atomic_load(&sh->ready) < 3; i++) usleep(500);
+            usleep((useconds_t)(2000 + ipc_rand(&seed) % 40000));
+            for (int i = 0; i < 3; i++) kill(k[i], SIGKILL);
+            for (int i = 0; i < 3; i++) gsh_wait_child(k[i], 10000);
+        }
+        uint32_t one = 1;
+        CHECK(gsh_wait_for(d.sock, &st, gsh_pred_clients, &one, 10000) == 1);
+        for (int i = 0; i < 4; i++) {
+            snprintf(nm, sizeof nm, "churn%d", i);
+            goshm_chan_unlink(h, nm);
+            if (mine[i]) goshm_chan_close(mine[i]);
+        }
     }
 
     /* Every attacker's memory back: the locked buffers, the channels. */
