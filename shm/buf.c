@@ -49,6 +49,16 @@ static void del(gs_holdings_t *t, uint32_t i)
         /* Can the entry at j move to i? Yes unless its home lies cyclically in (i, j]. */
         bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
         if (stays) continue;
+        /* The hole's offset goes first: it may still hold an entry (the one
+         * deleted, or the previous copy's source, identical to its copy),
+         * and a process killed between the id and offset stores below used
+         * to leave that offset paired with the next entry's id and count.
+         * The heap side keeps one entry per offset (an arbitrary one of
+         * equal offsets), so it could keep the mixed one, whose id does not
+         * match, and drop nothing: the references leaked. Cleared first,
+         * the hole never shows a mixed entry (count and id are written
+         * before the offset that makes it an entry). */
+        gs_store_release(&t->hold[i].xoff, 0);
         gs_store_release(&t->hold[i].xid, gs_load_relaxed(&t->hold[j].xid));
         gs_store_release(&t->hold[i].xcount, gs_load_relaxed(&t->hold[j].xcount));
         gs_store_release(&t->hold[i].xoff, o);
