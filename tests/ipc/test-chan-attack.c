@@ -81,9 +81,12 @@ static int role(const char *name, const char *sock, shared_t *sh)
     goshm_t *h = goshm_attach(sock);
     if (!h) return 10;
     if (strcmp(name, "loop") == 0) {
-        /* Every cell at a later lap than the tail, never to change. */
+        /* Every cell at a lap far beyond the tail (2^34 positions: a
+         * sender helping the tail on one cell at a time never gets
+         * there), never to change. */
         gs_chan_t *c = (gs_chan_t *)(h->data + sh->chan_off);
-        for (uint32_t i = 0; i < 8; i++) gs_store_release(&c->cells[i].xstate, gs_cell(i + 5u * 8u, 0, GS_CELL_EMPTY));
+        for (uint32_t i = 0; i < 8; i++)
+            gs_store_release(&c->cells[i].xstate, gs_cell(i + (UINT64_C(1) << 34), 0, GS_CELL_EMPTY));
     } else if (strcmp(name, "drain") == 0) {
         goshm_off_t b = locked_buffer(h);
         if (!b) return 11;
