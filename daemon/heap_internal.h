@@ -120,10 +120,10 @@ typedef struct gs_quota_uid {
 typedef struct gs_bufref_state {
     struct { uint64_t off, id; uint32_t count, pad; } pending[GS_BUFREF_PENDING];
     uint32_t npending;
-    /* Spins on buffer locks held by live processes left until the next
-     * housekeeping tick refills it (daemon/bufref.c, dlock): a hostile
-     * client that keeps locks held cannot make the heap side spin more
-     * than this per tick, however many references it makes it drop. */
+    /* Spins on buffer locks held by live processes left in the current
+     * operation (daemon/bufref.c, dlock, SPIN_BUDGET): a hostile client
+     * that keeps locks held cannot make one operation spin more than
+     * that, however many references it makes it drop. */
     uint32_t spin_left;
     uint64_t dropped, repaired, lost;
 } gs_bufref_state_t;

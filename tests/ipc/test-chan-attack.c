@@ -364,9 +364,9 @@ int main(int argc, char **argv)
      * test): processes SIGKILLed at random while they open (create) and
      * close channels and pass buffers through them (and unlink them, with
      * CHURN_UNLINK=1); once the names are unlinked every byte should be
-     * back. In about one run in ten, one to three small objects (2 to 8
-     * KiB in all) stay in use: a kill inside some window of the buffer
-     * protocol leaks. The known windows (daemon/bufref.c: an allocation
+     * back. In a few runs in a hundred (main before this branch: 2 in
+     * 30), one to three small objects (2 to 8 KiB in all) stay in use: a
+     * kill inside some window of the buffer protocol leaks. The known windows (daemon/bufref.c: an allocation
      * killed before its intent has the offset, a free killed after the
      * magic is cleared, a drain killed with a message taken out) are the
      * suspects; it was not narrowed down in time. */
