@@ -198,7 +198,7 @@ static bool holder_stale(gs_heap_t *h, uint32_t holder)
 }
 
 /* Lock a buffer as the heap side. A holder that is a live process gets
- * LOCK_ATTEMPTS spins while the operation.s budget lasts, one look after. The
+ * LOCK_ATTEMPTS spins while the operation's budget lasts, one look after. The
  * CAS loop on an unlocked or stale word is bounded too: each failed CAS
  * counts as an attempt (a scribbler rewriting the word in a loop). */
 static int dlock(gs_heap_t *h, gs_buf_hdr_t *hd, uint32_t *count)
