@@ -161,6 +161,7 @@ bool gs_chan_ready(gs_chan_t *c, uint32_t cap)
 bool gs_chan_room(gs_chan_t *c, uint32_t cap)
 {
     uint64_t mask = (uint64_t)cap - 1u;
+    uint32_t skips = 0;
     for (;;) {
         uint64_t t = gs_load_seqcst(&c->xtail);
         uint64_t s = gs_load_seqcst(&c->cells[t & mask].xstate);
@@ -170,7 +171,14 @@ bool gs_chan_room(gs_chan_t *c, uint32_t cap)
             help(&c->xtail, t);
             continue;
         }
-        if (gs_load_seqcst(&c->xtail) == t) return p > t; /* p < t: full; p > t: garbage, let the claim decide */
+        if (gs_load_seqcst(&c->xtail) != t) continue;
+        if (p < t) return false; /* full */
+        /* p > t: a tail nobody helped on, or garbage: as in
+         * gs_chan_claim_send, help it at most cap times, then say "no
+         * room", so that a sender facing garbage sleeps until its deadline
+         * instead of spinning. */
+        if (++skips > cap) return false;
+        help(&c->xtail, t);
     }
 }
 
