@@ -104,15 +104,21 @@ static goshm_t *attach(const char *sock)
 
 /* ---- the wait policy over a channel ----------------------------------------- */
 
-/* Receive one offset: poll per spin_us, then block 100 ms at a time while
- * alive() says the peer is there. 0, or -1 (errno: the channel's error, or
- * ECHILD when the peer is gone). */
-static int recv_one(goshm_chan_t *c, goshm_off_t *off, int64_t spin_us, bool (*alive)(void *), void *arg)
+/* One channel call with the harness's wait policy: poll (timeout 0) per
+ * spin_us, then block 100 ms at a time while alive() says the peer is there.
+ * Sends *off (send) or receives into it. 0, or -1 (errno: the channel's
+ * error, or ECHILD when the peer is gone). */
+static int chan_op(bool send, goshm_chan_t *c, goshm_off_t *off, int timeout_ms)
+{
+    return send ? goshm_chan_send(c, *off, timeout_ms) : goshm_chan_recv(c, off, timeout_ms);
+}
+
+static int xfer_one(bool send, goshm_chan_t *c, goshm_off_t *off, int64_t spin_us, bool (*alive)(void *), void *arg)
 {
     bmsg_spin_t s;
     bmsg_spin_init(&s, spin_us);
     for (;;) {
-        if (goshm_chan_recv(c, off, 0) == 0) return 0;
+        if (chan_op(send, c, off, 0) == 0) return 0;
         if (errno != EAGAIN) return -1;
         if (!bmsg_spin_more(&s)) break;
         if (s.n % 65536 == 0 && !alive(arg)) {
@@ -121,7 +127,7 @@ static int recv_one(goshm_chan_t *c, goshm_off_t *off, int64_t spin_us, bool (*a
         }
     }
     for (;;) {
-        if (goshm_chan_recv(c, off, 100) == 0) return 0;
+        if (chan_op(send, c, off, 100) == 0) return 0;
         if (errno != ETIMEDOUT && errno != EAGAIN) return -1;
         if (!alive(arg)) {
             errno = ECHILD;
@@ -130,27 +136,14 @@ static int recv_one(goshm_chan_t *c, goshm_off_t *off, int64_t spin_us, bool (*a
     }
 }
 
+static int recv_one(goshm_chan_t *c, goshm_off_t *off, int64_t spin_us, bool (*alive)(void *), void *arg)
+{
+    return xfer_one(false, c, off, spin_us, alive, arg);
+}
+
 static int send_one(goshm_chan_t *c, goshm_off_t off, int64_t spin_us, bool (*alive)(void *), void *arg)
 {
-    bmsg_spin_t s;
-    bmsg_spin_init(&s, spin_us);
-    for (;;) {
-        if (goshm_chan_send(c, off, 0) == 0) return 0;
-        if (errno != EAGAIN) return -1;
-        if (!bmsg_spin_more(&s)) break;
-        if (s.n % 65536 == 0 && !alive(arg)) {
-            errno = ECHILD;
-            return -1;
-        }
-    }
-    for (;;) {
-        if (goshm_chan_send(c, off, 100) == 0) return 0;
-        if (errno != ETIMEDOUT && errno != EAGAIN) return -1;
-        if (!alive(arg)) {
-            errno = ECHILD;
-            return -1;
-        }
-    }
+    return xfer_one(true, c, &off, spin_us, alive, arg);
 }
 
 /* ---- subscriber ------------------------------------------------------------ */
