@@ -107,9 +107,12 @@ typedef struct gs_intent {
     _Atomic uint32_t xbefore; /* this process's record count of off before the op */
     _Atomic uint64_t xoff;    /* buffer payload offset (SEND: the message's offset) */
     _Atomic uint64_t xid;
-    _Atomic uint64_t xchan;   /* SEND/RECV: channel payload offset */
+    _Atomic uint64_t xchan;   /* SEND/RECV: channel payload offset; ALLOC: the span id the
+                               * thread had cached for the class (daemon/bufref.c,
+                               * alloc_unrecorded; untrusted, checked against the span table) */
     _Atomic uint64_t xchan_id;
-    _Atomic uint64_t xpos;    /* SEND/RECV: the cell position claimed or being claimed */
+    _Atomic uint64_t xpos;    /* SEND/RECV: the cell position claimed or being claimed;
+                               * ALLOC: that span's freeindex before the malloc */
     _Atomic uint64_t xmsg;    /* RECV: the message read (0: not read yet) */
 } gs_intent_t;
 
