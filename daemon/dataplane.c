@@ -11,6 +11,17 @@
  * doorbells. Clients ring only when NEED_WAKEUP is set, so a busy daemon
  * costs its clients no system call (io_uring's SQPOLL idea).
  *
+ * Asleep, it also wakes by itself to look at the rings: every WARM_POLL_MS
+ * for WARM_S after its last work, then every COLD_POLL_MS. Requests nobody
+ * waits for yet (refills sent ahead of need, hand-backs: client/ring.c) do
+ * not ring the doorbell, because the wake-up a doorbell costs the client
+ * (a system call and the IPI behind it: ~10 us on a small VM) is what they
+ * exist to keep off the allocation's path; they are answered at the next
+ * self wake-up instead. The warm period keeps that within 1 ms of a client
+ * that allocates now and then, for about 1000 wake-ups a second while it
+ * lasts (bench/README.md measures their cost); an idle daemon wakes 10
+ * times a second, as before.
+ *
  * Each pass drains the notice stack once, then serves every active ring
  * through the serve unit (daemon/serve.c), which validates every entry.
  */
@@ -31,6 +42,10 @@
 #include "waiter.h"
 
 enum { REQ_NONE = 0, REQ_ADD, REQ_REMOVE, REQ_FORGET };
+
+#define WARM_POLL_MS 1
+#define WARM_S 1u
+#define COLD_POLL_MS 100
 
 /* Who touches what: [thread] only the data-plane thread (add and remove
  * reach it as requests); [immutable] set before the thread starts;
@@ -111,12 +126,12 @@ static void set_wakeup(gs_dataplane_t *dp, uint32_t v)
 static void *run(void *arg)
 {
     gs_dataplane_t *dp = arg;
-    uint64_t last_work = now_us();
+    uint64_t last_work = now_us(), last_real_work = last_work;
     unsigned spins = 0;
     while (!gs_load_acquire(&dp->stop)) {
         if (gs_load_acquire(&dp->req_pending)) handle_request(dp);
         if (serve_all(dp)) {
-            last_work = now_us();
+            last_work = last_real_work = now_us();
             spins = 0;
             continue;
         }
@@ -132,7 +147,7 @@ static void *run(void *arg)
         /* Re-check after publishing the flag: a client that published its
          * tail before reading the flag is seen here. */
         if (!serve_all(dp) && !gs_load_acquire(&dp->req_pending) && !gs_load_acquire(&dp->stop))
-            dp->w->ops->wait(dp->w, 100);
+            dp->w->ops->wait(dp->w, now_us() - last_real_work < WARM_S * 1000000u ? WARM_POLL_MS : COLD_POLL_MS);
         set_wakeup(dp, 0);
         last_work = now_us();
     }
