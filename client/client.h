@@ -31,6 +31,12 @@ typedef struct gs_mcache {
     uint32_t back[GS_NUM_SPAN_CLASSES][GS_BATCH];
     uint8_t nstash[GS_NUM_SPAN_CLASSES];
     uint8_t nback[GS_NUM_SPAN_CLASSES];
+    /* The refill sent ahead for each class (a seam ticket; 0: none), and
+     * how many refills the class has needed (saturating): only a class
+     * that needed one before gets its next sent ahead, so a class used
+     * once holds no second span (client/mcache.c). */
+    uint32_t ahead[GS_NUM_SPAN_CLASSES];
+    uint8_t nrefills[GS_NUM_SPAN_CLASSES];
     /* The last small object this thread allocated (not tiny), and the view
      * of the span it came from: freeing it at once only steps freeindex back
      * (gs_mcache_undo). GS_NO_LAST, never NULL, when there is none, so that

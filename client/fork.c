@@ -65,6 +65,7 @@ static void atfork_child(void)
             memset(c->alloc, 0, sizeof c->alloc);
             memset(c->nstash, 0, sizeof c->nstash);
             memset(c->nback, 0, sizeof c->nback);
+            memset(c->ahead, 0, sizeof c->ahead); /* sent on the parent's ring */
             c->tiny_next = NULL;
             gs_mcache_forget(c);
         }
@@ -120,7 +121,7 @@ int gs_svc_reattach(svc_seam_t *s)
     }
     h->slot = ar.slot;
     s->ring = &h->slotp->ring;
-    s->sq_tail = s->cq_head = 0;
+    gs_svc_ring_restart(s, false);
     s->pid = gs_svc_pid();
     return 0;
 }

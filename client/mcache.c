@@ -8,7 +8,8 @@
 #include "client.h"
 
 #include <errno.h>  /* errno */
-#include <stdlib.h> /* calloc */
+#include <stdlib.h> /* calloc, getenv */
+#include <string.h> /* strcmp */
 
 __thread __attribute__((tls_model("initial-exec"))) gs_tls_t gs_tls;
 
@@ -91,6 +92,86 @@ static uint32_t refill_want(uint32_t spanclass)
     return want > GS_BATCH ? GS_BATCH : want;
 }
 
+/* Refills sent ahead: $GOSHM_REFILL_AHEAD=0 turns them off (to measure
+ * the round trip itself, bench/README.md); anything else, or unset, on. */
+static pthread_once_t ahead_once = PTHREAD_ONCE_INIT;
+static bool ahead_off;
+
+static void ahead_read(void)
+{
+    const char *v = getenv("GOSHM_REFILL_AHEAD");
+    ahead_off = v && strcmp(v, "0") == 0;
+}
+
+/* When a thread takes its class's last stashed span, the next refill goes
+ * out at once, without waiting, so that by the time the span is used up
+ * the answer is normally there: the allocation that runs out does not wait
+ * for the daemon, nor for its wake-up after idle (~20 us on a small VM,
+ * bench/README.md). The spans to hand back go with it. Only for a class
+ * that needed a refill before: each such class then holds one span more
+ * per thread (Go's mcache holds one), and a class used once holds none. */
+static void send_ahead(struct goshm *h, gs_mcache_t *c, uint32_t sc)
+{
+    if (c->ahead[sc] || c->nrefills[sc] < 2u || !h->ops->refill_ahead) return;
+    int e = errno;
+    pthread_once(&ahead_once, ahead_read);
+    errno = e;
+    if (ahead_off) return;
+    uint32_t t = 0;
+    if (h->ops->refill_ahead(h->seam, sc, c->back[sc], c->nback[sc], refill_want(sc), &t) == 0) {
+        c->ahead[sc] = t;
+        c->nback[sc] = 0; /* handed back */
+    } /* else nothing was sent: the next refill waits, as without */
+}
+
+/* A span used up (or unusable) goes back with the next refill of its class;
+ * a full list goes back at once, without waiting where the seam can. */
+static void back_push(struct goshm *h, gs_mcache_t *c, uint32_t sc, uint32_t sid)
+{
+    c->back[sc][c->nback[sc]++] = sid;
+    if (c->nback[sc] == GS_BATCH && h->ops->give_back && h->ops->give_back(h->seam, sc, c->back[sc], GS_BATCH) == 0)
+        c->nback[sc] = 0;
+}
+
+/* Fill the stash of class sc (empty, or a full back list to hand back):
+ * from the refill sent ahead if there is one, else with a round trip. The
+ * spans the daemon names are checked against their read-only records
+ * first. 0 or -errno. */
+static int stash_fill(struct goshm *h, gs_mcache_t *c, uint32_t sc)
+{
+    uint32_t sids[GS_BATCH];
+    uint32_t want = c->nstash[sc] ? 0u : refill_want(sc);
+    int n = 0;
+    if (want && c->ahead[sc]) {
+        uint32_t t = c->ahead[sc];
+        c->ahead[sc] = 0;
+        n = h->ops->refill_take(h->seam, t, want, sids);
+        if (n == -ETIMEDOUT) return n; /* not twice the deadline */
+        if (n < 0) n = 0; /* ENOMEM then may not be ENOMEM now: ask again */
+    }
+    if (n == 0) {
+        n = h->ops->refill(h->seam, sc, c->back[sc], c->nback[sc], want, sids);
+        c->nback[sc] = 0; /* handed back, whatever the answer */
+        if (n < 0) return n;
+    }
+    if (want && c->nrefills[sc] < UINT8_MAX) c->nrefills[sc]++;
+    for (int i = n - 1; i >= 0; i--) {
+        bool dup = false; /* a span this mcache holds already must not be used twice */
+        for (uint32_t k = 0; k < c->nstash[sc]; k++) dup |= c->stash[sc][k] == sids[i];
+        if (dup || !span_is_ours(h, sids[i], sc)) {
+            gs_report_peer("refill answered with a span that is not ours");
+            continue; /* not ours: not ours to hand back either */
+        }
+        c->stash[sc][c->nstash[sc]++] = sids[i];
+    }
+    if (c->nstash[sc] == 0 && want) {
+        if (n > 0) return -EPROTO;
+        gs_report_peer("refill answered with no span");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
 {
     gs_cspan_t *s = &c->alloc[spanclass];
@@ -101,7 +182,7 @@ void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
             idx = gs_cspan_next_free_index(s);
             if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
         }
-        c->back[spanclass][c->nback[spanclass]++] = s->sid; /* goes with the next refill */
+        back_push(h, c, spanclass, s->sid);
         *s = (gs_cspan_t){0};
     }
     /* A span the daemon handed us is checked against its read-only record;
@@ -110,38 +191,18 @@ void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
      * trusted and not looped on. A few rounds at most, then the call fails. */
     for (uint32_t round = 0; round < 4u; round++) {
         if (c->nstash[spanclass] == 0 || c->nback[spanclass] == GS_BATCH) {
-            uint32_t sids[GS_BATCH];
-            int n = h->ops->refill(h->seam, spanclass, c->back[spanclass], c->nback[spanclass],
-                                   c->nstash[spanclass] ? 0u : refill_want(spanclass), sids);
-            c->nback[spanclass] = 0; /* handed back, whatever the answer */
-            if (n < 0) {
-                errno = -n;
-                return NULL;
-            }
-            for (int i = n - 1; i >= 0; i--) {
-                bool dup = false; /* a span this mcache holds already must not be used twice */
-                for (uint32_t k = 0; k < c->nstash[spanclass]; k++) dup |= c->stash[spanclass][k] == sids[i];
-                if (dup || !span_is_ours(h, sids[i], spanclass)) {
-                    gs_report_peer("refill answered with a span that is not ours");
-                    continue; /* not ours: not ours to hand back either */
-                }
-                c->stash[spanclass][c->nstash[spanclass]++] = sids[i];
-            }
-            if (c->nstash[spanclass] == 0) {
-                if (n > 0) {
-                    errno = EPROTO;
-                    return NULL;
-                }
-                gs_report_peer("refill answered with no span");
-                errno = ENOMEM;
+            int rc = stash_fill(h, c, spanclass);
+            if (rc) {
+                errno = -rc;
                 return NULL;
             }
         }
         load_span(h, s, c->stash[spanclass][--c->nstash[spanclass]]);
+        if (c->nstash[spanclass] == 0) send_ahead(h, c, spanclass);
         uint32_t idx = gs_cspan_next_free_index(s);
         if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
         gs_report_peer("a refilled span has no free slot (its bitmap was overwritten?); handed back");
-        c->back[spanclass][c->nback[spanclass]++] = s->sid;
+        back_push(h, c, spanclass, s->sid);
         *s = (gs_cspan_t){0};
     }
     errno = EPROTO;
@@ -170,5 +231,7 @@ void gs_mcache_flush(struct goshm *h, gs_mcache_t *c)
         }
         c->nback[sc] = 0;
         c->nstash[sc] = 0;
+        if (c->ahead[sc]) h->ops->refill_drop(h->seam, c->ahead[sc]); /* its spans go back when it comes */
+        c->ahead[sc] = 0;
     }
 }

@@ -100,7 +100,6 @@ static int ctl_call(struct goshm *h, const Goshm__Request *req, Goshm__Reply__Ms
     if (s->pid != gs_svc_pid()) {
         rc = gs_svc_reattach(s);
         if (rc) goto out;
-        s->nstale = 0;
     }
     if (s->dead) {
         rc = -ECONNRESET;
@@ -110,7 +109,6 @@ static int ctl_call(struct goshm *h, const Goshm__Request *req, Goshm__Reply__Ms
         if (s->sock < 0) {
             rc = gs_svc_reconnect(s);
             if (rc) goto out;
-            s->nstale = 0;
             s->late_replies = 0;
         }
         drain_late(s);
@@ -125,7 +123,6 @@ static int ctl_call(struct goshm *h, const Goshm__Request *req, Goshm__Reply__Ms
             /* The daemon went away: wait for one that adopts the heap. */
             rc = gs_svc_reconnect(s);
             if (rc) goto out;
-            s->nstale = 0;
             s->late_replies = 0; /* a new connection owes us nothing */
             continue;
         }

@@ -82,7 +82,7 @@ int gs_svc_reconnect(svc_seam_t *s)
                 gs_buf_carry_over(h);
                 atomic_fetch_add(&h->reconnects, 1u);
                 s->ring = &h->slotp->ring;
-                s->sq_tail = s->cq_head = 0;
+                gs_svc_ring_restart(s, true);
                 s->gave_up = false;
                 return 0;
             }

@@ -25,6 +25,26 @@ typedef struct gs_seam_ops {
      * way. Returns the number got (0 only when want is 0), or -errno. */
     int (*refill)(void *seam, uint32_t spanclass, const uint32_t *back, uint32_t nback, uint32_t want,
                   uint32_t *sids);
+    /* Refills sent ahead of need (client/mcache.c), so that the allocation
+     * that runs out of spans finds them here instead of waiting for the
+     * daemon. Optional: NULL in a seam that answers at once.
+     *   ahead: send the refill without waiting for it; 0 and a ticket
+     *     (never 0) for take or drop, or -errno (-EAGAIN: too much is
+     *     outstanding; nothing sent, the spans to hand back are still the
+     *     caller's).
+     *   take: its answer, waiting for it if need be: what refill returns;
+     *     0 when it was lost (the daemon was replaced, or a fork child
+     *     asks): the caller refills as usual.
+     *   drop: its answer is not wanted (the thread is going away): wait
+     *     for it as a round trip would and hand its spans back (past the
+     *     deadline, they are handed back whenever the answer is read).
+     *   give_back: hand back[0..nback) without waiting for the answer
+     *     (only for room on the ring). 0 or -errno. */
+    int (*refill_ahead)(void *seam, uint32_t spanclass, const uint32_t *back, uint32_t nback, uint32_t want,
+                        uint32_t *ticket);
+    int (*refill_take)(void *seam, uint32_t ticket, uint32_t want, uint32_t *sids);
+    void (*refill_drop)(void *seam, uint32_t ticket);
+    int (*give_back)(void *seam, uint32_t spanclass, const uint32_t *back, uint32_t nback);
     /* A span of npages for one large object, starting on a multiple of
      * 2^align_shift pages (0..GS_LARGE_MAX_ALIGN_SHIFT). 0 or -errno. */
     int (*large_alloc)(void *seam, uint64_t npages, uint32_t align_shift, uint32_t *sid);
@@ -32,7 +52,13 @@ typedef struct gs_seam_ops {
     int (*close)(void *seam);
 } gs_seam_ops_t;
 
-/* The seam over goshmd: one per attached heap. */
+/* The seam over goshmd: one per attached heap. At most GS_SVC_OUTSTANDING
+ * requests are on its ring at once (well under GS_RING_ENTRIES, so the
+ * completion ring always has room for theirs), GS_SVC_AHEAD of them refills
+ * sent ahead. */
+#define GS_SVC_OUTSTANDING 48u
+#define GS_SVC_AHEAD 32u
+
 typedef struct svc_seam {
     struct goshm *h;
     int sock;             /* control connection, -1 after fork until reattach */
@@ -41,12 +67,16 @@ typedef struct svc_seam {
     pthread_mutex_t mu;   /* one request batch at a time */
     uint32_t sq_tail, cq_head, tag;
     uint32_t last_tag;    /* the tag of the last completion read (client/reconnect.c) */
-    /* Requests whose caller gave up (-ETIMEDOUT) before their completion
-     * came: completions arrive in order, so theirs are the next ones. Each
-     * is drained before a new request goes out, and what it carries is
-     * given back (client/ring.c). */
-    uint32_t nstale;
-    struct { uint32_t tag; uint8_t op; } stale[GS_RING_ENTRIES];
+    /* The requests on the ring whose completions this process has not read,
+     * in the order they went out, which is the order their completions come
+     * back in (client/ring.c): a round trip's own, refills sent ahead, and
+     * requests nobody waits for any more (given up on with -ETIMEDOUT, hand-
+     * backs, dropped refills: what their answers carry is given back). */
+    uint32_t out_head, nout;
+    struct { uint32_t tag; uint8_t op; uint8_t kind; } out[GS_SVC_OUTSTANDING];
+    /* Refills sent ahead, by ticket (their tag): sent, then answered (the
+     * answer parked here until its thread takes it). */
+    struct { uint32_t tag; uint8_t state; int32_t result; uint32_t sids[GS_RING_MAX_BATCH]; } ahead[GS_SVC_AHEAD];
     uint64_t epoch;
     uint64_t heap_id;     /* goshm_heap_id of the heap attached to */
     uint32_t resume_slot; /* for gs_svc_attach: slot + 1 to resume, 0 for a new one */
@@ -86,9 +116,13 @@ bool gs_svc_daemon_gone(svc_seam_t *s);
 int gs_svc_reconnect(svc_seam_t *s);
 
 /* "ring.c": the seam's operations over the slot's ring; the round trips'
- * deadline in milliseconds ($GOSHM_TIMEOUT_MS; 0: none). */
+ * deadline in milliseconds ($GOSHM_TIMEOUT_MS; 0: none); a ring started
+ * afresh (s->mu held): by a daemon that adopted the heap (same_slot: the
+ * spans answered but not yet taken are still ours) or in a fork child (a
+ * new slot: nothing outstanding or answered is ours). */
 extern const gs_seam_ops_t gs_svc_ops;
 uint32_t gs_svc_timeout_ms(void);
+void gs_svc_ring_restart(svc_seam_t *s, bool same_slot);
 
 /* "fork.c": this process's pid (cheap), the registry of attached heaps,
  * and the fork child's reattach (s->mu held). */

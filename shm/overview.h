@@ -64,7 +64,9 @@
  *               (daemon/quota.c).
  *               The data-plane thread (daemon/dataplane.c) polls every
  *               attached client's ring while there is work and sleeps on
- *               their doorbells (io_uring, or epoll) when idle. One lock,
+ *               their doorbells (io_uring, or epoll) when idle, waking by
+ *               itself every 1 ms for a second after its last work, every
+ *               100 ms after that. One lock,
  *               the heap lock, serialises every call into the heap side.
  *   a client    any process linking libgoshm, any number of threads. Each
  *               thread allocates from its own mcache without a lock or a
@@ -95,7 +97,11 @@
  *      that found free slots keep going.
  *   4. Otherwise refill through the seam (client/seam.h): hand the span back
  *      and ask its mcentral for another; the mcentral sweeps a partial span
- *      or carves a new one from the mheap, which grows by arenas.
+ *      or carves a new one from the mheap, which grows by arenas. A refill
+ *      brings a batch of spans; when a thread starts on the last of them
+ *      (in a class that needed a refill before), the next refill is sent
+ *      ahead without waiting or ringing the doorbell, and its answer is
+ *      normally there when the span is used up (client/mcache.c).
  *   Large objects (> 32 KiB) go to the mheap through the seam.
  *
  * Freeing, from any thread of any process (client/free.c)
