@@ -71,6 +71,8 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS=${RESULTS:-$HERE/results/service-$STAMP.tsv}
 mkdir -p "$OUT" "$(dirname "$RESULTS")"
 note() { echo "$*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=service-lib.sh
+. "$HERE/service-lib.sh"
 
 # ---- install goshm, build the benchmarks against the install ------------------
 
@@ -78,13 +80,7 @@ WORK=${KEEP_BUILD:-$OUT/work}
 PREFIX=$WORK/prefix
 if [ ! -x "$WORK/bench/bench-alloc" ]; then
     note "building goshm from $SRC, installing into $PREFIX"
-    # shellcheck disable=SC2015  # any failing step reports the failure
-    cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGOSHM_BUILD_TESTS=OFF \
-          -DGOSHM_BUILD_BENCH=OFF >"$OUT/build.log" 2>&1 &&
-    cmake --build "$WORK/build" -j2 >>"$OUT/build.log" 2>&1 &&
-    cmake --install "$WORK/build" --prefix "$PREFIX" >>"$OUT/build.log" 2>&1 &&
-    cmake -S "$HERE/service" -B "$WORK/bench" -DCMAKE_PREFIX_PATH="$PREFIX" >>"$OUT/build.log" 2>&1 &&
-    cmake --build "$WORK/bench" -j2 >>"$OUT/build.log" 2>&1 ||
+    svc_build "$SRC" "$WORK" "$OUT/build.log" ||
         { note "run-service.sh: build failed; see $OUT/build.log"; exit 2; }
 fi
 B=$WORK/bench
@@ -179,7 +175,7 @@ done
 
 FAIL=0
 printf 'label\tgoshm_rev\trep\tworkload\tconfig\tmetric\tvalue\n' >"$RESULTS"
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | head -1; }
+field() { svc_field "$@"; }
 emit() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${LABEL:--}" "$GOSHM_REV" "$REP" "$1" "$2" "$3" "$4" >>"$RESULTS"; }
 
 # run_alloc W A: bench-alloc workload W with allocator A.
@@ -208,9 +204,9 @@ run_alloc() {
 # pingpong WORKLOAD CONFIG: the cache-line round trip just before a
 # cross-process run.
 pingpong() {
-    local line
-    line=$("$ALLOC" --alloc=libc --workload=PP --scale 0.2 2>/dev/null | grep '^run ')
-    [ -n "$line" ] && emit "$1" "$2" pp_ns "$(field pp_ns "$line")"
+    local pp
+    pp=$(svc_pp "$B")
+    [ -n "$pp" ] && emit "$1" "$2" pp_ns "$pp"
 }
 
 # run_ipc WORKLOAD CONFIG CMD...: one cross-process run: W3 (bench-ipc,
@@ -218,7 +214,7 @@ pingpong() {
 # bench-w3-iceoryx). Every subscriber must have checked every message:
 # checked = subscribers x (messages + warm-up).
 run_ipc() {
-    local w=$1 cfg=$2 out rc line ns ok checked msgs warm subs mps
+    local w=$1 cfg=$2 out rc line ns mps
     shift 2
     pingpong "$w" "$cfg"
     out=$(timeout "$RUN_TIMEOUT" "$@" 2>>"$OUT/$w.$cfg.err")
@@ -226,22 +222,19 @@ run_ipc() {
     printf '%s\n' "$out" >>"$OUT/$w.$cfg.log"
     line=$(grep '^run ' <<<"$out" | tail -1)
     ns=$(field ns_per_msg "$line"); [ -n "$ns" ] || ns=$(field ns "$line")
-    ok=$(field ok "$line"); [ -n "$ok" ] || { [ "$(field check "$line")" = ok ] && ok=1; }
-    checked=$(field checked "$line"); msgs=$(field messages "$line"); warm=$(field warmup "$line")
-    subs=$(field subscribers "$line"); subs=${subs:-1}
-    if [ $rc != 0 ] || [ "$ok" != 1 ] || [ "$(field errors "$line")" != 0 ] || [ -z "$msgs" ] ||
-       [ "$checked" != "$((subs * (msgs + warm)))" ]; then
+    if [ $rc != 0 ] || ! svc_ipc_ok "$line"; then
         note "$w $cfg: CHECK FAILED (exit $rc): ${line:-no output}; see $OUT/$w.$cfg.err"; FAIL=1; return
     fi
     emit "$w" "$cfg" ns "$ns"
     mps=$(field msgs_per_s "$line"); [ -n "$mps" ] && emit "$w" "$cfg" msgs_per_s "$mps"
-    [ "$w" = W3 ] || emit "$w" "$cfg" messages "$msgs"
+    [ "$w" = W3 ] || emit "$w" "$cfg" messages "$(field messages "$line")"
 }
 
 # run_r CONFIG GAP_US SAMPLES: refill round trips, small (REFILL) and large.
 run_r() {
     local cfg=$1 gap=$2 n=$3 out rc line kind
-    out=$(timeout "$RUN_TIMEOUT" "$B/bench-ipc" --workload=R --socket "$SOCK" --samples "$n" --gap-us "$gap" 2>>"$OUT/R.err")
+    svc_r_argv "$B" "$SOCK" "$n" "$gap"
+    out=$(timeout "$RUN_TIMEOUT" "${SVC_ARGV[@]}" 2>>"$OUT/R.err")
     rc=$?
     printf '%s\n' "$out" >>"$OUT/R.$cfg.log"
     if [ $rc != 0 ] || [ "$(grep -c '^run ' <<<"$out")" != 2 ]; then
@@ -255,7 +248,7 @@ run_r() {
 }
 
 reverse() { local x out=""; for x in "$@"; do out="$x $out"; done; echo "$out"; }
-R_BUSY=$(awk -v s="$SCALE" 'BEGIN { n = int(20000 * s); print (n < 200 ? 200 : n) }')
+R_BUSY=$(svc_r_busy_samples "$SCALE")
 W3_CFGS="goshm-K1 goshm-K$BATCH"
 for p in $W3_PEERS; do
     case $p in
@@ -289,11 +282,7 @@ for REP in $(seq "$RUNS"); do
             W1|W2|W4a|W4b) for a in $order; do run_alloc "$w" "$a"; done ;;
             W3)
                 for c in $w3order; do
-                    case $c in
-                        goshm-K*) run_ipc W3 "$c" "$B/bench-ipc" --workload=W3 --socket "$SOCK" --scale "$SCALE" --batch "${c#goshm-K}" ;;
-                        boost-K*) run_ipc W3 "$c" "$B/bench-ipc-boost" --scale "$SCALE" --batch "${c#boost-K}" ;;
-                        iceoryx) run_ipc W3 "$c" "$B/bench-w3-iceoryx" --scale "$SCALE" ;;
-                    esac
+                    svc_w3_argv "$c" "$B" "$SOCK" "$SCALE" && run_ipc W3 "$c" "${SVC_ARGV[@]}"
                 done ;;
             W5|W6)
                 sc=$SCALE sp=$W5_SPIN_US
