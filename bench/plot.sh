@@ -39,19 +39,7 @@ fi
 TITLE=$(awk -F'\t' 'NR == 2 { print "goshm " $2 (($1 != "-") ? " (" $1 ")" : "") }' "$AFTER")
 
 # stats WORKLOAD METRIC: "config median min max" lines, configs in order of appearance.
-stats() {
-    awk -F'\t' -v w="$1" -v m="$2" '
-        $1 == w && $3 == m { if (!($2 in n)) order[++nc] = $2; v[$2, ++n[$2]] = $4 }
-        END {
-            for (i = 1; i <= nc; i++) {
-                c = order[i]; k = n[c]
-                for (a = 1; a <= k; a++) s[a] = v[c, a]
-                for (a = 2; a <= k; a++) { t = s[a]; for (b = a - 1; b >= 1 && s[b] > t; b--) s[b + 1] = s[b]; s[b + 1] = t }
-                med = (k % 2) ? s[(k + 1) / 2] : (s[k / 2] + s[k / 2 + 1]) / 2
-                printf "\"%s\"\t%g\t%g\t%g\n", c, med, s[1], s[k]
-            }
-        }' "$T/all.tsv"
-}
+stats() { awk -f "$HERE/stats.awk" -v w="$1" -v m="$2" "$T/all.tsv"; }
 
 # 1. time relative to the malloc peers of the SAME run (the geometric mean of
 # glibc's, jemalloc's, mimalloc's, tcmalloc's and tbbmalloc's medians), so a
