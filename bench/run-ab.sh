@@ -196,7 +196,7 @@ while IFS="$(printf '\t')" read -r w m; do
     awk -f "$HERE/stats.awk" -v w="$w" -v m="$m" "$WORK/all.tsv" |
         awk -F'\t' -v flag="$PP_FLAG_NS" -v ppf="$WORK/pp.txt" '
             BEGIN { while ((getline l < ppf) > 0) { split(l, f, "\t"); gsub(/"/, "", f[1]); ppmed[f[1]] = f[2]; ppmax[f[1]] = f[4] } }
-            function fmtv(v) { return sprintf(v >= 100 ? "%.0f" : "%.2f", v) }
+            function fmtv(v) { return sprintf(hi[x] >= 100 ? "%.0f" : "%.2f", v) } # one format a row
             { gsub(/"/, "", $1); c[++n] = $1; med[$1] = $2; lo[$1] = $3; hi[$1] = $4 }
             END {
                 for (i = 1; i <= n; i++) {
