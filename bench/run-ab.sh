@@ -39,6 +39,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 A=${1:?usage: run-ab.sh OLD_TREE NEW_TREE}
 B=${2:?usage: run-ab.sh OLD_TREE NEW_TREE}
 W=${W:-W1} SCALE=${SCALE:-0.5} RUNS=${RUNS:-9}
+case $W in W1|W2|W4a|W4b|W3|R) ;; *) echo "run-ab.sh: W=$W: W1, W2, W4a, W4b, W3 or R" >&2; exit 2 ;; esac
 PEERS=${PEERS:-"tcmalloc jemalloc mimalloc glibc"}
 W3_PEERS=${W3_PEERS-boost}
 BATCH=${BATCH:-32} R_IDLE1=${R_IDLE1:-2000} PP_FLAG_NS=${PP_FLAG_NS:-100}
@@ -163,7 +164,6 @@ case $W in
         esac
         CFGS="$K1 $KB" ;;
     R) CFGS="A B" R_BUSY=$(svc_r_busy_samples "$SCALE") ;;
-    *) echo "run-ab.sh: W=$W: W1, W2, W4a, W4b, W3 or R" >&2; exit 2 ;;
 esac
 for REP in $(seq "$RUNS"); do
     list=$CFGS
