@@ -58,8 +58,13 @@ void gs_notice_push(struct goshm *h, uint32_t sid)
 {
     gs_notice_t *n = gs_notice_in(h->data, h->notice_off, sid);
     uint32_t zero = 0;
-    /* Once per sweep: the heap side clears xqueued before it sweeps. */
-    if (!gs_cas_seqcst(&n->xqueued, &zero, 1u)) return;
+    /* Once per sweep: the heap side clears xqueued (seq_cst) before it
+     * sweeps. Most frees into a span nobody caches find it queued already,
+     * so look before the locked CAS: a free that reads 1 here (seq_cst,
+     * after its seq_cst OR) has the clear after it in the single total
+     * order, so the sweep that follows the clear sees its bit. W2's free
+     * phase is such frees, one after another. */
+    if (gs_load_seqcst(&n->xqueued) || !gs_cas_seqcst(&n->xqueued, &zero, 1u)) return;
     uint32_t head = gs_load_relaxed(&h->hdr->xnotice_head);
     do {
         gs_store_relaxed(&n->xnext, head);
