@@ -153,10 +153,11 @@ static void submit(svc_seam_t *s, gs_sqe_t *e, uint8_t kind)
  * doorbell's system call and wake-up off the allocating thread's path. */
 static void publish(svc_seam_t *s, bool wake)
 {
-    gs_store_release(&s->ring->xsq_tail, s->sq_tail);
-    if (!wake) return;
-    gs_fence_seqcst();
-    ring_doorbell(s);
+    /* seq_cst, not only release: with ring_doorbell's seq_cst load of the
+     * flag it is the client's half of the Dekker pairing (shm/ring.h), for
+     * this doorbell and for a take's later one. */
+    gs_store_seqcst(&s->ring->xsq_tail, s->sq_tail);
+    if (wake) ring_doorbell(s);
 }
 
 /* The FIFO entry of `tag`, or NULL. */
@@ -417,7 +418,6 @@ static int s_refill_take(void *p, uint32_t ticket, uint32_t want, uint32_t *sids
     gs_cqe_t unused;
     /* Not answered yet: now somebody waits, so wake the daemon if it sleeps. */
     if (i < GS_SVC_AHEAD && s->ahead[i].state == AHEAD_SENT && gs_load_acquire(&s->ring->xcq_tail) == s->cq_head) {
-        gs_fence_seqcst();
         ring_doorbell(s);
     }
     while (i < GS_SVC_AHEAD && s->ahead[i].state == AHEAD_SENT) {

@@ -7,8 +7,9 @@
  * line. Indices are free-running uint32_t; an entry's place is index % 64.
  *
  * Ownership, ordering and crash story of each field:
- *   xsq_tail  written by the client (release, after the entry); read by the
- *             daemon (acquire). The daemon never trusts it: tail - head > 64
+ *   xsq_tail  written by the client (seq_cst: a release after the entry,
+ *             and the store half of the doorbell's Dekker pairing below);
+ *             read by the daemon (acquire). The daemon never trusts it: tail - head > 64
  *             is a protocol violation, answered by resynchronising.
  *   xsq_head  written by the daemon (release, after it copied the entries
  *             out); read by the client to know free space. The daemon keeps
@@ -20,8 +21,11 @@
  *             is treated as "client consumed everything".
  *   xflags    GS_RING_NEED_WAKEUP, written by the daemon (seq_cst) before it
  *             sleeps; the client reads it (seq_cst) after publishing its tail
- *             and rings the doorbell (an eventfd) only when it is set. Dekker
- *             pairing: the daemon re-checks every tail after setting it.
+ *             (or later, when it starts waiting for a request it sent
+ *             without ringing) and rings the doorbell (an eventfd) only when
+ *             it is set. Dekker pairing: the daemon re-checks every tail
+ *             after setting it. A request sent without ringing is served at
+ *             the daemon's next pass or self wake-up (daemon/dataplane.c).
  *   xcq_seq   futex word: the daemon increments it (seq_cst) after
  *             publishing completions, then wakes the client if xwaiting.
  *   xwaiting  set by a client (seq_cst) before it sleeps on xcq_seq.
