@@ -20,7 +20,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <dirent.h>
 #include <string.h>
 
 #include "../service/harness.h"
@@ -49,32 +48,6 @@ static void expect_timeout(goshm_t *h, size_t size, const char *what)
     if (p) goshm_free(h, p);
 }
 
-/* kill(SIGSTOP) returns before every thread has stopped: wait until each
- * of the daemon's threads is in state T (stopped). */
-static bool all_stopped(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *dir = opendir(path);
-    if (!dir) return false;
-    bool all = true;
-    struct dirent *de;
-    while (all && (de = readdir(dir)) != NULL) {
-        if (de->d_name[0] == '.') continue;
-        char sp[128], buf[512];
-        snprintf(sp, sizeof sp, "%s/%.32s/stat", path, de->d_name);
-        FILE *f = fopen(sp, "r");
-        if (!f) continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        const char *rp = strrchr(buf, ')');
-        all = rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
-    }
-    closedir(dir);
-    return all;
-}
-
 int main(int argc, char **argv)
 {
     char tmo[16];
@@ -94,9 +67,7 @@ int main(int argc, char **argv)
     uint64_t base_in_use = st.in_use_bytes;
     CHECK(st.large_objects == 0);
 
-    REQUIRE(kill(d.pid, SIGSTOP) == 0);
-    for (int i = 0; i < 500 && !all_stopped(d.pid); i++) gsh_sleep_ms(2);
-    CHECK(all_stopped(d.pid));
+    REQUIRE(gsh_stop_all_threads(&d) == 0);
     expect_timeout(h, 1u << 20, "large malloc (1 MiB)");
     expect_timeout(h, 3000, "refill (3000 B)");
     expect_timeout(h, 2u << 20, "second large malloc (2 MiB)");

@@ -15,13 +15,11 @@
  * At the end the heap holds nothing.
  */
 #define _GNU_SOURCE
-#include <dirent.h>    /* opendir */
 #include <errno.h>     /* errno */
 #include <inttypes.h>  /* PRIu64 */
 #include <pthread.h>   /* pthread_* */
 #include <signal.h>    /* kill */
 #include <stdint.h>    /* uint64_t */
-#include <stdio.h>     /* snprintf, fopen */
 #include <stdlib.h>    /* setenv, _exit */
 #include <string.h>    /* memset */
 #include <sys/wait.h>  /* waitpid */
@@ -117,41 +115,13 @@ static void case_fork(void)
     CHECK_MSG(drain(p, n, 50) == 0, "parent: objects from before the fork overwritten");
 }
 
-/* Has every thread of pid stopped? kill(SIGSTOP) returns before a thread
- * running on another CPU has: the data-plane thread may still answer a
- * refill or two meanwhile. */
-static bool all_stopped(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *dir = opendir(path);
-    if (!dir) return false;
-    bool all = true;
-    for (struct dirent *e; all && (e = readdir(dir)) != NULL;) {
-        if (e->d_name[0] == '.') continue;
-        char sp[384], buf[512];
-        snprintf(sp, sizeof sp, "%s/%s/stat", path, e->d_name);
-        FILE *f = fopen(sp, "r");
-        if (!f) continue; /* gone */
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        const char *rp = strrchr(buf, ')'); /* state follows "(comm) " */
-        all = rp && (rp[2] == 'T' || rp[2] == 't');
-    }
-    closedir(dir);
-    return all;
-}
-
 static void *stopped_worker(void *arg)
 {
     int *out = arg;
     unsigned char *p[NOBJ];
     int n = fill(p, 17, 80); /* the 16th sent the next refill ahead */
     REQUIRE(n == 17);
-    REQUIRE(kill(d.pid, SIGSTOP) == 0);
-    for (int i = 0; i < 2000 && !all_stopped(d.pid); i++) usleep(1000);
-    REQUIRE(all_stopped(d.pid));
+    REQUIRE(gsh_stop_all_threads(&d) == 0); /* not only kill(): see harness.h */
     int got = 17, err = 0;
     /* Allocate until one needs the daemon: it fails, after the deadline. */
     while (got < NOBJ) {

@@ -135,6 +135,41 @@ bool gsh_alive(const gsh_daemon_t *d)
     return !reap(m, WNOHANG);
 }
 
+/* Is every thread of pid in state T (stopped)? */
+static bool all_stopped(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    if (!dir) return false;
+    bool all = true;
+    struct dirent *de;
+    while (all && (de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        char sp[128], buf[512];
+        snprintf(sp, sizeof sp, "%s/%.32s/stat", path, de->d_name);
+        FILE *f = fopen(sp, "r");
+        if (!f) continue; /* gone */
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *rp = strrchr(buf, ')'); /* the state follows "(comm) " */
+        all = rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+    }
+    closedir(dir);
+    return all;
+}
+
+int gsh_stop_all_threads(const gsh_daemon_t *d)
+{
+    if (d->pid <= 0 || kill(d->pid, SIGSTOP) != 0) return -1;
+    for (int i = 0; i < 1000; i++) {
+        if (all_stopped(d->pid)) return 0;
+        gsh_sleep_ms(2);
+    }
+    return -1;
+}
+
 int gsh_start(gsh_daemon_t *d, const char *bin, const char *test_args)
 {
     memset(d, 0, sizeof *d);

@@ -70,6 +70,11 @@ int gsh_stop(gsh_daemon_t *d);
 
 /* Is the daemon process still running (not exited, not a zombie)? */
 bool gsh_alive(const gsh_daemon_t *d);
+/* SIGSTOP the daemon and wait (up to 2 s) until every thread of it is in
+ * state T: kill() returns before a thread running on another CPU has
+ * stopped, and the data plane may answer a request or two meanwhile. 0, or
+ * -1 (not stopped in time). */
+int gsh_stop_all_threads(const gsh_daemon_t *d);
 
 /* One StatsRequest on a fresh connection. 0 or -errno. */
 int gsh_stats(const char *sock, gsh_stats_t *st);
