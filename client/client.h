@@ -21,6 +21,8 @@
 
 
 #define GS_BATCH GS_RING_MAX_BATCH
+#define GS_KEPT 4u
+#define GS_KEPT_IDLE 32u
 
 typedef struct gs_mcache {
     gs_cspan_t alloc[GS_NUM_SPAN_CLASSES];
@@ -37,6 +39,14 @@ typedef struct gs_mcache {
      * once holds no second span (client/mcache.c). */
     uint32_t ahead[GS_NUM_SPAN_CLASSES];
     uint8_t nrefills[GS_NUM_SPAN_CLASSES];
+    /* Used-up spans the class keeps a while instead of handing back at once
+     * (their objects were still live when they ran out), oldest first, and
+     * the refill count (epoch) when each class last kept one: a class idle
+     * for GS_KEPT_IDLE refills hands its kept spans back (client/mcache.c). */
+    uint32_t kept[GS_NUM_SPAN_CLASSES][GS_KEPT];
+    uint32_t kept_at[GS_NUM_SPAN_CLASSES];
+    uint8_t nkept[GS_NUM_SPAN_CLASSES];
+    uint32_t epoch;
     /* The last small object this thread allocated (not tiny), and the view
      * of the span it came from: freeing it at once only steps freeindex back
      * (gs_mcache_undo). GS_NO_LAST, never NULL, when there is none, so that

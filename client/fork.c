@@ -66,6 +66,7 @@ static void atfork_child(void)
             memset(c->nstash, 0, sizeof c->nstash);
             memset(c->nback, 0, sizeof c->nback);
             memset(c->ahead, 0, sizeof c->ahead); /* sent on the parent's ring */
+            memset(c->nkept, 0, sizeof c->nkept);
             c->tiny_next = NULL;
             gs_mcache_forget(c);
         }

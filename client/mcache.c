@@ -80,6 +80,69 @@ static bool sweep_local(struct goshm *h, gs_mcache_t *c, gs_cspan_t *s)
     return true;
 }
 
+/* A used-up span whose sweep found too few free slots: its objects are
+ * still live, often in flight to another thread or process that frees them
+ * soon (W3: a span of 2 to 8 objects runs out while they are in a ring).
+ * Handing it back at once costs such classes a refill round trip per span,
+ * and on a machine whose CPUs are busy the daemon runs only when a client
+ * yields (bench/README.md, W3). So a class keeps its last GS_KEPT used-up
+ * spans and sweeps the oldest again when it runs out next; the one that
+ * falls off the end goes back as before. Kept spans stay this process's
+ * slot's (a crash returns them, as the stash's) and are swept from their
+ * side records exactly as sweep_local sweeps. They go back when their
+ * class has kept none for GS_KEPT_IDLE refills of the thread (release_idle)
+ * and whenever a refill finds the heap full (stash_fill), so that a class
+ * the program stopped using does not hold memory the others need. Not for
+ * tiny spans, whose halves are retired by the tiny allocator. */
+static void back_push(struct goshm *h, gs_mcache_t *c, uint32_t sc, uint32_t sid);
+
+static void keep_used_up(struct goshm *h, gs_mcache_t *c, uint32_t sc, uint32_t sid)
+{
+    if (gs_spanclass_tiny(sc)) {
+        back_push(h, c, sc, sid);
+        return;
+    }
+    if (c->nkept[sc] == GS_KEPT) {
+        back_push(h, c, sc, c->kept[sc][0]);
+        memmove(&c->kept[sc][0], &c->kept[sc][1], (GS_KEPT - 1u) * sizeof c->kept[sc][0]);
+        c->nkept[sc]--;
+    }
+    c->kept[sc][c->nkept[sc]++] = sid;
+    c->kept_at[sc] = c->epoch;
+}
+
+/* Sweep the oldest kept span of class sc again; when it has gained enough
+ * free slots since (sweep_local's 1/8), make it the class's span. */
+static bool reuse_kept(struct goshm *h, gs_mcache_t *c, uint32_t sc)
+{
+    if (c->nkept[sc] == 0) return false;
+    uint32_t sid = c->kept[sc][0];
+    const gs_mspan_t *m = &h->spans[sid];
+    gs_side_t *side = (gs_side_t *)(h->data + m->side_off);
+    uint32_t merged = 0;
+    /* freeindex 0: nothing was handed out since its last sweep. */
+    uint32_t live = gs_span_sweep(side, m->nelems, m->awords, false, 0, &merged);
+    if (merged) gs_fetch_add_relaxed(&h->slotp->stats[gs_spanclass_sizeclass(sc)].xfrees, merged);
+    uint32_t want = m->nelems / 8u ? m->nelems / 8u : 1u;
+    if (m->nelems - live < want) return false; /* the newer ones even less */
+    memmove(&c->kept[sc][0], &c->kept[sc][1], (GS_KEPT - 1u) * sizeof c->kept[sc][0]);
+    c->nkept[sc]--;
+    load_span(h, &c->alloc[sc], sid);
+    c->alloc[sc].needzero = 1; /* slots that were freed are dirty */
+    return true;
+}
+
+/* Hand back the kept spans of every class (all: true) or of the classes
+ * idle for GS_KEPT_IDLE refills, with round trips that only hand back. */
+static void release_kept(struct goshm *h, gs_mcache_t *c, bool all)
+{
+    for (uint32_t sc = 0; sc < GS_NUM_SPAN_CLASSES; sc++) {
+        if (c->nkept[sc] == 0 || (!all && c->epoch - c->kept_at[sc] < GS_KEPT_IDLE)) continue;
+        h->ops->refill(h->seam, sc, c->kept[sc], c->nkept[sc], 0, NULL);
+        c->nkept[sc] = 0; /* handed back, whatever the answer */
+    }
+}
+
 /* Spans to ask for at once: enough for about 64 objects (up to GS_BATCH
  * spans), so that classes with few objects per span (2 for 4 KiB, 1 for
  * 32 KiB) still amortise the round trip to the daemon. Measured on W3
@@ -152,8 +215,14 @@ static int stash_fill(struct goshm *h, gs_mcache_t *c, uint32_t sc)
     if (n == 0) {
         n = h->ops->refill(h->seam, sc, c->back[sc], c->nback[sc], want, sids);
         c->nback[sc] = 0; /* handed back, whatever the answer */
+        if (n == -ENOMEM && want) {
+            /* The heap is full: what other classes keep may be free. */
+            release_kept(h, c, true);
+            n = h->ops->refill(h->seam, sc, c->back[sc], 0, want, sids);
+        }
         if (n < 0) return n;
     }
+    if (want && ++c->epoch % GS_KEPT_IDLE == 0) release_kept(h, c, false);
     if (want && c->nrefills[sc] < UINT8_MAX) c->nrefills[sc]++;
     for (int i = n - 1; i >= 0; i--) {
         bool dup = false; /* a span this mcache holds already must not be used twice */
@@ -182,8 +251,16 @@ void *gs_mcache_next_free(struct goshm *h, gs_mcache_t *c, uint32_t spanclass)
             idx = gs_cspan_next_free_index(s);
             if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
         }
-        back_push(h, c, spanclass, s->sid);
+        uint32_t used = s->sid;
         *s = (gs_cspan_t){0};
+        bool again = reuse_kept(h, c, spanclass);
+        keep_used_up(h, c, spanclass, used);
+        if (again) {
+            idx = gs_cspan_next_free_index(s);
+            if (idx < s->nelems) return s->base + (size_t)idx * s->elemsize;
+            back_push(h, c, spanclass, s->sid);
+            *s = (gs_cspan_t){0};
+        }
     }
     /* A span the daemon handed us is checked against its read-only record;
      * its bitmaps live in memory any client can write, so a span that shows
@@ -223,14 +300,16 @@ void gs_mcache_flush(struct goshm *h, gs_mcache_t *c)
             *s = (gs_cspan_t){0};
         }
         /* back[] holds GS_BATCH: flush in two batches if need be. */
-        uint32_t k = c->nstash[sc];
-        while (n || k) {
+        uint32_t k = c->nstash[sc], q = c->nkept[sc];
+        while (n || k || q) {
             while (n < GS_BATCH && k) back[n++] = c->stash[sc][--k];
+            while (n < GS_BATCH && q) back[n++] = c->kept[sc][--q];
             h->ops->refill(h->seam, sc, back, n, 0, NULL);
             n = 0;
         }
         c->nback[sc] = 0;
         c->nstash[sc] = 0;
+        c->nkept[sc] = 0;
         if (c->ahead[sc]) h->ops->refill_drop(h->seam, c->ahead[sc]); /* its spans go back when it comes */
         c->ahead[sc] = 0;
     }

@@ -35,8 +35,10 @@ int main(void)
     const uint32_t size = 256, cls = gs_size_to_class(size), sc = gs_spanclass(cls, 0);
     const uint32_t per_span = gs_class_nelems[cls];
 
-    /* Fill exactly three spans: the mcache hands back each full span. */
-    nobj = per_span * 3;
+    /* Fill exactly GS_KEPT + 3 spans: the mcache keeps its last GS_KEPT
+     * used-up spans (client/mcache.c) and hands back the ones before: the
+     * first two go back full. */
+    nobj = per_span * (GS_KEPT + 3u);
     objs = calloc(nobj, sizeof *objs);
     for (uint32_t i = 0; i < nobj; i++) {
         objs[i] = goshm_malloc(H, size);
@@ -72,12 +74,13 @@ int main(void)
         CHECK(p[0] == (i & 0xff) && p[size - 1] == (i & 0xff));
     }
 
-    /* The freed slots are reused: once the mcache's current and stashed
-     * spans are used up, the next refill takes the two partial spans before
-     * any new one. Every freed slot (per_span / 2 in each) comes back. */
+    /* The freed slots are reused: once the mcache's current, kept and
+     * stashed spans are used up, the next refill takes the two partial
+     * spans before any new one. Every freed slot (per_span / 2 in each)
+     * comes back. */
     uint64_t grown_before = hp->heap_pages;
     uint32_t reused = 0;
-    for (uint32_t i = 0; i < per_span * 4; i++) {
+    for (uint32_t i = 0; i < per_span * (4u + GS_KEPT); i++) {
         void *p = goshm_malloc(H, size);
         uint32_t s = sid_of(H, p);
         reused += (s == s0 || s == s1);
