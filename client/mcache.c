@@ -63,21 +63,30 @@ static void load_span(struct goshm *h, gs_cspan_t *s, uint32_t sid)
     gs_cspan_init(s, m, (gs_side_t *)(h->data + m->side_off), h->data + m->base_off, sid);
 }
 
-/* Sweep the exhausted span this mcache caches. Keeps it when the sweep freed
- * at least 1/8 of its slots: fewer would make every few allocations pay for a
- * sweep, so such a span goes back to its mcentral instead. */
-static bool sweep_local(struct goshm *h, gs_mcache_t *c, gs_cspan_t *s)
+/* Sweep span sid of class sc, of which slots below freeindex were handed
+ * out since its last sweep, and load it into view s when the sweep found
+ * at least 1/8 of its slots free: fewer would make every few allocations
+ * pay for a sweep, so such a span is not used again yet. */
+static bool sweep_reload(struct goshm *h, gs_cspan_t *s, uint32_t sc, uint32_t sid, uint32_t freeindex)
 {
-    const gs_mspan_t *m = &h->spans[s->sid];
+    const gs_mspan_t *m = &h->spans[sid];
     uint32_t merged = 0;
-    account_pass(h, c, s);
-    uint32_t live = gs_span_sweep(s->side, s->nelems, m->awords, gs_spanclass_tiny(s->spanclass), s->freeindex, &merged);
-    if (merged) gs_fetch_add_relaxed(&h->slotp->stats[gs_spanclass_sizeclass(s->spanclass)].xfrees, merged);
-    uint32_t want = s->nelems / 8u ? s->nelems / 8u : 1u;
-    if (s->nelems - live < want) return false;
-    load_span(h, s, s->sid);
+    uint32_t live = gs_span_sweep((gs_side_t *)(h->data + m->side_off), m->nelems, m->awords,
+                                  gs_spanclass_tiny(sc), freeindex, &merged);
+    if (merged) gs_fetch_add_relaxed(&h->slotp->stats[gs_spanclass_sizeclass(sc)].xfrees, merged);
+    uint32_t want = m->nelems / 8u ? m->nelems / 8u : 1u;
+    if (m->nelems - live < want) return false;
+    load_span(h, s, sid);
     s->needzero = 1; /* slots that were freed are dirty */
     return true;
+}
+
+/* Sweep the exhausted span this mcache caches; keep it when sweep_reload
+ * does, else it goes back to its mcentral (or is kept a while, below). */
+static bool sweep_local(struct goshm *h, gs_mcache_t *c, gs_cspan_t *s)
+{
+    account_pass(h, c, s);
+    return sweep_reload(h, s, s->spanclass, s->sid, s->freeindex);
 }
 
 /* A used-up span whose sweep found too few free slots: its objects are
@@ -90,7 +99,7 @@ static bool sweep_local(struct goshm *h, gs_mcache_t *c, gs_cspan_t *s)
  * falls off the end goes back as before. Kept spans stay this process's
  * slot's (a crash returns them, as the stash's) and are swept from their
  * side records exactly as sweep_local sweeps. They go back when their
- * class has kept none for GS_KEPT_IDLE refills of the thread (release_idle)
+ * class has kept none for GS_KEPT_IDLE refills of the thread (release_kept)
  * and whenever a refill finds the heap full (stash_fill), so that a class
  * the program stopped using does not hold memory the others need. Not for
  * tiny spans, whose halves are retired by the tiny allocator. */
@@ -111,24 +120,15 @@ static void keep_used_up(struct goshm *h, gs_mcache_t *c, uint32_t sc, uint32_t 
     c->kept_at[sc] = c->epoch;
 }
 
-/* Sweep the oldest kept span of class sc again; when it has gained enough
- * free slots since (sweep_local's 1/8), make it the class's span. */
+/* Sweep the oldest kept span of class sc again (nothing was handed out
+ * since its last sweep: freeindex 0); when sweep_reload takes it, it is
+ * the class's span again. */
 static bool reuse_kept(struct goshm *h, gs_mcache_t *c, uint32_t sc)
 {
     if (c->nkept[sc] == 0) return false;
-    uint32_t sid = c->kept[sc][0];
-    const gs_mspan_t *m = &h->spans[sid];
-    gs_side_t *side = (gs_side_t *)(h->data + m->side_off);
-    uint32_t merged = 0;
-    /* freeindex 0: nothing was handed out since its last sweep. */
-    uint32_t live = gs_span_sweep(side, m->nelems, m->awords, false, 0, &merged);
-    if (merged) gs_fetch_add_relaxed(&h->slotp->stats[gs_spanclass_sizeclass(sc)].xfrees, merged);
-    uint32_t want = m->nelems / 8u ? m->nelems / 8u : 1u;
-    if (m->nelems - live < want) return false; /* the newer ones even less */
+    if (!sweep_reload(h, &c->alloc[sc], sc, c->kept[sc][0], 0)) return false; /* the newer ones even less */
     memmove(&c->kept[sc][0], &c->kept[sc][1], (GS_KEPT - 1u) * sizeof c->kept[sc][0]);
     c->nkept[sc]--;
-    load_span(h, &c->alloc[sc], sid);
-    c->alloc[sc].needzero = 1; /* slots that were freed are dirty */
     return true;
 }
 
@@ -310,7 +310,7 @@ void gs_mcache_flush(struct goshm *h, gs_mcache_t *c)
         c->nback[sc] = 0;
         c->nstash[sc] = 0;
         c->nkept[sc] = 0;
-        if (c->ahead[sc]) h->ops->refill_drop(h->seam, c->ahead[sc]); /* its spans go back when it comes */
+        if (c->ahead[sc]) h->ops->refill_drop(h->seam, c->ahead[sc]); /* waits for it, hands its spans back */
         c->ahead[sc] = 0;
     }
 }

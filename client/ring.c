@@ -161,7 +161,7 @@ static void publish(svc_seam_t *s, bool wake)
 }
 
 /* The FIFO entry of `tag`, or NULL. */
-static __typeof__(((svc_seam_t *)0)->out[0]) *out_find(svc_seam_t *s, uint32_t tag)
+static gs_svc_out_t *out_find(svc_seam_t *s, uint32_t tag)
 {
     for (uint32_t k = 0; k < s->nout; k++) {
         uint32_t i = (s->out_head + k) % GS_SVC_OUTSTANDING;
@@ -239,7 +239,7 @@ static int take_next(svc_seam_t *s, uint64_t deadline, gs_cqe_t *waited)
         gs_report_peer("ring: a completion nobody asked for");
         return OUT_STALE;
     }
-    __typeof__(s->out[0]) f = s->out[s->out_head];
+    gs_svc_out_t f = s->out[s->out_head];
     s->out_head = (s->out_head + 1u) % GS_SVC_OUTSTANDING;
     s->nout--;
     bool ok = c.tag == f.tag;
@@ -321,7 +321,7 @@ static int roundtrip(svc_seam_t *s, gs_sqe_t *e, gs_cqe_t *out)
             while ((rc = take_next(s, deadline, out)) >= 0 && rc != OUT_WAITED) continue;
             if (rc == OUT_WAITED) rc = 0;
             else if (rc == -ETIMEDOUT) {
-                __typeof__(s->out[0]) *f = out_find(s, tag);
+                gs_svc_out_t *f = out_find(s, tag);
                 if (f) f->kind = OUT_STALE; /* its late answer is given back */
             }
         }
@@ -427,7 +427,7 @@ static int s_refill_take(void *p, uint32_t ticket, uint32_t want, uint32_t *sids
             rc = gs_svc_reconnect(s); /* which took it as lost (gs_svc_ring_restart) */
             if (!rc) continue;
         }
-        __typeof__(s->out[0]) *f = out_find(s, ticket);
+        gs_svc_out_t *f = out_find(s, ticket);
         if (f) f->kind = OUT_STALE; /* its late answer is given back */
         s->ahead[i].state = AHEAD_FREE;
         pthread_mutex_unlock(&s->mu);

@@ -59,6 +59,9 @@ typedef struct gs_seam_ops {
 #define GS_SVC_OUTSTANDING 48u
 #define GS_SVC_AHEAD 32u
 
+/* One request on the ring whose completion is not read yet (client/ring.c). */
+typedef struct gs_svc_out { uint32_t tag; uint8_t op; uint8_t kind; } gs_svc_out_t;
+
 typedef struct svc_seam {
     struct goshm *h;
     int sock;             /* control connection, -1 after fork until reattach */
@@ -73,7 +76,7 @@ typedef struct svc_seam {
      * requests nobody waits for any more (given up on with -ETIMEDOUT, hand-
      * backs, dropped refills: what their answers carry is given back). */
     uint32_t out_head, nout;
-    struct { uint32_t tag; uint8_t op; uint8_t kind; } out[GS_SVC_OUTSTANDING];
+    gs_svc_out_t out[GS_SVC_OUTSTANDING];
     /* Refills sent ahead, by ticket (their tag): sent, then answered (the
      * answer parked here until its thread takes it). */
     struct { uint32_t tag; uint8_t state; int32_t result; uint32_t sids[GS_RING_MAX_BATCH]; } ahead[GS_SVC_AHEAD];
